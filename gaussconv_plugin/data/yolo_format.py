@@ -1,0 +1,169 @@
+"""Convert a dataset in the SIRST layout to an Ultralytics YOLO detection dataset (read-only on the source).
+
+Output layout (``out_dir``)::
+
+    images/train/<name>.png   labels/train/<name>.txt     # from the source split ``trainval``
+    images/val/<name>.png     labels/val/<name>.txt       # from the source split ``test``
+    data.yaml                 manifest.json               voc_problems.txt
+
+- **Splits.** SIRST v1 is normally used as trainval (train + val, 341 images) for training and test (86) for
+  evaluation; there is no separate held-out validation set in the standard protocol. So YOLO's ``train`` is
+  ``trainval`` and YOLO's ``val`` (what ``yolo val`` and the per-epoch validation report) is ``test``;
+  ``data.yaml`` also names it ``test``. Other pairs can be given with ``splits``.
+- **Images.** Every input mode (L, RGB, RGBA, palette; content is IR grayscale) is read with
+  :func:`~gaussconv_plugin.data.sirst.load_image` → ``(H, W)`` uint8 and written as an 8-bit grayscale PNG
+  (``channels=1``, default; Ultralytics' loader reads it as 3 equal channels) or as a 3-channel RGB PNG
+  (``channels=3``). Rewriting drops the iCCP profiles libpng warns about.
+- **Labels.** One line per target ``0 cx cy w h`` (class 0 ``Target``, normalised by the image width/height,
+  6 decimals) from the mask's 8-connected components (:func:`~gaussconv_plugin.data.sirst.target_boxes`,
+  pixel-edge xyxy). An image without a target gets an empty label file (a background image for YOLO).
+- **VOC check.** The images whose ``masks/<name>.xml`` boxes disagree with the mask components (SIRST's VOC
+  boxes are approximate) are counted in ``manifest.json`` and listed with their problems in
+  ``voc_problems.txt``; the labels always come from the masks.
+- **Idempotent.** ``manifest.json`` records the parameters and the source; a second call with the same
+  parameters returns at once. With other parameters the ``images/``, ``labels/`` folders (and Ultralytics'
+  ``*.cache`` files in them) are rebuilt.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from .sirst import cache_dir, load_image, read_split, sirst_root, target_boxes
+
+__all__ = ["prepare_yolo", "boxes_to_yolo_lines", "read_manifest", "DEFAULT_SPLITS"]
+
+DEFAULT_SPLITS = (("train", "trainval"), ("val", "test"))
+_FORMAT_VERSION = 1
+
+
+def boxes_to_yolo_lines(boxes: np.ndarray, width: int, height: int, cls: int = 0) -> list[str]:
+    """``(K, 4)`` pixel-edge xyxy boxes of a ``width × height`` image → YOLO lines ``"cls cx cy w h"`` (normalised).
+
+    Boxes are clipped to the image first; zero-area boxes are dropped."""
+    if width <= 0 or height <= 0:
+        raise ValueError(f"image size must be positive (got {width}x{height})")
+    b = np.asarray(boxes, np.float64).reshape(-1, 4).copy()
+    b[:, [0, 2]] = b[:, [0, 2]].clip(0, width)
+    b[:, [1, 3]] = b[:, [1, 3]].clip(0, height)
+    lines = []
+    for x1, y1, x2, y2 in b:
+        w, h = x2 - x1, y2 - y1
+        if w <= 0 or h <= 0:
+            continue
+        lines.append(
+            f"{cls} {(x1 + x2) / 2 / width:.6f} {(y1 + y2) / 2 / height:.6f} {w / width:.6f} {h / height:.6f}"
+        )
+    return lines
+
+
+def read_manifest(out_dir) -> dict:
+    """The ``manifest.json`` of a converted folder (``{}`` if absent or unreadable)."""
+    try:
+        return json.loads((Path(out_dir) / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _yaml_str(s: str) -> str:
+    return json.dumps(str(s))  # a JSON string is a valid YAML scalar (quotes any odd character)
+
+
+def prepare_yolo(
+    root=None,
+    out_dir=None,
+    splits=DEFAULT_SPLITS,
+    idx: str = "idx_427",
+    limit: int | None = None,
+    channels: int = 1,
+) -> Path:
+    """Convert ``root`` (SIRST layout) to a YOLO dataset in ``out_dir``; returns the path of ``data.yaml``.
+
+    Args:
+        root: SIRST root (default :func:`~gaussconv_plugin.data.sirst.sirst_root`).
+        out_dir: output folder (default ``cache_dir("sirst_yolo")``); never inside the source.
+        splits: ``((yolo_split, source_split), ...)``; default train ← trainval, val ← test.
+        idx: split folder of the source (``idx_427`` or ``idx_320``).
+        limit: keep only the first ``limit`` names of each source split (small subsets for tests); None = all.
+        channels: 1 (grayscale PNG, default) or 3 (RGB PNG).
+
+    Returns:
+        absolute path of ``data.yaml`` (absolute ``path``/``train``/``val``/``test`` entries, ``names: {0: Target}``).
+    """
+    root = sirst_root(root).resolve()
+    out = Path(out_dir).expanduser().resolve() if out_dir is not None else cache_dir("sirst_yolo").resolve()
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 (gray PNG) or 3 (RGB PNG), got {channels!r}")
+    if limit is not None and int(limit) < 1:
+        raise ValueError(f"limit must be a positive number of images per split (got {limit!r}); omit it for all")
+    if out == root or root in out.parents:
+        raise ValueError(f"out_dir {out} lies inside the read-only dataset {root}; choose a cache or temp folder")
+    splits = tuple((str(a), str(b)) for a, b in splits)
+    names = {ys: read_split(root, ss, idx)[: int(limit) if limit else None] for ys, ss in splits}
+    params = {
+        "version": _FORMAT_VERSION, "root": str(root), "idx": idx, "splits": [list(s) for s in splits],
+        "limit": limit, "channels": channels,
+    }
+    data_yaml = out / "data.yaml"
+    old = read_manifest(out)
+    if old.get("params") == params and data_yaml.is_file() and all(
+        (out / "images" / ys / f"{n}.png").is_file() and (out / "labels" / ys / f"{n}.txt").is_file()
+        for ys, ns in names.items() for n in ns
+    ):
+        return data_yaml
+
+    out.mkdir(parents=True, exist_ok=True)
+    for sub in ("images", "labels"):
+        shutil.rmtree(out / sub, ignore_errors=True)
+    problems: dict[str, list[str]] = {}
+    counts: dict[str, dict[str, int]] = {}
+    for ys, ns in names.items():
+        (out / "images" / ys).mkdir(parents=True, exist_ok=True)
+        (out / "labels" / ys).mkdir(parents=True, exist_ok=True)
+        n_obj = n_bg = 0
+        for n in ns:
+            img = load_image(root, n)  # (H, W) uint8
+            h, w = img.shape
+            boxes, probs = target_boxes(root, n)
+            if probs:
+                problems[n] = probs
+            lines = boxes_to_yolo_lines(boxes, w, h)
+            n_obj += len(lines)
+            n_bg += not lines
+            im = Image.fromarray(img, mode="L")
+            (im if channels == 1 else im.convert("RGB")).save(out / "images" / ys / f"{n}.png")
+            (out / "labels" / ys / f"{n}.txt").write_text("".join(f"{ln}\n" for ln in lines))
+        counts[ys] = {"images": len(ns), "targets": n_obj, "background_images": n_bg}
+
+    ysplits = dict(splits)
+    val_key = "val" if "val" in ysplits else splits[-1][0]
+    lines = [
+        f"# SIRST ({idx}) as a YOLO detection dataset, written by gaussconv_plugin.data.yolo_format.prepare_yolo",
+        f"# source (read-only): {root}",
+        "# splits: " + ", ".join(f"{ys} <- {ss}" for ys, ss in splits)
+        + (f"; limit {limit} per split" if limit else ""),
+        f"path: {_yaml_str(out)}",
+    ]
+    for ys, _ in splits:
+        lines.append(f"{ys}: {_yaml_str(out / 'images' / ys)}")
+    if "test" not in ysplits:
+        lines.append(f"test: {_yaml_str(out / 'images' / val_key)}")
+    # no `channels:` key: Ultralytics' default (3) reads gray PNGs as 3 equal channels and builds 3-channel models
+    lines += ["nc: 1", "names:", "  0: Target", ""]
+    data_yaml.write_text("\n".join(lines))
+    (out / "voc_problems.txt").write_text(
+        "".join(f"{n}: {'; '.join(p)}\n" for n, p in sorted(problems.items()))
+    )
+    manifest = {
+        "params": params, "counts": counts, "n_voc_problem_images": len(problems),
+        "voc_problem_images": sorted(problems), "data_yaml": str(data_yaml),
+    }
+    tmp = out / f".manifest.{os.getpid()}.json"
+    tmp.write_text(json.dumps(manifest, indent=1))
+    tmp.replace(out / "manifest.json")
+    return data_yaml

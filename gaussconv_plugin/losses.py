@@ -1,0 +1,255 @@
+"""The scale-loss family: scale weights α(P, T), the scale IoU mask loss and MSHNet's location loss.
+
+Notation: ``P`` predicted area (``Σ sigmoid(logits)`` for a mask, ``w·h`` for a box), ``T`` target area,
+``D = P − T`` (signed area difference). Every loss here is ``1 − α(P, T) · IoU`` (+ location term).
+
+==========  ==============================================================  =====================================
+mode        α(P, T)                                                         property
+==========  ==============================================================  =====================================
+``var``     (min(P,T) + (D/2)²) / (max(P,T) + (D/2)²)                       MSHNet's SLS; not monotonic in P
+``diff``    1 − λ_± · |D| / (P + T),  λ₊ for D > 0, λ₋ for D < 0            proposed; = 2·min/(P+T) for λ± = 1
+``ratio``   min(P,T) / max(P,T)                                             monotonic, no signed term
+``sqrt``    1 − |√P − √T| / (√P + √T)                                       ``diff`` on linear size (√area)
+``none``    1                                                               plain IoU loss
+==========  ==============================================================  =====================================
+
+For fixed T > 0, ``diff``, ``ratio`` and ``sqrt`` strictly increase on P ∈ (0, T) and strictly decrease on
+P > T (α = 1 iff P = T); ``var`` does not (T = 100: α(1) ≈ 0.961 > α(80) = 0.90). With λ± ∈ [0, 1],
+α ∈ [0, 1]. ``diff`` punishes over-segmentation (D > 0) with λ₊ and under-segmentation (D < 0) with λ₋.
+
+Empty cases (frequent: IR frames without a target). Areas are clamped at 0; every ratio ``x / y`` is
+evaluated as ``x / max(y, eps)``, and where the denominator is below ``eps`` the weight is defined:
+
+- P = T = 0: α = 1 for every mode (prediction and target agree).
+- T = 0 < P (false alarm): ``diff``/``ratio``/``sqrt`` → 1 − λ₊ / 0 / 0; ``var`` → P²/4 / (P + P²/4).
+- P = 0 < T (miss): ``diff`` → 1 − λ₋, ``ratio``/``sqrt`` → 0; ``var`` → T²/4 / (T + T²/4).
+
+The soft IoU of an image is ``I / U`` with ``I = Σ p·t``, ``U = Σ p + Σ t − I``; where ``U < eps`` (both
+empty) it is 1, so the loss is 0 there. All losses are computed in float32 (also under autocast).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+
+__all__ = [
+    "SCALE_MODES",
+    "scale_weight",
+    "soft_iou",
+    "location_loss",
+    "scale_iou_loss",
+    "ScaleIoULoss",
+    "box_area",
+]
+
+SCALE_MODES = ("diff", "var", "ratio", "sqrt", "none")
+
+
+def check_mode(mode: str) -> str:
+    if mode not in SCALE_MODES:
+        raise ValueError(f"unknown scale-loss mode {mode!r}; use one of {', '.join(SCALE_MODES)}")
+    return mode
+
+
+def _check_lambda(name: str, lam: float) -> float:
+    if not 0.0 <= float(lam) <= 1.0:
+        raise ValueError(f"{name} must lie in [0, 1] so that alpha stays in [0, 1] (got {lam!r}); pass e.g. {name}=1.0")
+    return float(lam)
+
+
+def _safe_div(num: torch.Tensor, den: torch.Tensor, empty: torch.Tensor | float, eps: float) -> torch.Tensor:
+    """``num / den`` where ``den ≥ eps``, ``empty`` elsewhere; gradient-safe (no NaN in either branch)."""
+    ok = den >= eps
+    return torch.where(ok, num / den.clamp_min(eps), torch.as_tensor(empty, dtype=num.dtype, device=num.device))
+
+
+def scale_weight(
+    pred_area: torch.Tensor,
+    target_area: torch.Tensor,
+    mode: str = "diff",
+    lambda_over: float = 1.0,
+    lambda_under: float = 1.0,
+    eps: float = 1e-6,
+) -> torch.Tensor:
+    """Scale weight α(P, T) ∈ [0, 1], elementwise (see the module docstring for the formulas).
+
+    Args:
+        pred_area: ``(*)`` predicted areas P (any non-negative values; differentiable).
+        target_area: ``(*)`` target areas T, broadcastable with ``pred_area``.
+        mode: one of ``diff`` (default), ``var``, ``ratio``, ``sqrt``, ``none``.
+        lambda_over, lambda_under: ``diff`` only: λ₊ (P > T) and λ₋ (P < T), in [0, 1].
+        eps: areas below it count as empty.
+
+    Returns:
+        ``(*)`` float32 tensor (broadcast shape).
+    """
+    check_mode(mode)
+    lo, lu = _check_lambda("lambda_over", lambda_over), _check_lambda("lambda_under", lambda_under)
+    p = torch.as_tensor(pred_area).float().clamp_min(0)
+    t = torch.as_tensor(target_area, device=p.device).float().clamp_min(0)
+    p, t = torch.broadcast_tensors(p, t)
+    if mode == "none":
+        return torch.ones_like(p)
+    d = p - t
+    mn, mx = torch.minimum(p, t), torch.maximum(p, t)
+    if mode == "var":
+        q = (d / 2) ** 2
+        return _safe_div(mn + q, mx + q, 1.0, eps)
+    if mode == "ratio":
+        return _safe_div(mn, mx, 1.0, eps)
+    if mode == "sqrt":
+        sp, st = torch.sqrt(p + eps * eps), torch.sqrt(t + eps * eps)  # smooth at 0
+        return 1.0 - _safe_div((sp - st).abs(), sp + st, 0.0, eps)
+    lam = torch.where(d > 0, torch.full_like(d, lo), torch.full_like(d, lu))
+    return 1.0 - lam * _safe_div(d.abs(), p + t, 0.0, eps)
+
+
+def soft_iou(prob: torch.Tensor, target: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """Soft IoU per image: ``(N, C, H, W)`` probabilities and targets → ``(N,)`` (1 where both are empty)."""
+    dims = tuple(range(1, prob.dim()))
+    inter = (prob * target).sum(dims)
+    union = prob.sum(dims) + target.sum(dims) - inter
+    return _safe_div(inter, union, 1.0, eps)
+
+
+def location_loss(pred: torch.Tensor, target: torch.Tensor, smooth: float = 1e-8) -> torch.Tensor:
+    """MSHNet's location loss, vectorised over the batch (the reference loops over images in Python).
+
+    For an image with mass ``m(y, x)`` on an ``H×W`` grid, MSHNet's "centre" is the first moment over the
+    normalised grid ``cx = mean(m · x/W)``, ``cy = mean(m · y/H)`` (a mean over all pixels, not divided by
+    the mass). With polar length ``ℓ = √(cx² + cy² + s)`` and ``s = smooth``, per image::
+
+        L_loc = 1 − min(ℓ_p, ℓ_t) / (max(ℓ_p, ℓ_t) + s) + (4/π²) · (atan(cy_p / (cx_p + s)) − atan(cy_t / (cx_t + s)))²
+
+    Computed from the row/column marginals (one pass over the prediction). Empty masks give finite values
+    (ℓ = √s, angle 0).
+
+    Args:
+        pred: ``(N, 1, H, W)`` probabilities (not logits).
+        target: ``(N, 1, H, W)`` binary mask.
+
+    Returns:
+        scalar: the batch mean of ``L_loc`` (as in MSHNet).
+    """
+    if pred.shape != target.shape:
+        raise ValueError(
+            f"location_loss: pred shape {tuple(pred.shape)} != target shape {tuple(target.shape)}; "
+            "resize the target to the prediction's size"
+        )
+    pred, target = pred.float(), target.float()
+    n, h, w = pred.shape[0], pred.shape[-2], pred.shape[-1]
+    xs = torch.arange(w, device=pred.device, dtype=torch.float32) / w
+    ys = torch.arange(h, device=pred.device, dtype=torch.float32) / h
+
+    def centre(m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        m = m.reshape(n, -1, h, w).sum(1)  # (N, H, W), channels summed (MSHNet uses C = 1)
+        cx = (m.sum(1) * xs).sum(-1) / (h * w)
+        cy = (m.sum(2) * ys).sum(-1) / (h * w)
+        return cx, cy
+
+    pcx, pcy = centre(pred)
+    tcx, tcy = centre(target)
+    angle = (4 / math.pi**2) * (torch.atan(pcy / (pcx + smooth)) - torch.atan(tcy / (tcx + smooth))) ** 2
+    pl = torch.sqrt(pcx * pcx + pcy * pcy + smooth)
+    tl = torch.sqrt(tcx * tcx + tcy * tcy + smooth)
+    length = torch.minimum(pl, tl) / (torch.maximum(pl, tl) + smooth)
+    return (1 - length + angle).mean()
+
+
+def _reduce(x: torch.Tensor, reduction: str) -> torch.Tensor:
+    if reduction == "mean":
+        return x.mean()
+    if reduction == "sum":
+        return x.sum()
+    if reduction == "none":
+        return x
+    raise ValueError(f"unknown reduction {reduction!r}; use 'mean', 'sum' or 'none'")
+
+
+def scale_iou_loss(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    mode: str = "diff",
+    *,
+    with_location: bool = True,
+    location_weight: float = 1.0,
+    lambda_over: float = 1.0,
+    lambda_under: float = 1.0,
+    warmup: bool = False,
+    reduction: str = "mean",
+    eps: float = 1e-6,
+) -> torch.Tensor:
+    """``1 − α(P, T)·softIoU`` per image, plus ``location_weight · location_loss``.
+
+    Args:
+        logits: ``(N, 1, H, W)`` raw network outputs (sigmoid is applied here).
+        target: ``(N, 1, H, W)`` binary mask (0/1, any dtype).
+        mode: scale-weight mode (see :func:`scale_weight`).
+        with_location: add MSHNet's location loss (a batch-level term, added to every image's loss).
+        warmup: MSHNet's warm-up: plain soft-IoU loss (α = 1, no location term).
+        reduction: ``mean`` | ``sum`` | ``none`` (``(N,)``).
+
+    Returns:
+        scalar, or ``(N,)`` for ``reduction='none'``; float32.
+    """
+    check_mode(mode)
+    if logits.shape != target.shape:
+        raise ValueError(
+            f"ScaleIoULoss: logits shape {tuple(logits.shape)} != target shape {tuple(target.shape)}; resize the mask "
+            "to the logits' size, e.g. F.interpolate(target, size=logits.shape[-2:], mode='nearest')"
+        )
+    prob = torch.sigmoid(logits.float())
+    tgt = target.float()
+    iou = soft_iou(prob, tgt, eps)
+    if warmup:
+        return _reduce(1.0 - iou, reduction)
+    dims = tuple(range(1, prob.dim()))
+    alpha = scale_weight(prob.sum(dims), tgt.sum(dims), mode, lambda_over, lambda_under, eps)
+    loss = 1.0 - alpha * iou
+    if with_location and location_weight:
+        loss = loss + location_weight * location_loss(prob, tgt)
+    return _reduce(loss, reduction)
+
+
+class ScaleIoULoss(nn.Module):
+    """Module form of :func:`scale_iou_loss` (mask loss on logits). ``forward(logits, target, warmup=False)``.
+
+    Shapes: logits and target ``(N, 1, H, W)`` → scalar (or ``(N,)`` with ``reduction='none'``).
+    ``mode='var'`` with the location term reproduces MSHNet's SLS loss; ``mode='diff'`` is the proposed loss.
+    """
+
+    def __init__(
+        self,
+        mode: str = "diff",
+        with_location: bool = True,
+        location_weight: float = 1.0,
+        lambda_over: float = 1.0,
+        lambda_under: float = 1.0,
+        reduction: str = "mean",
+        eps: float = 1e-6,
+    ):
+        super().__init__()
+        self.mode = check_mode(mode)
+        _check_lambda("lambda_over", lambda_over)
+        _check_lambda("lambda_under", lambda_under)
+        _reduce(torch.zeros(1), reduction)
+        self.with_location, self.location_weight = with_location, location_weight
+        self.lambda_over, self.lambda_under = lambda_over, lambda_under
+        self.reduction, self.eps = reduction, eps
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor, warmup: bool = False) -> torch.Tensor:
+        return scale_iou_loss(
+            logits, target, self.mode, with_location=self.with_location, location_weight=self.location_weight,
+            lambda_over=self.lambda_over, lambda_under=self.lambda_under, warmup=warmup,
+            reduction=self.reduction, eps=self.eps,
+        )
+
+    def extra_repr(self) -> str:
+        return f"mode={self.mode!r}, with_location={self.with_location}, reduction={self.reduction!r}"
+
+
+def box_area(boxes: torch.Tensor) -> torch.Tensor:
+    """Area of ``(*, 4)`` xyxy boxes → ``(*)`` (negative extents clamped to 0)."""
+    return (boxes[..., 2] - boxes[..., 0]).clamp_min(0) * (boxes[..., 3] - boxes[..., 1]).clamp_min(0)

@@ -1,0 +1,187 @@
+"""Kernel envelopes of the Gaussian-shaped convolution: Gaussian envelope and rotated pinwheel mask.
+
+All functions are pure torch and differentiable where stated. Tap coordinates follow image
+conventions: ``u`` is the column offset (x, to the right) and ``v`` the row offset (y, downwards)
+of a tap from the kernel centre, both in ``{-r, ..., r}`` with ``r = (k - 1) // 2``.
+
+Gaussian envelope (per output channel ``o``)::
+
+    G_σ(u, v) = exp(-(u² + v²) / (2 σ²)),    σ = softplus(σ_raw) > 0
+
+Pinwheel mask rotated by θ. Four blades, blade ``j`` (j = 0..3) is a ray from the centre in the
+direction ``φ_j = θ + j·π/2`` whose one-tap-wide strip is offset half a tap sideways (towards the
+normal ``n_j``, the ray direction turned by +90° in the (u, v) frame: right → down → left → up, as
+the four branches of PConv). With the blade coordinates of a tap
+
+    a_j = (u, v)·d_j        (along the blade),   d_j = ( cos φ_j, sin φ_j)
+    b_j = (u, v)·n_j        (across the blade),  n_j = (-sin φ_j, cos φ_j)
+
+a tap lies on blade ``j`` iff ``½ < a_j ≤ r + ½`` and ``0 < b_j ≤ 1`` (the strip ``b ∈ (0, 1]`` has
+width one tap and its centre line at b = ½). The centre tap is always on. The hard mask is
+
+    M_hard(u, v) = 1  if (u, v) = (0, 0) or the tap lies on any blade, else 0.
+
+The half-open intervals make θ = 0 the limit θ → 0⁺ and the rasterisation unambiguous. At θ = 0
+(k = 5; ``C`` centre, ``#`` on)::
+
+    . . . # .
+    # # . # .
+    . . C . .
+    . # . # #
+    . # . . .
+
+which is the windmill of PConv's four asymmetric 1×k / k×1 branches, each arm shifted one tap
+sideways. The mask is right-continuous in θ (θ = 0 is the limit θ → 0⁺) and has period π/2. For k = 3
+the only 90°-symmetric masks are the X, the plus and the full square: the mask is the X (centre + four
+corners) for θ ∈ [0, π/6), all nine taps for θ ∈ [π/6, π/4) and the plus for θ ∈ [π/4, π/2).
+
+Soft mask (used only for gradients, straight-through estimator): each inequality becomes a sigmoid
+of its margin with temperature τ (in taps), blades are combined as a probabilistic union, the centre
+is 1::
+
+    s_j = σ((a_j − ½)/τ) · σ((r + ½ − a_j)/τ) · σ(b_j/τ) · σ((1 − b_j)/τ)
+    M_soft = 1 − Π_j (1 − s_j)          (centre tap: 1)
+    M = M_hard + M_soft − M_soft.detach()
+
+so the forward value is exactly binary and ``∂M/∂θ = ∂M_soft/∂θ``.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "tap_grid",
+    "default_sigma",
+    "sigma_from_raw",
+    "sigma_to_raw",
+    "gaussian_envelope",
+    "pinwheel_mask_hard",
+    "pinwheel_mask_soft",
+    "pinwheel_mask",
+]
+
+
+def _check_kernel_size(k: int) -> int:
+    if not isinstance(k, int) or k < 1 or k % 2 == 0:
+        raise ValueError(
+            f"kernel size must be a positive odd int (got {k!r}); use an odd square kernel such as 3, 5 or 7"
+        )
+    return k
+
+
+def tap_grid(k: int, device=None, dtype=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Tap offsets of a k×k kernel.
+
+    Returns ``(u, v)``, each ``(k, k)``: ``u[i, j] = j - r`` (column offset), ``v[i, j] = i - r`` (row offset).
+    """
+    k = _check_kernel_size(k)
+    r = (k - 1) // 2
+    offs = torch.arange(-r, r + 1, device=device, dtype=dtype or torch.float32)
+    v, u = torch.meshgrid(offs, offs, indexing="ij")
+    return u, v
+
+
+def default_sigma(k: int) -> float:
+    """Initial σ of the Gaussian envelope for a k×k kernel: ``σ₀ = k / 2``.
+
+    At σ₀ the envelope is 1 at the centre, ``exp(-r²/(2σ₀²)) ≥ 0.61`` at the middle of each edge and
+    ``exp(-r²/σ₀²) ≥ 0.37`` at the corners (r = (k−1)/2): a mild centre emphasis that training sharpens or
+    relaxes.
+    """
+    return _check_kernel_size(k) / 2.0
+
+
+def sigma_to_raw(sigma: float | torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`sigma_from_raw`: ``σ_raw = log(expm1(σ))`` (σ > 0)."""
+    sigma = torch.as_tensor(sigma, dtype=torch.float32)
+    if not bool(torch.all(sigma > 0)):
+        raise ValueError(f"sigma must be > 0 (got {sigma.tolist()}); pass a positive sigma_init")
+    # softplus^-1 in a numerically safe form: σ + log(1 - exp(-σ))
+    return sigma + torch.log(-torch.expm1(-sigma))
+
+
+def sigma_from_raw(raw: torch.Tensor) -> torch.Tensor:
+    """``σ = softplus(σ_raw)``, strictly positive, any shape."""
+    return F.softplus(raw)
+
+
+def gaussian_envelope(sigma: torch.Tensor, k: int) -> torch.Tensor:
+    """Gaussian envelope ``G_σ(u, v) = exp(-(u² + v²) / (2σ²))``.
+
+    Args:
+        sigma: ``(C,)`` positive standard deviations in taps (one per output channel, or ``(1,)``).
+        k: odd kernel size.
+
+    Returns:
+        ``(C, 1, k, k)`` tensor, differentiable w.r.t. ``sigma``.
+    """
+    u, v = tap_grid(k, device=sigma.device, dtype=sigma.dtype)
+    r2 = (u * u + v * v).view(1, 1, k, k)
+    s = sigma.reshape(-1, 1, 1, 1)
+    return torch.exp(-r2 / (2.0 * s * s))
+
+
+def _blade_coords(theta: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Blade coordinates ``(a, b)`` shaped ``(C, 4, k, k)`` for angles ``theta`` ``(C,)``.
+
+    The quarter turns j·π/2 are applied as exact integer rotations of the tap grid, θ as a float
+    rotation, so that θ = 0 gives exact integer coordinates.
+    """
+    u, v = tap_grid(k, device=theta.device, dtype=theta.dtype)
+    # (u, v) expressed in the frame of blade j at θ = 0: along = d_j·(u,v), across = n_j·(u,v)
+    # d_0 = (1,0), n_0 = (0,1); each quarter turn maps d -> n.
+    along0 = torch.stack([u, v, -u, -v])  # (4, k, k)
+    across0 = torch.stack([v, -u, -v, u])
+    c = torch.cos(theta).view(-1, 1, 1, 1)
+    s = torch.sin(theta).view(-1, 1, 1, 1)
+    # rotate the blade frame by θ: d = (cos θ, sin θ) in the j-frame, n = (-sin θ, cos θ)
+    a = along0 * c + across0 * s
+    b = -along0 * s + across0 * c
+    return a, b
+
+
+def pinwheel_mask_hard(theta: torch.Tensor, k: int) -> torch.Tensor:
+    """Binary pinwheel mask (see module docstring).
+
+    Args:
+        theta: ``(C,)`` angles in radians.
+        k: odd kernel size.
+
+    Returns:
+        ``(C, 1, k, k)`` tensor of 0/1 in ``theta``'s dtype, no gradient.
+    """
+    with torch.no_grad():
+        r = (k - 1) // 2
+        a, b = _blade_coords(theta.detach(), k)
+        on = (a > 0.5) & (a <= r + 0.5) & (b > 0) & (b <= 1)
+        m = on.any(dim=1, keepdim=True)
+        m[..., r, r] = True
+        return m.to(theta.dtype)
+
+
+def pinwheel_mask_soft(theta: torch.Tensor, k: int, tau: float = 0.5) -> torch.Tensor:
+    """Soft pinwheel mask in (0, 1], differentiable w.r.t. ``theta``; ``(C, 1, k, k)``."""
+    r = (k - 1) // 2
+    a, b = _blade_coords(theta, k)
+    s = (
+        torch.sigmoid((a - 0.5) / tau)
+        * torch.sigmoid((r + 0.5 - a) / tau)
+        * torch.sigmoid(b / tau)
+        * torch.sigmoid((1.0 - b) / tau)
+    )
+    m = 1.0 - torch.prod(1.0 - s, dim=1, keepdim=True)
+    centre = torch.zeros_like(m)
+    centre[..., r, r] = 1.0
+    return m * (1.0 - centre) + centre
+
+
+def pinwheel_mask(theta: torch.Tensor, k: int, tau: float = 0.5) -> torch.Tensor:
+    """Straight-through pinwheel mask: forward value :func:`pinwheel_mask_hard`, gradient of
+    :func:`pinwheel_mask_soft`. ``theta`` ``(C,)`` → ``(C, 1, k, k)``."""
+    hard = pinwheel_mask_hard(theta, k)
+    if not theta.requires_grad:
+        return hard
+    soft = pinwheel_mask_soft(theta, k, tau)
+    return hard + soft - soft.detach()
+

@@ -1,0 +1,160 @@
+"""Config → MMEngine ``Runner`` plumbing shared by ``tools/train.py`` and ``tools/test.py``.
+
+Scope-agnostic: nothing here assumes MMDetection (the segmentation configs run through the same tools with
+their own ``default_scope``). What it adds to MMDetection's own ``tools/train.py``/``tools/test.py`` logic:
+
+- **CPU distributed training** (``torchrun ... --launcher pytorch`` without a GPU). MMEngine 0.10.7 assumes
+  CUDA there: ``init_dist`` calls ``torch.cuda.set_device(LOCAL_RANK)`` and the default DDP wrapper gets
+  ``device_ids=[LOCAL_RANK]``, both of which fail on a CPU-only machine. :func:`setup_launcher` then switches
+  an ``nccl`` backend to ``gloo``, initialises the process group itself (the Runner skips ``init_dist`` when
+  one exists) and sets ``model_wrapper_cfg`` with ``device_ids=None``. With CUDA nothing changes.
+- **One-line config errors**: :func:`one_line` turns an exception raised while reading the config or building
+  the runner (unknown type, bad loss mode, missing file) into one line, which the tools print instead of a
+  traceback (``--debug`` shows the traceback).
+- :func:`~gaussconv_plugin.mmdet.check_conv_cfgs` before the build (MMCV's error for an unknown
+  ``conv_cfg`` type does not name the type).
+"""
+from __future__ import annotations
+
+import os
+import os.path as osp
+
+__all__ = [
+    "load_config", "setup_launcher", "build_runner", "one_line", "set_visualization", "local_rank_env", "check_amp",
+]
+
+
+def load_config(config: str, cfg_options: dict | None = None, work_dir: str | None = None, launcher: str = "none"):
+    """``Config.fromfile`` (imports ``custom_imports``) + ``--cfg-options`` + work dir (CLI > config > ``./work_dirs/<config name>``)
+    + launcher, exactly as MMDetection's tools do."""
+    from mmengine.config import Config
+
+    if not osp.isfile(config):
+        raise FileNotFoundError(f"config file {config} not found; pass the path of a config .py, e.g. mmdet_cfgs/...")
+    cfg = Config.fromfile(config)
+    cfg.launcher = launcher
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    if work_dir is not None:
+        cfg.work_dir = work_dir
+    elif cfg.get("work_dir", None) is None:
+        cfg.work_dir = osp.join("./work_dirs", osp.splitext(osp.basename(config))[0])
+    return cfg
+
+
+def setup_launcher(cfg) -> str | None:
+    """Make ``cfg.launcher`` work on a CPU-only machine (see the module docstring). Returns a note of what was
+    changed (for the log), or None. Call it before :func:`build_runner`."""
+    import torch
+
+    launcher = cfg.get("launcher", "none")
+    if launcher == "none" or torch.cuda.is_available():
+        return None
+    if launcher != "pytorch":
+        raise RuntimeError(
+            f"--launcher {launcher} needs CUDA GPUs with MMEngine 0.10; on a CPU-only machine use "
+            "torchrun --nproc_per_node=N tools/train.py CONFIG --launcher pytorch"
+        )
+    import torch.distributed as dist
+
+    env_cfg = cfg.setdefault("env_cfg", {})
+    dist_cfg = env_cfg.setdefault("dist_cfg", {})
+    if dist_cfg.get("backend", "nccl") == "nccl":
+        dist_cfg["backend"] = "gloo"
+    if not dist.is_initialized():
+        kwargs = {k: v for k, v in dist_cfg.items() if k != "backend"}
+        dist.init_process_group(backend=dist_cfg["backend"], **kwargs)
+    wrapper = cfg.get("model_wrapper_cfg", None)
+    if wrapper is None:
+        cfg.model_wrapper_cfg = dict(
+            type="MMDistributedDataParallel", device_ids=None, broadcast_buffers=False,
+            find_unused_parameters=cfg.get("find_unused_parameters", False),
+        )
+    else:
+        wrapper.setdefault("device_ids", None)
+    return (
+        f"no CUDA: distributed on CPU with backend {dist_cfg['backend']!r}, rank {dist.get_rank()}/"
+        f"{dist.get_world_size()}, DDP without device_ids"
+    )
+
+
+def check_amp(cfg) -> None:
+    """Fail early, in one line, when ``optim_wrapper`` is an ``AmpOptimWrapper`` but no accelerator is present
+    (MMEngine asserts this only once training starts, after the model and data are built)."""
+    from mmengine.device import is_cuda_available, is_mlu_available, is_musa_available, is_npu_available
+
+    wrapper = cfg.get("optim_wrapper", None) or {}
+    if wrapper.get("type", None) != "AmpOptimWrapper":
+        return
+    if not (is_cuda_available() or is_npu_available() or is_mlu_available() or is_musa_available()):
+        raise RuntimeError(
+            "AmpOptimWrapper (--amp or the config's optim_wrapper) needs a GPU; on CPU drop --amp or pass "
+            "--cfg-options optim_wrapper.type=OptimWrapper"
+        )
+
+
+def build_runner(cfg):
+    """``Runner.from_cfg(cfg)``, or ``RUNNERS.build(cfg)`` when ``cfg.runner_type`` is set (as MMDetection's
+    tools), under the config's ``default_scope``; checks ``conv_cfg`` types first."""
+    from mmengine.registry import RUNNERS, DefaultScope
+    from mmengine.runner import Runner
+
+    from . import check_conv_cfgs
+
+    check_conv_cfgs(cfg)
+    if "runner_type" not in cfg:
+        return Runner.from_cfg(cfg)
+    with DefaultScope.overwrite_default_scope(cfg.get("default_scope", None)):
+        return RUNNERS.build(cfg)
+
+
+def set_visualization(cfg, show: bool = False, show_dir: str | None = None, wait_time: float = 2.0) -> None:
+    """Turn on the ``default_hooks.visualization`` hook for ``test``, as MMDetection's ``--show``/``--show-dir``.
+
+    Works with any scope's visualization hook: ``show_dir`` goes to the hook's ``test_out_dir`` argument when its
+    class has one (MMDetection's ``DetVisualizationHook``), otherwise to ``visualizer.save_dir`` (the
+    convention of hooks that draw through the visualizer, e.g. MMSegmentation's).
+    """
+    import inspect
+
+    from mmengine.registry import HOOKS, DefaultScope
+
+    hooks = cfg.get("default_hooks", None) or {}
+    if "visualization" not in hooks:
+        raise RuntimeError(
+            "--show/--show-dir need a visualization hook; add default_hooks=dict(visualization=dict(type=...)) "
+            "to the config (e.g. DetVisualizationHook)"
+        )
+    hook = hooks["visualization"]
+    hook["draw"] = True
+    if show:
+        hook["show"] = True
+        hook["wait_time"] = wait_time
+    if show_dir:
+        with DefaultScope.overwrite_default_scope(cfg.get("default_scope", None)):
+            with HOOKS.switch_scope_and_registry(None) as registry:
+                hook_cls = registry.get(hook["type"]) if isinstance(hook["type"], str) else hook["type"]
+        if hook_cls is not None and "test_out_dir" in inspect.signature(hook_cls.__init__).parameters:
+            hook["test_out_dir"] = show_dir
+        else:
+            cfg.setdefault("visualizer", {})["save_dir"] = show_dir
+
+
+def one_line(exc: BaseException) -> str:
+    """``ExcType: first line of the message`` (+ the cause's first line, if it adds something)."""
+    def first(e: BaseException) -> str:
+        msg = e.args[0] if isinstance(e, KeyError) and len(e.args) == 1 else str(e)
+        lines = [ln.strip() for ln in str(msg).splitlines() if ln.strip()]
+        return lines[0] if lines else type(e).__name__
+
+    text = f"{type(exc).__name__}: {first(exc)}"
+    cause = exc.__cause__
+    if cause is not None and first(cause) not in text:
+        text += f" (caused by {type(cause).__name__}: {first(cause)})"
+    return text
+
+
+def local_rank_env(local_rank: int) -> None:
+    """Set ``LOCAL_RANK`` from ``--local_rank`` when the launcher did not (``torch.distributed.launch``)."""
+    if "LOCAL_RANK" not in os.environ:
+        os.environ["LOCAL_RANK"] = str(local_rank)

@@ -1,0 +1,124 @@
+"""Put :class:`GaussianShapedConv2d` into any existing model, and take it out again for inference."""
+from __future__ import annotations
+
+import fnmatch
+from typing import Callable, Iterable
+
+import torch
+import torch.nn as nn
+
+from .conv import GaussianShapedConv, GaussianShapedConv2d
+
+__all__ = ["swap_convs", "fuse_gaussian_convs"]
+
+
+def _as_patterns(p: str | Iterable[str] | None) -> list[str] | None:
+    if p is None:
+        return None
+    return [p] if isinstance(p, str) else list(p)
+
+
+def _eligible(conv: nn.Conv2d, skip_1x1: bool) -> str | None:
+    """Why ``conv`` cannot be swapped (None if it can)."""
+    if isinstance(conv, GaussianShapedConv2d):
+        return "already GaussianShapedConv2d"
+    if type(conv) is not nn.Conv2d:
+        return f"subclass {type(conv).__name__} (only plain nn.Conv2d is replaced)"
+    kh, kw = conv.kernel_size
+    if kh != kw or kh % 2 == 0:
+        return f"kernel {conv.kernel_size} is not odd and square"
+    if kh == 1 and skip_1x1:
+        return "1x1"
+    if isinstance(conv.padding, str):
+        return f"padding={conv.padding!r}"
+    return None
+
+
+def swap_convs(
+    model: nn.Module,
+    include: str | Iterable[str] | None = None,
+    exclude: str | Iterable[str] | None = None,
+    predicate: Callable[[str, nn.Conv2d], bool] | None = None,
+    skip_1x1: bool = True,
+    **gs_kwargs,
+) -> dict[str, GaussianShapedConv2d]:
+    """Replace ``nn.Conv2d`` layers of ``model`` in place by :class:`GaussianShapedConv2d`.
+
+    A conv is replaced when its qualified name (as in ``model.named_modules()``) matches one of the
+    ``include`` glob patterns (all convs if None), matches no ``exclude`` pattern, ``predicate(name, conv)``
+    is true (if given), and it is a plain ``nn.Conv2d`` with an odd square kernel (1×1 skipped unless
+    ``skip_1x1=False``). Stride, padding, dilation, groups, padding mode, bias, device, dtype, the weights
+    and the train/eval mode are kept, so a trained detector can be fine-tuned. Note that the effective
+    kernel ``W·G·M`` differs from ``W``: the swapped model's outputs change until it is fine-tuned.
+
+    Args:
+        model: any ``nn.Module`` (Ultralytics, MMDetection, torchvision models).
+        include, exclude: glob patterns (``fnmatch``) on module names, e.g. ``"backbone.layer1.*"``.
+        predicate: extra filter ``(name, conv) -> bool``.
+        skip_1x1: leave 1×1 convs alone (default).
+        **gs_kwargs: forwarded to :class:`GaussianShapedConv2d` (``sigma_init``, ``theta_init``, ``tau`` …).
+
+    Returns:
+        ``{name: new_module}`` for every replaced conv, in ``named_modules`` order.
+
+    Raises:
+        ValueError: an ``include`` pattern matched a conv that cannot be swapped (the message says why).
+    """
+    inc, exc = _as_patterns(include), _as_patterns(exclude) or []
+    targets = []
+    for name, m in model.named_modules():
+        if not isinstance(m, nn.Conv2d) or isinstance(m, GaussianShapedConv2d):
+            continue
+        if inc is not None and not any(fnmatch.fnmatchcase(name, p) for p in inc):
+            continue
+        if any(fnmatch.fnmatchcase(name, p) for p in exc):
+            continue
+        if predicate is not None and not predicate(name, m):
+            continue
+        why = _eligible(m, skip_1x1)
+        if why is not None:
+            explicit = inc is not None and any(name == p for p in inc)
+            if explicit:
+                raise ValueError(f"swap_convs: {name!r} cannot be swapped ({why}); remove it from include=")
+            continue
+        targets.append((name, m))
+
+    replaced: dict[str, GaussianShapedConv2d] = {}
+    for name, m in targets:
+        new = GaussianShapedConv2d(
+            m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding, m.dilation, m.groups,
+            m.bias is not None, m.padding_mode, device=m.weight.device, dtype=m.weight.dtype, **gs_kwargs,
+        )
+        with torch.no_grad():
+            new.weight.copy_(m.weight)
+            if m.bias is not None:
+                new.bias.copy_(m.bias)
+        new.weight.requires_grad_(m.weight.requires_grad)
+        new.train(m.training)
+        _set_submodule(model, name, new)
+        replaced[name] = new
+    return replaced
+
+
+def _set_submodule(model: nn.Module, name: str, new: nn.Module) -> None:
+    parent_name, _, child = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    setattr(parent, child, new)
+
+
+def fuse_gaussian_convs(model: nn.Module) -> int:
+    """Replace every :class:`GaussianShapedConv2d` in ``model`` by its plain ``nn.Conv2d`` (and fuse every
+    :class:`GaussianShapedConv` block with its BN). Call it before a generic conv-BN fuser or an export: such
+    tools read ``.weight``, which is not the effective kernel. Returns the number of layers converted."""
+    n = 0
+    for name, m in list(model.named_modules()):
+        if isinstance(m, GaussianShapedConv) and hasattr(m, "bn"):
+            m.fuse()
+            n += 1
+    for name, m in list(model.named_modules()):
+        if isinstance(m, GaussianShapedConv2d):
+            if name == "":
+                raise ValueError("fuse_gaussian_convs: the model itself is a GaussianShapedConv2d; call .to_conv2d()")
+            _set_submodule(model, name, m.to_conv2d())
+            n += 1
+    return n

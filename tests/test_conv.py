@@ -1,0 +1,201 @@
+"""GaussianShapedConv2d / GaussianShapedConv: masks, gradients, parameter count, fusion, errors."""
+import math
+
+import pytest
+import torch
+import torch.nn as nn
+
+from gaussconv_plugin import GaussianShapedConv, GaussianShapedConv2d, fuse_gaussian_convs, swap_convs
+from gaussconv_plugin.masks import (
+    gaussian_envelope,
+    pinwheel_mask,
+    pinwheel_mask_hard,
+    pinwheel_mask_soft,
+    sigma_from_raw,
+    sigma_to_raw,
+)
+
+# θ = 0 masks written out by hand from DESIGN.md's description: four one-tap-wide blades, rays at j·90°,
+# each shifted half a tap sideways (towards the ray turned +90°), centre on.
+PINWHEEL_3 = [
+    [1, 0, 1],
+    [0, 1, 0],
+    [1, 0, 1],
+]
+PINWHEEL_5 = [
+    [0, 0, 0, 1, 0],
+    [1, 1, 0, 1, 0],
+    [0, 0, 1, 0, 0],
+    [0, 1, 0, 1, 1],
+    [0, 1, 0, 0, 0],
+]
+
+
+def test_pinwheel_at_theta0_matches_design():
+    assert pinwheel_mask_hard(torch.zeros(1), 3)[0, 0].int().tolist() == PINWHEEL_3
+    assert pinwheel_mask_hard(torch.zeros(1), 5)[0, 0].int().tolist() == PINWHEEL_5
+
+
+@pytest.mark.parametrize("k", [3, 5, 7, 9])
+def test_pinwheel_properties(k):
+    thetas = torch.linspace(-math.pi, math.pi, 73)
+    m = pinwheel_mask_hard(thetas, k)[:, 0]
+    r = k // 2
+    assert set(m.unique().tolist()) <= {0.0, 1.0}
+    assert bool((m[:, r, r] == 1).all()), "centre tap must always be on"
+    # four blades at 90° steps: the mask is invariant under a quarter turn of the grid
+    assert torch.equal(m, torch.rot90(m, 1, dims=(1, 2)))
+    # turning θ by a quarter turn permutes the blades: same mask (generic angles, away from ties)
+    t = torch.rand(50, generator=torch.Generator().manual_seed(k)) * 2 * math.pi
+    assert torch.equal(pinwheel_mask_hard(t + math.pi / 2, k), pinwheel_mask_hard(t, k))
+    # each blade has r taps at θ = 0 (k ≥ 5: blades are disjoint)
+    if k >= 5:
+        assert int(pinwheel_mask_hard(torch.zeros(1), k).sum()) == 4 * r + 1
+
+
+def test_theta_changes_mask_and_k3_family():
+    m_pos = pinwheel_mask_hard(torch.tensor([0.01]), 3)[0, 0].int().tolist()
+    m_neg = pinwheel_mask_hard(torch.tensor([-0.01]), 3)[0, 0].int().tolist()
+    assert m_pos == PINWHEEL_3  # θ = 0 is the limit θ → 0+ (right-continuous)
+    assert m_neg == [[0, 1, 0], [1, 1, 1], [0, 1, 0]]  # just below 0 the blades catch the axis taps: plus
+    m7 = pinwheel_mask_hard(torch.tensor([0.0, 0.4]), 7)
+    assert not torch.equal(m7[0], m7[1])
+
+
+def test_ste_forward_binary_backward_soft():
+    theta = torch.tensor([0.1, -0.3, 1.0], requires_grad=True)
+    m = pinwheel_mask(theta, 5)
+    assert torch.equal(m.detach(), pinwheel_mask_hard(theta, 5))
+    (m * torch.randn_like(m)).sum().backward()
+    assert theta.grad is not None and bool((theta.grad != 0).all())
+    soft = pinwheel_mask_soft(theta.detach(), 5)
+    assert bool(((soft > 0) & (soft <= 1)).all())
+
+
+def test_gaussian_envelope_formula():
+    s = torch.tensor([0.7, 2.0])
+    g = gaussian_envelope(s, 5)
+    u = torch.arange(-2, 3.0)
+    ref = torch.exp(-(u.view(1, -1) ** 2 + u.view(-1, 1) ** 2) / (2 * s.view(-1, 1, 1) ** 2))
+    torch.testing.assert_close(g[:, 0], ref)
+    torch.testing.assert_close(sigma_from_raw(sigma_to_raw(torch.tensor([0.1, 1.5, 7.0]))), torch.tensor([0.1, 1.5, 7.0]))
+
+
+def test_gradcheck_input_weight_sigma():
+    torch.manual_seed(0)
+    conv = GaussianShapedConv2d(2, 3, 3, stride=1, theta_init=0.2).double()
+    x = torch.randn(1, 2, 5, 5, dtype=torch.double, requires_grad=True)
+    w = conv.weight.detach().clone().requires_grad_(True)
+    sraw = conv.sigma_raw.detach().clone().requires_grad_(True)
+
+    def f(x, w, sraw):
+        conv.weight.data, conv.sigma_raw.data = w, sraw  # route the check's inputs through the module
+        k = w * (
+            gaussian_envelope(torch.nn.functional.softplus(sraw), 3) * pinwheel_mask(conv.theta, 3)
+        ).to(w.dtype)
+        return conv._conv_forward(x, k, conv.bias)
+
+    assert torch.autograd.gradcheck(f, (x, w, sraw), eps=1e-6, atol=1e-5)
+    # and the module's own forward agrees with the function checked above
+    torch.testing.assert_close(conv(x), f(x, w, sraw))
+
+
+def test_module_gradients_reach_all_parameters():
+    conv = GaussianShapedConv2d(4, 6, 5, stride=2)
+    conv(torch.randn(2, 4, 16, 16)).square().mean().backward()
+    for name in ("weight", "bias", "sigma_raw", "theta"):
+        g = getattr(conv, name).grad
+        assert g is not None and g.abs().sum() > 0, name
+    assert conv.theta.grad.shape == (6,) and conv.sigma_raw.grad.shape == (6,)
+
+
+@pytest.mark.parametrize("cfg", [dict(in_channels=8, out_channels=16, kernel_size=3, groups=1),
+                                 dict(in_channels=8, out_channels=16, kernel_size=5, groups=4, bias=False)])
+def test_parameter_count(cfg):
+    base = nn.Conv2d(padding=cfg["kernel_size"] // 2, **cfg)
+    gs = GaussianShapedConv2d(**cfg)
+    n = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert n(gs) == n(base) + 2 * cfg["out_channels"]
+    assert gs.weight.shape == base.weight.shape
+    assert sum(p.numel() for p in GaussianShapedConv2d(per_channel=False, **cfg).parameters()) == n(base) + 2
+
+
+@pytest.mark.parametrize("stride,dilation,groups", [(1, 1, 1), (2, 1, 2), (1, 2, 1)])
+def test_to_conv2d_equals_module(stride, dilation, groups):
+    torch.manual_seed(0)
+    gs = GaussianShapedConv2d(4, 8, 3, stride, None, dilation, groups, theta_init=0.5, sigma_init=0.9).eval()
+    x = torch.randn(2, 4, 17, 19)
+    plain = gs.to_conv2d()
+    assert type(plain) is nn.Conv2d
+    torch.testing.assert_close(plain(x), gs(x), atol=1e-5, rtol=1e-5)
+    assert gs(x).shape[-2:] == nn.Conv2d(4, 8, 3, stride, dilation, dilation, groups)(x).shape[-2:]
+
+
+def test_block_fuse_folds_bn():
+    torch.manual_seed(0)
+    blk = GaussianShapedConv(3, 8, 3, 2)
+    blk.train()
+    for _ in range(3):  # give BN non-trivial running statistics
+        blk(torch.randn(4, 3, 16, 16) * 3 + 1)
+    blk.eval()
+    x = torch.randn(2, 3, 16, 16)
+    y = blk(x)
+    blk.fuse()
+    assert not hasattr(blk, "bn") and type(blk.conv) is nn.Conv2d
+    torch.testing.assert_close(blk(x), y, atol=1e-5, rtol=1e-5)
+
+
+def test_swap_convs_and_fuse_back():
+    import torchvision
+
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(num_classes=4)
+    n_before = sum(p.numel() for p in model.parameters())
+    replaced = swap_convs(model, include=["conv1", "layer1.*"])
+    assert sorted(replaced) == ["conv1", "layer1.0.conv1", "layer1.0.conv2", "layer1.1.conv1", "layer1.1.conv2"]
+    assert isinstance(model.conv1, GaussianShapedConv2d) and model.conv1.stride == (2, 2)
+    assert model.conv1.padding == (3, 3) and model.conv1.kernel_size == (7, 7)
+    assert sum(p.numel() for p in model.parameters()) == n_before + 2 * sum(m.out_channels for m in replaced.values())
+    # 1x1 downsample convs are skipped by default, and nothing outside the pattern was touched
+    assert all(type(m) is nn.Conv2d for n, m in model.named_modules() if n.startswith("layer2") and isinstance(m, nn.Conv2d))
+    model.eval()
+    x = torch.randn(1, 3, 64, 64)
+    y = model(x)
+    assert fuse_gaussian_convs(model) == 5
+    assert not any(isinstance(m, GaussianShapedConv2d) for m in model.modules())
+    torch.testing.assert_close(model(x), y, atol=1e-5, rtol=1e-4)
+
+
+def test_swap_keeps_weights_and_predicate():
+    seq = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.Conv2d(4, 4, 1), nn.Conv2d(4, 4, 5, padding=2, bias=False))
+    w0 = seq[0].weight.detach().clone()
+    rep = swap_convs(seq, predicate=lambda name, m: m.kernel_size[0] == 3)
+    assert list(rep) == ["0"] and torch.equal(seq[0].weight, w0)
+    assert type(seq[2]) is nn.Conv2d
+    rep = swap_convs(seq, skip_1x1=False, exclude=["0"])
+    assert sorted(rep) == ["1", "2"] and seq[2].bias is None
+    with pytest.raises(ValueError, match="remove it from include"):
+        swap_convs(nn.Sequential(nn.Conv2d(3, 3, (1, 3))), include=["0"])
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(kernel_size=4), "odd square kernel_size"),
+        (dict(kernel_size=0), "odd square kernel_size"),
+        (dict(kernel_size=(3, 5)), "odd square kernel_size"),
+        (dict(kernel_size=3, sigma_init=0.0), "sigma must be > 0"),
+        (dict(kernel_size=3, sigma_init=-1.0), "sigma must be > 0"),
+        (dict(kernel_size=3, tau=0), "tau must be > 0"),
+    ],
+)
+def test_bad_arguments_one_line_errors(kwargs, match):
+    with pytest.raises(ValueError, match=match) as e:
+        GaussianShapedConv2d(2, 2, **kwargs)
+    assert "\n" not in str(e.value)
+
+
+def test_k3_mask_family_over_theta():
+    x, full, plus = PINWHEEL_3, [[1] * 3] * 3, [[0, 1, 0], [1, 1, 1], [0, 1, 0]]
+    for t, want in [(0.0, x), (0.5, x), (0.53, full), (0.78, full), (0.79, plus), (1.5, plus), (math.pi / 2, x)]:
+        assert pinwheel_mask_hard(torch.tensor([t]), 3)[0, 0].int().tolist() == want, t

@@ -1,0 +1,138 @@
+"""Scale-loss family: geometry of α, empty masks, autocast, the vectorised location loss, errors."""
+import math
+
+import pytest
+import torch
+
+from gaussconv_plugin import SCALE_MODES, ScaleIoULoss, location_loss, scale_iou_loss, scale_weight, soft_iou
+
+
+def _alpha_curve(mode, t=100.0, lo=0.01, hi=400.0, n=4000):
+    p = torch.linspace(lo, hi, n, dtype=torch.float64)
+    return p, scale_weight(p, torch.tensor(t), mode).double()
+
+
+@pytest.mark.parametrize("mode", ["diff", "ratio", "sqrt"])
+@pytest.mark.parametrize("t", [1.0, 9.0, 100.0, 2500.0])
+def test_monotone_modes_peak_at_target(mode, t):
+    p, a = _alpha_curve(mode, t, lo=t / 100, hi=t * 4)
+    below, above = p < t, p > t
+    assert bool((a[below].diff() > 0).all()), "alpha must strictly increase on (0, T)"
+    assert bool((a[above].diff() < 0).all()), "alpha must strictly decrease on (T, inf)"
+    assert float(scale_weight(torch.tensor(t), torch.tensor(t), mode)) == pytest.approx(1.0)
+    assert bool(((a >= 0) & (a <= 1)).all())
+
+
+def test_var_is_not_monotone():
+    p, a = _alpha_curve("var", 100.0)
+    below = p < 100
+    assert not bool((a[below].diff() > 0).all())
+    t = torch.tensor(100.0)
+    # the numbers quoted in DESIGN.md
+    assert float(scale_weight(torch.tensor(1.0), t, "var")) == pytest.approx(0.9612, abs=1e-4)
+    assert float(scale_weight(torch.tensor(80.0), t, "var")) == pytest.approx(0.90, abs=1e-6)
+
+
+def test_diff_formula_and_signed_coefficients():
+    p, t = torch.tensor([50.0, 150.0]), torch.tensor(100.0)
+    torch.testing.assert_close(scale_weight(p, t, "diff"), torch.tensor([1 - 50 / 150, 1 - 50 / 250]))
+    a = scale_weight(p, t, "diff", lambda_over=0.5, lambda_under=1.0)
+    torch.testing.assert_close(a, torch.tensor([1 - 50 / 150, 1 - 0.5 * 50 / 250]))
+    # over-segmentation punished less than under-segmentation of the same |D| with λ+ < λ-
+    a = scale_weight(torch.tensor([80.0, 120.0]), t, "diff", lambda_over=0.3, lambda_under=1.0)
+    assert a[1] > a[0]
+
+
+@pytest.mark.parametrize("mode", SCALE_MODES)
+def test_empty_cases_are_finite_and_documented(mode):
+    p = torch.tensor([0.0, 0.0, 7.0])
+    t = torch.tensor([0.0, 7.0, 0.0])
+    a = scale_weight(p, t, mode)
+    assert bool(torch.isfinite(a).all())
+    assert float(a[0]) == 1.0  # both empty: agreement
+    expected_miss = {"diff": 0.0, "ratio": 0.0, "sqrt": 0.0, "none": 1.0, "var": (49 / 4) / (7 + 49 / 4)}
+    assert float(a[1]) == pytest.approx(expected_miss[mode], abs=1e-3)
+
+
+@pytest.mark.parametrize("mode", SCALE_MODES)
+@pytest.mark.parametrize("autocast", [False, True])
+def test_loss_finite_for_empty_target_and_prediction(mode, autocast):
+    n = 4
+    logits = torch.randn(n, 1, 32, 32) * 3
+    logits[1] = -60.0  # prediction ~ empty
+    logits[2] = -60.0
+    target = (torch.rand(n, 1, 32, 32) > 0.97).float()
+    target[0] = 0  # empty target
+    target[2] = 0  # both empty
+    logits.requires_grad_(True)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        loss = ScaleIoULoss(mode)(logits, target)
+        per = ScaleIoULoss(mode, reduction="none")(logits, target)
+    assert loss.dtype == torch.float32 and bool(torch.isfinite(loss))
+    assert per.shape == (n,) and bool(torch.isfinite(per).all())
+    loss.backward()
+    assert bool(torch.isfinite(logits.grad).all())
+
+
+def test_both_empty_image_gives_zero_iou_loss():
+    logits = torch.full((1, 1, 8, 8), -100.0)
+    target = torch.zeros(1, 1, 8, 8)
+    assert float(soft_iou(torch.sigmoid(logits), target)) == 1.0
+    assert float(scale_iou_loss(logits, target, "diff", with_location=False)) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_warmup_is_plain_soft_iou_and_modes_differ():
+    torch.manual_seed(0)
+    logits = torch.randn(3, 1, 16, 16)
+    target = (torch.rand(3, 1, 16, 16) > 0.9).float()
+    iou = soft_iou(torch.sigmoid(logits), target)
+    torch.testing.assert_close(ScaleIoULoss("var")(logits, target, warmup=True), (1 - iou).mean())
+    vals = {m: float(ScaleIoULoss(m, with_location=False)(logits, target)) for m in SCALE_MODES}
+    assert len({round(v, 6) for v in vals.values()}) == len(SCALE_MODES)
+
+
+def _location_loss_reference(pred, target):
+    """MSHNet's LLoss, transcribed as a per-sample loop."""
+    loss = torch.tensor(0.0)
+    b, _, h, w = pred.shape
+    x_index = torch.arange(0, w, 1).view(1, 1, w).repeat((1, h, 1)).to(pred) / w
+    y_index = torch.arange(0, h, 1).view(1, h, 1).repeat((1, 1, w)).to(pred) / h
+    smooth = 1e-8
+    for i in range(b):
+        pcx, pcy = (x_index * pred[i]).mean(), (y_index * pred[i]).mean()
+        tcx, tcy = (x_index * target[i]).mean(), (y_index * target[i]).mean()
+        angle = (4 / (math.pi**2)) * torch.square(torch.arctan(pcy / (pcx + smooth)) - torch.arctan(tcy / (tcx + smooth)))
+        pl = torch.sqrt(pcx * pcx + pcy * pcy + smooth)
+        tl = torch.sqrt(tcx * tcx + tcy * tcy + smooth)
+        length = torch.min(pl, tl) / (torch.max(pl, tl) + smooth)
+        loss = loss + (1 - length + angle) / b
+    return loss
+
+
+def test_location_loss_matches_reference_loop():
+    torch.manual_seed(0)
+    pred = torch.rand(6, 1, 24, 40)
+    target = (torch.rand(6, 1, 24, 40) > 0.95).float()
+    target[0] = 0
+    pred[1] = 0
+    torch.testing.assert_close(location_loss(pred, target), _location_loss_reference(pred, target), atol=1e-6, rtol=1e-6)
+    # and the gradient
+    p1 = pred.clone().requires_grad_(True)
+    p2 = pred.clone().requires_grad_(True)
+    location_loss(p1, target).backward()
+    _location_loss_reference(p2, target).backward()
+    torch.testing.assert_close(p1.grad, p2.grad, atol=1e-6, rtol=1e-5)
+
+
+def test_errors_are_one_line_and_name_the_fix():
+    with pytest.raises(ValueError, match="use one of diff, var, ratio, sqrt, none") as e:
+        scale_weight(torch.ones(1), torch.ones(1), "dif")
+    assert "\n" not in str(e.value)
+    with pytest.raises(ValueError, match="use one of"):
+        ScaleIoULoss("variance")
+    with pytest.raises(ValueError, match=r"resize the mask to the logits' size"):
+        ScaleIoULoss()(torch.zeros(2, 1, 16, 16), torch.zeros(2, 1, 32, 32))
+    with pytest.raises(ValueError, match="lambda_over must lie in"):
+        scale_weight(torch.ones(1), torch.ones(1), "diff", lambda_over=2.0)
+    with pytest.raises(ValueError, match="reduction"):
+        ScaleIoULoss(reduction="avg")

@@ -1,0 +1,123 @@
+"""SIRST → YOLO conversion (gaussconv_plugin.data.yolo_format, tools/prepare_sirst.py) on the real data,
+read-only; outputs go to pytest's tmp folders."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from gaussconv_plugin.data.sirst import load_image, read_split, sirst_root, target_boxes
+from gaussconv_plugin.data.yolo_format import boxes_to_yolo_lines, prepare_yolo, read_manifest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_boxes_to_yolo_lines():
+    boxes = np.array([[10, 20, 14, 22], [0, 0, 200, 5], [-3, 5, 2, 9], [7, 7, 7, 9]], np.float32)
+    lines = boxes_to_yolo_lines(boxes, width=100, height=50)
+    assert lines[0] == "0 0.120000 0.420000 0.040000 0.040000"
+    assert lines[1] == "0 0.500000 0.050000 1.000000 0.100000"  # clipped to the image
+    assert lines[2] == "0 0.010000 0.140000 0.020000 0.080000"
+    assert len(lines) == 3  # zero-width box dropped
+    assert boxes_to_yolo_lines(np.zeros((0, 4)), 10, 10) == []
+    with pytest.raises(ValueError, match="positive"):
+        boxes_to_yolo_lines(boxes, 0, 10)
+
+
+def _parse(line: str) -> np.ndarray:
+    return np.array([float(x) for x in line.split()])
+
+
+def test_prepare_subset_labels_match_masks_and_is_idempotent(tmp_path):
+    root = sirst_root()
+    out = tmp_path / "y"
+    data = prepare_yolo(root, out, limit=6)
+    assert data == out.resolve() / "data.yaml"
+    yaml = pytest.importorskip("yaml")
+    d = yaml.safe_load(data.read_text())
+    assert d["names"] == {0: "Target"} and d["nc"] == 1
+    for k in ("path", "train", "val", "test"):
+        assert Path(d[k]).is_absolute() and Path(d[k]).is_dir()
+    assert d["train"].endswith("images/train") and d["val"] == d["test"]
+    for split, src in (("train", "trainval"), ("val", "test")):
+        names = read_split(root, src)[:6]
+        assert sorted(p.stem for p in (out / "images" / split).glob("*.png")) == sorted(names)
+        for n in names:
+            img = np.asarray(Image.open(out / "images" / split / f"{n}.png"))
+            assert img.dtype == np.uint8 and img.ndim == 2  # gray PNG
+            np.testing.assert_array_equal(img, load_image(root, n))
+            boxes, _ = target_boxes(root, n)
+            h, w = img.shape
+            got = [_parse(ln) for ln in (out / "labels" / split / f"{n}.txt").read_text().splitlines()]
+            assert len(got) == len(boxes)
+            for g, b in zip(got, boxes):
+                assert g[0] == 0
+                np.testing.assert_allclose(g[1:], [(b[0] + b[2]) / 2 / w, (b[1] + b[3]) / 2 / h,
+                                                   (b[2] - b[0]) / w, (b[3] - b[1]) / h], atol=1e-6)
+    m = read_manifest(out)
+    assert m["counts"]["train"]["images"] == 6 and m["counts"]["val"]["images"] == 6
+    assert m["n_voc_problem_images"] == len(m["voc_problem_images"])
+    assert (out / "voc_problems.txt").read_text().count("\n") == m["n_voc_problem_images"]
+
+    # idempotent: same call leaves every file untouched
+    stamp = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+    assert prepare_yolo(root, out, limit=6) == data
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == stamp
+    # other parameters rebuild, with no stale files left
+    prepare_yolo(root, out, limit=3, channels=3)
+    assert len(list((out / "images" / "train").glob("*.png"))) == 3
+    assert len(list((out / "labels" / "val").glob("*.txt"))) == 3
+    im = Image.open(next((out / "images" / "train").glob("*.png")))
+    assert im.mode == "RGB"
+
+
+def test_every_source_mode_is_converted(tmp_path):
+    """SIRST stores L, RGB, RGBA and P files; a view of one of each (symlinks in tmp) converts to gray PNGs."""
+    root = sirst_root()
+    picked = {}
+    for n in read_split(root, "trainvaltest"):
+        with Image.open(root / "images" / f"{n}.png") as im:
+            picked.setdefault(im.mode, n)
+        if len(picked) == 4:
+            break
+    assert {"L", "RGB"} <= set(picked), picked
+    view = tmp_path / "view"
+    (view / "images").mkdir(parents=True)
+    (view / "masks").mkdir()
+    (view / "idx_427").mkdir()
+    for n in picked.values():
+        os.symlink(root / "images" / f"{n}.png", view / "images" / f"{n}.png")
+        for f in (root / "masks").glob(f"{n}[._]*"):
+            os.symlink(f, view / "masks" / f.name)
+    names = "\n".join(picked.values()) + "\n"
+    (view / "idx_427" / "trainval.txt").write_text(names)
+    (view / "idx_427" / "test.txt").write_text(names)
+    out = tmp_path / "y"
+    prepare_yolo(view, out)
+    for n in picked.values():
+        a = np.asarray(Image.open(out / "images" / "train" / f"{n}.png"))
+        assert a.ndim == 2 and a.shape == load_image(root, n).shape
+
+
+def test_refuses_to_write_into_the_dataset():
+    root = sirst_root()
+    with pytest.raises(ValueError, match="read-only dataset"):
+        prepare_yolo(root, root / "yolo")
+
+
+def test_prepare_sirst_cli(tmp_path):
+    out = tmp_path / "cli"
+    p = subprocess.run([sys.executable, str(REPO / "tools" / "prepare_sirst.py"), "--limit", "4", "--out", str(out)],
+                       capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.strip().splitlines()
+    assert Path(lines[-1]) == out.resolve() / "data.yaml"
+    assert lines[0].startswith("train: 4 images") and lines[1].startswith("val: 4 images")
+    assert "VOC xml disagrees with the mask for" in p.stdout
+    assert json.loads((out / "manifest.json").read_text())["params"]["limit"] == 4
