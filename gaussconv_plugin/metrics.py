@@ -17,8 +17,14 @@ target ``mask`` ``(H, W)``; the prediction is ``prob > threshold`` (0.5 ⇔ logi
   nothing to Pd's numerator or denominator; all its predicted pixels are false alarms and its pixels count in
   the denominator. Usually reported ×10⁶ (``Fa_e6``).
 
-Threshold sweep (``curve_bins = B > 0``): thresholds ``t_b = b / B`` (b = 0..B−1, prediction ``prob > t_b``, the
-library's ``linspace(0, 1, B, endpoint=False)``). For each: Pd and Fa (ROC of IRSTD papers), target precision
+Threshold sweep (``curve_bins = B > 0``), prediction ``prob > t_b`` for b = 0..B−1:
+
+- ``curve_spacing='linear'``: ``t_b = b / B`` (the library's ``linspace(0, 1, B, endpoint=False)``);
+- ``curve_spacing='logit'``: ``t_b = σ(−10 + 20·b/(B−1))``, evenly spaced in logit space from σ(−10) ≈ 4.5·10⁻⁵
+  to σ(10) ≈ 0.99995 — networks trained with soft-IoU losses output nearly binary probabilities, so a linear
+  sweep puts almost every threshold on the same operating point.
+
+For each threshold: Pd and Fa (ROC of IRSTD papers), target precision
 ``#matched / #predicted components``, and dataset-level pixel precision ``Σtp / Σ(tp + fp)`` and recall
 ``Σtp / Σ(tp + fn)`` (PR curve; counted here with NumPy, the library's dynamic curves average per image).
 :func:`plot_curves` draws them with Matplotlib (Agg).
@@ -31,7 +37,9 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["IRSTDMetrics", "plot_curves", "save_curves", "load_curves"]
+__all__ = ["IRSTDMetrics", "CURVE_SPACINGS", "sweep_thresholds", "plot_curves", "save_curves", "load_curves"]
+
+CURVE_SPACINGS = ("linear", "logit")
 
 
 def _lib():
@@ -43,6 +51,15 @@ def _lib():
             "`pip install --no-deps pyirstdmetrics==1.0.2 scikit-image scipy` (make setup does this)"
         ) from e
     return py_irstd_metrics
+
+
+def sweep_thresholds(bins: int, spacing: str = "linear") -> np.ndarray:
+    """The ``bins`` increasing thresholds of a sweep (module docstring): linear ``b/B`` or logit-spaced."""
+    if spacing == "linear":
+        return np.linspace(0, 1, bins, endpoint=False)
+    if spacing == "logit":
+        return 1.0 / (1.0 + np.exp(-np.linspace(-10.0, 10.0, bins)))
+    raise ValueError(f"curve_spacing must be one of {CURVE_SPACINGS} (got {spacing!r})")
 
 
 def _div(a, b):
@@ -57,15 +74,22 @@ class IRSTDMetrics:
         threshold: binarisation threshold on the probability (``prob > threshold``), default 0.5.
         distance_threshold: centroid distance (px) under which a predicted component matches a target (3).
         curve_bins: number of thresholds of the sweep (0: no sweep).
+        curve_spacing: ``'linear'`` or ``'logit'`` placement of the sweep's thresholds (module docstring).
 
     Use: ``m = IRSTDMetrics(); m.update(prob, mask) …; m.get()``.
     """
 
-    def __init__(self, threshold: float = 0.5, distance_threshold: float = 3, curve_bins: int = 0):
+    def __init__(self, threshold: float = 0.5, distance_threshold: float = 3, curve_bins: int = 0,
+                 curve_spacing: str = "linear"):
         if not 0.0 <= threshold < 1.0:
             raise ValueError(f"threshold must lie in [0, 1) (got {threshold!r}); use 0.5 (logit > 0)")
         if curve_bins < 0 or int(curve_bins) != curve_bins:
             raise ValueError(f"curve_bins must be an int >= 0 (got {curve_bins!r}); use e.g. 50, or 0 for no sweep")
+        if curve_spacing not in CURVE_SPACINGS:
+            raise ValueError(f"curve_spacing must be one of {CURVE_SPACINGS} (got {curve_spacing!r})")
+        if curve_spacing == "logit" and curve_bins == 1:
+            raise ValueError("curve_spacing='logit' needs curve_bins >= 2; use e.g. curve_bins=50")
+        self.curve_spacing = curve_spacing
         lib = _lib()
         self.threshold, self.distance_threshold, self.curve_bins = float(threshold), distance_threshold, int(curve_bins)
         self._cm = lib.CMMetrics(threshold=self.threshold, metric_handlers={
@@ -78,6 +102,7 @@ class IRSTDMetrics:
         if self.curve_bins:
             self._sweep = lib.ProbabilityDetectionAndFalseAlarmRate(num_bins=self.curve_bins,
                                                                     distance_threshold=distance_threshold)
+            self._sweep.thresholds = sweep_thresholds(self.curve_bins, curve_spacing)
             self._px_tp = np.zeros(self.curve_bins, np.int64)
             self._px_fp = np.zeros(self.curve_bins, np.int64)
             self._px_pos = 0

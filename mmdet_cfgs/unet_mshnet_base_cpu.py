@@ -66,7 +66,7 @@ test_dataloader = dict(
                  channels=1),
 )
 val_evaluator = dict(type='IRSTDMetric', threshold=0.5, distance_threshold=3)
-test_evaluator = dict(type='IRSTDMetric', threshold=0.5, distance_threshold=3, curve_bins=50)
+test_evaluator = dict(type='IRSTDMetric', threshold=0.5, distance_threshold=3, curve_bins=50, curve_spacing='logit')
 
 optim_wrapper = dict(type='OptimWrapper', optimizer=dict(type='Adagrad', lr=lr))
 param_scheduler = []  # constant learning rate, as MSHNet

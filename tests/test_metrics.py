@@ -142,6 +142,26 @@ def test_curves_monotone_and_consistent_with_point_metrics(tmp_path):
     assert len(plot_curves({"a": c, "b": c}, tmp_path / "two", prefix="x_")) == 2
 
 
+def test_logit_spaced_sweep():
+    from gaussconv_plugin.metrics import sweep_thresholds
+
+    t = sweep_thresholds(21, "logit")
+    assert t[10] == pytest.approx(0.5) and t[0] == pytest.approx(1 / (1 + np.exp(10))) and np.all(np.diff(t) > 0)
+    rng = np.random.default_rng(5)
+    cases = [make_case(rng, 40, 40, 2) for _ in range(6)]
+    m = IRSTDMetrics(curve_bins=21, curve_spacing="logit")
+    for p, k in cases:
+        m.update(p, k)
+    out = m.get()
+    c = out["curves"]
+    assert c["thresholds"] == pytest.approx(t.tolist())
+    assert c["pd"][10] == pytest.approx(out["Pd"]) and c["fa"][10] == pytest.approx(out["Fa"])
+    ref = reference(*zip(*cases), thr=t[3])
+    assert c["pd"][3] == pytest.approx(ref["Pd"]) and c["fa"][3] == pytest.approx(ref["Fa"])
+    with pytest.raises(ValueError, match="curve_spacing"):
+        IRSTDMetrics(curve_bins=5, curve_spacing="log")
+
+
 def test_input_checks():
     m = IRSTDMetrics()
     with pytest.raises(ValueError, match="sigmoid"):

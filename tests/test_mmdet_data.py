@@ -74,9 +74,13 @@ def test_mmdet_loads_every_png_mode_like_load_image(root, tmp_path):
     """LoadImageFromFile (cv2, color) on L / RGB / RGBA / palette files gives 3 equal channels whose value is
     load_image's gray, so the json can point at the original files (no converted copy is needed)."""
     from mmdet.datasets import CocoDataset
-    from mmengine.registry import init_default_scope
+    from mmengine.registry import DefaultScope
 
-    init_default_scope("mmdet")
+    with DefaultScope.overwrite_default_scope("mmdet"):
+        _check_modes(root, tmp_path, CocoDataset)
+
+
+def _check_modes(root, tmp_path, CocoDataset):
     by_mode: dict[str, str] = {}
     for name in read_split(root, "trainvaltest"):
         with Image.open(root / "images" / f"{name}.png") as im:

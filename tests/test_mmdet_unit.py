@@ -25,7 +25,7 @@ from mmdet.models.losses import GIoULoss, IoULoss
 from mmdet.registry import MODELS as DET_MODELS
 from mmengine.config import Config
 from mmengine.registry import MODELS as ROOT_MODELS
-from mmengine.registry import DefaultScope, init_default_scope
+from mmengine.registry import DefaultScope
 
 REPO = Path(__file__).resolve().parents[1]
 CFG = REPO / "mmdet_cfgs"
@@ -37,8 +37,9 @@ PAIRS = [
 
 @pytest.fixture(autouse=True)
 def _mmdet_scope():
-    init_default_scope("mmdet")
-    yield
+    """Default scope 'mmdet' for each test, restored afterwards (other test files may use other scopes)."""
+    with DefaultScope.overwrite_default_scope("mmdet"):
+        yield
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -6,8 +6,8 @@
         --out-dir work_dirs/compare [--prefix sirst_]
 
 Each positional argument is ``LABEL=PATH`` or ``PATH`` (label: the file's parent folder names). The sweep comes
-from ``IRSTDMetric(curve_bins=N)`` (the U-Net configs' test evaluator uses 50 thresholds t = b/N); see
-:mod:`gaussconv_plugin.metrics` for the definitions. Writes ``<prefix>roc.png`` and ``<prefix>pr.png``.
+from ``IRSTDMetric(curve_bins=N)`` (the U-Net configs' test evaluator: 50 thresholds evenly spaced in logit
+space); see :mod:`gaussconv_plugin.metrics` for the definitions. Writes ``<prefix>roc.png`` and ``<prefix>pr.png``.
 """
 from __future__ import annotations
 

@@ -143,6 +143,8 @@ class IRSTDMetric(BaseMetric):
         distance_threshold: centroid distance for a detected target (3 px).
         curve_bins: thresholds of the ROC/PR sweep (0: none). With ``out_dir`` set, ``curves.json``,
             ``roc.png`` and ``pr.png`` are written there.
+        curve_spacing: ``'logit'`` (default: thresholds evenly spaced in logit space, informative for the
+            near-binary outputs of soft-IoU-trained networks) or ``'linear'`` (``b / curve_bins``).
         out_dir: folder for the sweep outputs (``None``: the visualization hook's folder when it is enabled).
 
     Results (prefix ``irstd``): ``mIoU``, ``nIoU``, ``Pd``, ``Fa`` (fraction), ``Fa_e6`` (×10⁻⁶).
@@ -151,11 +153,12 @@ class IRSTDMetric(BaseMetric):
     default_prefix = "irstd"
 
     def __init__(self, threshold: float = 0.5, distance_threshold: float = 3, curve_bins: int = 0,
-                 out_dir: str | None = None, collect_device: str = "cpu", prefix: str | None = None,
-                 collect_dir: str | None = None):
+                 curve_spacing: str = "logit", out_dir: str | None = None, collect_device: str = "cpu",
+                 prefix: str | None = None, collect_dir: str | None = None):
         super().__init__(collect_device=collect_device, prefix=prefix, collect_dir=collect_dir)
-        IRSTDMetrics(threshold, distance_threshold, curve_bins)  # validate the arguments now
+        IRSTDMetrics(threshold, distance_threshold, curve_bins, curve_spacing)  # validate the arguments now
         self.threshold, self.distance_threshold, self.curve_bins = threshold, distance_threshold, curve_bins
+        self.curve_spacing = curve_spacing
         self.out_dir = out_dir
         self.last_curves: dict | None = None
 
@@ -171,7 +174,7 @@ class IRSTDMetric(BaseMetric):
             })
 
     def compute_metrics(self, results: list) -> dict:
-        acc = IRSTDMetrics(self.threshold, self.distance_threshold, self.curve_bins)
+        acc = IRSTDMetrics(self.threshold, self.distance_threshold, self.curve_bins, self.curve_spacing)
         for r in results:
             acc.update(r["prob"], r["mask"])
         m = acc.get()
