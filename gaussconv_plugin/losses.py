@@ -123,7 +123,7 @@ def location_loss(pred: torch.Tensor, target: torch.Tensor, smooth: float = 1e-8
 
         L_loc = 1 − min(ℓ_p, ℓ_t) / (max(ℓ_p, ℓ_t) + s) + (4/π²) · (atan(cy_p / (cx_p + s)) − atan(cy_t / (cx_t + s)))²
 
-    Computed from the row/column marginals (one pass over the prediction). Empty masks give finite values
+    Computed for the whole batch with one matrix–vector product over the flattened maps (one pass). Empty masks give finite values
     (ℓ = √s, angle 0).
 
     Args:
@@ -138,24 +138,38 @@ def location_loss(pred: torch.Tensor, target: torch.Tensor, smooth: float = 1e-8
             f"location_loss: pred shape {tuple(pred.shape)} != target shape {tuple(target.shape)}; "
             "resize the target to the prediction's size"
         )
-    pred, target = pred.float(), target.float()
-    n, h, w = pred.shape[0], pred.shape[-2], pred.shape[-1]
-    xs = torch.arange(w, device=pred.device, dtype=torch.float32) / w
-    ys = torch.arange(h, device=pred.device, dtype=torch.float32) / h
-
-    def centre(m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        m = m.reshape(n, -1, h, w).sum(1)  # (N, H, W), channels summed (MSHNet uses C = 1)
-        cx = (m.sum(1) * xs).sum(-1) / (h * w)
-        cy = (m.sum(2) * ys).sum(-1) / (h * w)
-        return cx, cy
-
-    pcx, pcy = centre(pred)
-    tcx, tcy = centre(target)
+    with torch.autocast(device_type=pred.device.type, enabled=False):  # keep the moments in float32
+        pcx, pcy = _first_moments(pred.float()).unbind(1)
+        tcx, tcy = _first_moments(target.float()).unbind(1)
     angle = (4 / math.pi**2) * (torch.atan(pcy / (pcx + smooth)) - torch.atan(tcy / (tcx + smooth))) ** 2
     pl = torch.sqrt(pcx * pcx + pcy * pcy + smooth)
     tl = torch.sqrt(tcx * tcx + tcy * tcy + smooth)
     length = torch.minimum(pl, tl) / (torch.maximum(pl, tl) + smooth)
     return (1 - length + angle).mean()
+
+
+_GRID_CACHE: dict = {}
+
+
+def _moment_weights(h: int, w: int, device, dtype) -> torch.Tensor:
+    """``(H·W, 2)`` weights ``[x/W, y/H] / (H·W)`` of the flattened grid (cached per size/device)."""
+    key = (h, w, str(device), dtype)
+    wts = _GRID_CACHE.get(key)
+    if wts is None:
+        ys, xs = torch.meshgrid(torch.arange(h, device=device, dtype=dtype) / h,
+                                torch.arange(w, device=device, dtype=dtype) / w, indexing="ij")
+        wts = torch.stack([xs.reshape(-1), ys.reshape(-1)], 1) / (h * w)
+        if len(_GRID_CACHE) > 32:
+            _GRID_CACHE.clear()
+        _GRID_CACHE[key] = wts
+    return wts
+
+
+def _first_moments(m: torch.Tensor) -> torch.Tensor:
+    """MSHNet's ``(cx, cy)`` per image, ``(N, C, H, W)`` → ``(N, 2)``: one matrix-vector pass over the data."""
+    n, c, h, w = m.shape
+    flat = m.reshape(n, h * w) if c == 1 else m.sum(1).reshape(n, h * w)
+    return flat @ _moment_weights(h, w, m.device, m.dtype)
 
 
 def _reduce(x: torch.Tensor, reduction: str) -> torch.Tensor:
@@ -202,11 +216,12 @@ def scale_iou_loss(
         )
     prob = torch.sigmoid(logits.float())
     tgt = target.float()
-    iou = soft_iou(prob, tgt, eps)
+    dims = tuple(range(1, prob.dim()))
+    inter, psum, tsum = (prob * tgt).sum(dims), prob.sum(dims), tgt.sum(dims)
+    iou = _safe_div(inter, psum + tsum - inter, 1.0, eps)  # = soft_iou(prob, tgt, eps)
     if warmup:
         return _reduce(1.0 - iou, reduction)
-    dims = tuple(range(1, prob.dim()))
-    alpha = scale_weight(prob.sum(dims), tgt.sum(dims), mode, lambda_over, lambda_under, eps)
+    alpha = scale_weight(psum, tsum, mode, lambda_over, lambda_under, eps)
     loss = 1.0 - alpha * iou
     if with_location and location_weight:
         loss = loss + location_weight * location_loss(prob, tgt)

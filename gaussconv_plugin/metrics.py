@@ -189,7 +189,7 @@ def load_curves(path: str | os.PathLike) -> dict:
 
 
 def plot_curves(curves: dict, out_dir: str | os.PathLike, prefix: str = "") -> list[Path]:
-    """Draw ``roc.png`` (Pd vs Fa×10⁶, log x) and ``pr.png`` (pixel and target precision vs recall).
+    """Draw ``roc.png`` (Pd vs Fa×10⁶; log x when Fa spans more than a decade) and ``pr.png`` (pixel and target precision vs recall).
 
     Args:
         curves: one sweep (``IRSTDMetrics.curves()``) or ``{label: sweep}`` to overlay several models.
@@ -202,6 +202,7 @@ def plot_curves(curves: dict, out_dir: str | os.PathLike, prefix: str = "") -> l
     import matplotlib  # noqa: PLC0415
 
     matplotlib.use("Agg")
+    import matplotlib.ticker  # noqa: PLC0415
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
     runs = {"": curves} if "thresholds" in curves else dict(curves)
@@ -209,10 +210,14 @@ def plot_curves(curves: dict, out_dir: str | os.PathLike, prefix: str = "") -> l
     out.mkdir(parents=True, exist_ok=True)
     paths = []
     fig, ax = plt.subplots(figsize=(5, 4))
+    all_fa = np.concatenate([np.asarray(c["fa"], float) * 1e6 for c in runs.values()])
+    log_x = all_fa.max() > 10 * max(all_fa.min(), 1e-2)  # log axis only when Fa spans more than a decade
     for label, c in runs.items():
-        fa = np.maximum(np.asarray(c["fa"]) * 1e6, 1e-2)  # log axis: Fa = 0 drawn at 0.01
-        ax.plot(fa, c["pd"], marker=".", label=label or None)
-    ax.set_xscale("log")
+        fa = np.asarray(c["fa"], float) * 1e6
+        ax.plot(np.maximum(fa, 1e-2) if log_x else fa, c["pd"], marker=".", label=label or None)
+    if log_x:  # Fa = 0 is drawn at 0.01
+        ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_xlabel("Fa (×10⁻⁶, false-alarm pixels / pixels)")
     ax.set_ylabel("Pd (detected targets / targets)")
     ax.set_ylim(0, 1.02)
