@@ -108,10 +108,14 @@ def scale_weight(
 
 def soft_iou(prob: torch.Tensor, target: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     """Soft IoU per image: ``(N, C, H, W)`` probabilities and targets → ``(N,)`` (1 where both are empty)."""
+    inter, psum, tsum = _overlap_sums(prob, target)
+    return _safe_div(inter, psum + tsum - inter, 1.0, eps)
+
+
+def _overlap_sums(prob: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per image ``(Σ p·t, Σ p, Σ t)``, each ``(N,)``."""
     dims = tuple(range(1, prob.dim()))
-    inter = (prob * target).sum(dims)
-    union = prob.sum(dims) + target.sum(dims) - inter
-    return _safe_div(inter, union, 1.0, eps)
+    return (prob * target).sum(dims), prob.sum(dims), target.sum(dims)
 
 
 def location_loss(pred: torch.Tensor, target: torch.Tensor, smooth: float = 1e-8) -> torch.Tensor:
@@ -216,9 +220,8 @@ def scale_iou_loss(
         )
     prob = torch.sigmoid(logits.float())
     tgt = target.float()
-    dims = tuple(range(1, prob.dim()))
-    inter, psum, tsum = (prob * tgt).sum(dims), prob.sum(dims), tgt.sum(dims)
-    iou = _safe_div(inter, psum + tsum - inter, 1.0, eps)  # = soft_iou(prob, tgt, eps)
+    inter, psum, tsum = _overlap_sums(prob, tgt)  # once: for the IoU and for α's areas
+    iou = _safe_div(inter, psum + tsum - inter, 1.0, eps)
     if warmup:
         return _reduce(1.0 - iou, reduction)
     alpha = scale_weight(psum, tsum, mode, lambda_over, lambda_under, eps)

@@ -113,10 +113,6 @@ def main(argv=None):
 
 if __name__ == "__main__":
     main()
-    # Leave the process group cleanly: a gloo group still alive at interpreter exit can abort a rank
-    # ("terminate called without an active exception", SIGABRT) after the work is done.
-    import torch.distributed as dist
+    from gaussconv_plugin.mmdet.runner import leave_process_group
 
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
-        dist.destroy_process_group()
+    leave_process_group()

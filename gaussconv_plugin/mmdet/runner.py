@@ -158,3 +158,13 @@ def local_rank_env(local_rank: int) -> None:
     """Set ``LOCAL_RANK`` from ``--local_rank`` when the launcher did not (``torch.distributed.launch``)."""
     if "LOCAL_RANK" not in os.environ:
         os.environ["LOCAL_RANK"] = str(local_rank)
+
+
+def leave_process_group() -> None:
+    """Destroy the default process group if one is up: a gloo group still alive at interpreter exit can abort a
+    rank ("terminate called without an active exception", SIGABRT) after the work is done."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
