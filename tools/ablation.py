@@ -66,7 +66,7 @@ METRICS = {
     "yolo": [("mAP50", "mAP50"), ("mAP50-95", "mAP50-95"), ("precision", "P"), ("recall", "R")],
     "unet": [("mIoU", "mIoU"), ("nIoU", "nIoU"), ("Pd", "Pd"), ("Fa_e6", "Fa (×10⁻⁶)")],
 }
-DEFAULTS = {"yolo_epochs": 12, "unet_epochs": 12, "imgsz": 320, "batch": 16, "yolo_arch": "p2"}
+DEFAULTS = {"yolo_epochs": 15, "unet_epochs": 15, "imgsz": 320, "batch": 16, "yolo_arch": "p2"}
 _print_lock = threading.Lock()
 
 
@@ -231,17 +231,10 @@ def _git_commit() -> str:
 
 
 def child_env(threads: int) -> dict:
-    env = dict(os.environ)
-    for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        env[k] = str(threads)
-    env.setdefault("YOLO_OFFLINE", "1")
-    env.setdefault("YOLO_AUTOINSTALL", "false")
-    env.setdefault("HF_HUB_OFFLINE", "1")
-    env.setdefault("MPLBACKEND", "Agg")
-    venv_cfg = REPO / ".venv" / "ultralytics"
-    if "YOLO_CONFIG_DIR" not in env and venv_cfg.is_dir():
-        env["YOLO_CONFIG_DIR"] = str(venv_cfg)
-    return env
+    """Environment of the child runs: Ultralytics offline switches and ``threads`` CPU threads."""
+    from gaussconv_plugin.yolo.offline import offline_env
+
+    return offline_env(threads=threads)
 
 
 def run_one(run: Run, data_yaml: Path | None = None, threads: int = 1) -> dict:
@@ -254,6 +247,7 @@ def run_one(run: Run, data_yaml: Path | None = None, threads: int = 1) -> dict:
     cmd = yolo_command(run, data_yaml) if run.part == "yolo" else unet_command(run)
     (run.dir / "command.txt").write_text(" ".join(cmd) + "\n")
     log(f"[start] {run.name} ({run.epochs} epochs): {run.dir}/log.txt")
+    commit = _git_commit()
     t0 = time.time()
     with (run.dir / "log.txt").open("w") as fh:
         proc = subprocess.run(cmd, cwd=run.dir, env=child_env(threads), stdout=fh, stderr=subprocess.STDOUT)
@@ -264,7 +258,7 @@ def run_one(run: Run, data_yaml: Path | None = None, threads: int = 1) -> dict:
                            f"see {run.dir}/log.txt; rerun the same command to retry it")
     res = yolo_result(run) if run.part == "yolo" else unet_result(run)
     rec = {"part": run.part, "variant": run.variant, "seed": run.seed, "epochs": run.epochs, "wall_s": round(wall, 1),
-           "threads": threads, "commit": _git_commit(), "finished": _dt.datetime.now().isoformat(timespec="seconds"),
+           "threads": threads, "commit": commit, "finished": _dt.datetime.now().isoformat(timespec="seconds"),
            "command": cmd, **res}
     if run.part == "unet":
         rec["sec_per_epoch"] = round(wall / max(1, run.epochs), 1)
@@ -308,7 +302,9 @@ def _fmt(ms: tuple[float, float], digits: int) -> str:
 def markdown(summary: dict, meta: dict) -> str:
     lines = [f"Ablation on SIRST v1 (idx_427: train `trainval` 341 images, test `test` 86 images), "
              f"metrics of the last epoch, mean ± sample std over seeds.", "",
-             f"- command: `{meta['command']}`", f"- commit: `{meta['commit']}`, date: {meta['date']}",
+             f"- command: `{meta['command']}`",
+             f"- commit of the runs: {', '.join(f'`{c}`' for c in meta.get('run_commits', [meta['commit']]))}; "
+             f"runs finished on {', '.join(meta.get('run_dates', [meta['date']]))}",
              f"- machine: {meta['machine']}", ""]
     titles = {"yolo": f"YOLOv8n-{meta.get('yolo_arch', 'p2').upper()} (stock `yolo train`, imgsz {meta.get('imgsz')}, "
                       f"batch {meta.get('batch')})",
@@ -440,7 +436,7 @@ def plot_sigma_theta(records: list[dict], out: Path) -> list[Path]:
         axs[1].set_xticklabels([f"{n}\n(k={k})" for n, k in zip(layers, ks)], rotation=30, ha="right", fontsize=7)
         axs[0].legend(fontsize=8)
         axs[0].set_title(f"{'YOLOv8n' if part == 'yolo' else 'U-Net'}: learned σ and θ per GaussianShapedConv layer "
-                         f"(channels × seeds; dashed: initial value)", fontsize=10)
+                         f"\n(box: channels × seeds; dashed: initial value)", fontsize=10)
         for ax in axs:
             ax.grid(alpha=0.3)
         fig.tight_layout()
@@ -462,6 +458,8 @@ def write_reports(runs: list[Run], out: Path, meta: dict, publish: Path | None =
     records = collect(runs)
     if not records:
         raise SystemExit(f"no finished runs under {out}; run without --report-only first")
+    meta = dict(meta, run_commits=sorted({r["commit"] for r in records}),
+                run_dates=sorted({r["finished"][:10] for r in records}))
     summary = write_tables(records, out, meta)
     pngs = plot_curves(records, out) + plot_sigma_theta(records, out)
     if publish:

@@ -6,14 +6,27 @@ the median per-call time of each is reported with the ratio to the reference. Ru
 
     python tools/bench_conv.py              # defaults of the table in README.md
     python tools/bench_conv.py --quick      # fewer repeats
+    python tools/bench_conv.py --e2e-epochs 3 --threads 1   # + end-to-end rows: `yolo train` of yolov8n-gauss
+                                                           #   vs yolov8n on SIRST, seconds/epoch + peak memory
+
+The end-to-end rows train both models with the stock ``yolo`` CLI in fresh processes, in alternation
+(stock, gauss, stock, gauss, … for ``--e2e-rounds``), with ``val=False``; seconds per epoch is the median over
+epochs 2..N-1 of each run (epoch 1 includes start-up, the last one the final validation), read from Ultralytics'
+``results.csv``; peak memory is the child process's maximum resident set size (``wait4`` rusage).
 """
 from __future__ import annotations
 
 import argparse
+import csv
 import math
+import os
 import platform
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import torch
 import torch.nn as nn
@@ -87,6 +100,53 @@ def row(title, res, ref):
     return out
 
 
+def yolo_epoch_time(model: str, data: str, epochs: int, imgsz: int, batch: int, threads: int) -> tuple[float, float]:
+    """Train ``model`` with the stock ``yolo`` CLI in a fresh process; ``(median s/epoch over epochs 2..N-1,
+    peak RSS in MiB)``."""
+    from gaussconv_plugin.yolo.offline import offline_env
+
+    env = offline_env(threads=threads)
+    with tempfile.TemporaryDirectory() as d:
+        cmd = [str(Path(sys.executable).with_name("yolo")), "train", f"model={model}", f"data={data}",
+               f"epochs={epochs}", f"imgsz={imgsz}", f"batch={batch}", "device=cpu", "workers=0", "val=False",
+               "plots=False", "amp=False", "seed=0", f"project={d}", "name=run", "exist_ok=True"]
+        proc = subprocess.Popen(cmd, cwd=d, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        err = proc.stderr.read()
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.returncode != 0:
+            raise SystemExit(f"{' '.join(cmd)} failed (exit {proc.returncode}): {err.strip().splitlines()[-1:]}")
+        rows = list(csv.DictReader(open(Path(d) / "run" / "results.csv")))
+        t = [float(r["time"]) for r in rows]
+        per = [b - a for a, b in zip(t[:-1], t[1:])][: max(1, epochs - 2)]
+        return statistics.median(per), usage.ru_maxrss / 1024
+
+
+def e2e_rows(epochs: int, rounds: int, imgsz: int, batch: int, threads: int) -> list[str]:
+    from gaussconv_plugin.data import cache_dir
+    from gaussconv_plugin.data.yolo_format import prepare_yolo
+
+    if epochs < 3:
+        raise SystemExit("--e2e-epochs must be >= 3 (epoch 1 includes start-up and the last one the validation)")
+    data = str(prepare_yolo(None, cache_dir("sirst_yolo")))
+    models = {"yolov8n (yolov8n-base.yaml, stock loss)": "yolov8n-base.yaml",
+              "yolov8n-gauss (GaussianShapedConv + diff loss)": "yolov8n-gauss.yaml"}
+    got: dict[str, list[tuple[float, float]]] = {k: [] for k in models}
+    for _ in range(rounds):
+        for k, m in models.items():
+            got[k].append(yolo_epoch_time(m, data, epochs, imgsz, batch, threads))
+    ref = statistics.median(s for s, _ in got[next(iter(models))])
+    ref_mem = max(m for _, m in got[next(iter(models))])
+    title = f"`yolo train` on SIRST trainval (341 images), imgsz {imgsz}, batch {batch}, {threads} thread(s)"
+    out = ["", f"End to end ({rounds} alternating round(s) of {epochs} epochs each, val=False):", "",
+           "| benchmark | model | s / epoch | ratio | peak RSS (MiB) | ratio |", "|---|---|---:|---:|---:|---:|"]
+    for k, v in got.items():
+        s, mem = statistics.median(x for x, _ in v), max(x for _, x in v)
+        out.append(f"| {title} | {k} | {s:.1f} | {s / ref:.3f}× | {mem:.0f} | {mem / ref_mem:.3f}× |")
+        title = ""
+    return out
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--channels", type=int, default=64)
@@ -95,6 +155,10 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--quick", action="store_true", help="5 repeats")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: leave as is)")
+    ap.add_argument("--e2e-epochs", type=int, default=0, help="also time `yolo train` end to end (0: skip; >= 3)")
+    ap.add_argument("--e2e-rounds", type=int, default=1, help="alternating rounds of the end-to-end runs")
+    ap.add_argument("--e2e-imgsz", type=int, default=320)
+    ap.add_argument("--e2e-batch", type=int, default=16)
     a = ap.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -147,6 +211,8 @@ def main(argv=None):
                  "ScaleIoULoss('var') + location": lambda: sls(logits, target)}, rep * 2)
     lines += row("scale IoU + location loss, batch 16, 256²", res, "MSHNet SLS (loop)")
     torch.testing.assert_close(sls(logits, target), sls_loop(logits, target), rtol=1e-5, atol=1e-5)
+    if a.e2e_epochs:
+        lines += e2e_rows(a.e2e_epochs, a.e2e_rounds, a.e2e_imgsz, a.e2e_batch, a.threads or torch.get_num_threads())
     print("\n".join(lines))
 
 

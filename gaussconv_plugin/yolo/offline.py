@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from pathlib import Path
 
-__all__ = ["OFFLINE_VARS", "ensure_fonts", "offline_env"]
+__all__ = ["OFFLINE_VARS", "default_config_dir", "ensure_fonts", "offline_env"]
 
 OFFLINE_VARS = {"YOLO_OFFLINE": "1", "YOLO_AUTOINSTALL": "false", "HF_HUB_OFFLINE": "1", "MPLBACKEND": "Agg"}
 FONT_NAMES = ("Arial.ttf", "Arial.Unicode.ttf")
@@ -42,11 +43,28 @@ def ensure_fonts(config_dir) -> Path:
     return d
 
 
-def offline_env(config_dir, base: dict | None = None) -> dict[str, str]:
+def default_config_dir() -> Path:
+    """``$YOLO_CONFIG_DIR`` if set, else ``<venv>/ultralytics`` (what ``make setup`` writes), else
+    ``~/.cache/gaussconv_plugin/ultralytics``."""
+    if os.environ.get("YOLO_CONFIG_DIR"):
+        return Path(os.environ["YOLO_CONFIG_DIR"])
+    venv = Path(sys.prefix) / "ultralytics"
+    if venv.is_dir():
+        return venv
+    base = os.environ.get("GAUSSCONV_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "gaussconv_plugin")
+    return Path(base, "ultralytics")
+
+
+def offline_env(config_dir=None, base: dict | None = None, threads: int | None = None) -> dict[str, str]:
     """A copy of ``base`` (default ``os.environ``) with the offline switches above and
-    ``YOLO_CONFIG_DIR=config_dir`` (created, with stand-in fonts)."""
+    ``YOLO_CONFIG_DIR=config_dir`` (default :func:`default_config_dir`; created, with stand-in fonts); with
+    ``threads``, also ``OMP_NUM_THREADS``/``MKL_NUM_THREADS``/``OPENBLAS_NUM_THREADS`` for child processes."""
+    config_dir = default_config_dir() if config_dir is None else config_dir
     env = dict(os.environ if base is None else base)
     env.update(OFFLINE_VARS)
+    if threads is not None:
+        env.update({k: str(int(threads)) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")})
     env["YOLO_CONFIG_DIR"] = str(Path(config_dir).resolve())
     ensure_fonts(config_dir)
     return env

@@ -1,0 +1,115 @@
+"""tools/ablation.py: variant definitions, the child commands, the tables, and a real (tiny) ablation on SIRST
+that is then resumed without retraining."""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tools import ablation  # noqa: E402
+
+
+def test_plan_covers_every_variant_seed_and_part(tmp_path):
+    runs = ablation.plan(tmp_path, ["yolo", "unet"], list(ablation.VARIANTS), [0, 1], 3, 5)
+    assert len(runs) == 2 * 4 * 2
+    assert {(r.part, r.variant, r.seed) for r in runs} == {
+        (p, v, s) for p in ("yolo", "unet") for v in ablation.VARIANTS for s in (0, 1)}
+    assert {r.epochs for r in runs if r.part == "yolo"} == {3} and {r.epochs for r in runs if r.part == "unet"} == {5}
+    assert runs[0].part != runs[1].part  # side-by-side jobs mix the two parts
+    assert len({r.dir for r in runs}) == len(runs)
+    with pytest.raises(SystemExit, match="unknown variant 'gauss'; choose from stock, gsconv, diff, both"):
+        ablation.plan(tmp_path, ["yolo"], ["gauss"], [0], 1, 1)
+
+
+@pytest.mark.parametrize("variant,n_gauss,loss", [("stock", 0, "none"), ("gsconv", 2, "none"),
+                                                  ("diff", 0, "diff"), ("both", 2, "diff")])
+def test_yolo_variant_yaml_builds_the_intended_model(tmp_path, variant, n_gauss, loss):
+    from ultralytics.nn.tasks import DetectionModel
+
+    from gaussconv_plugin import GaussianShapedConv
+
+    run = ablation.Run("yolo", variant, 0, 1, tmp_path, {"yolo_arch": "p2"})
+    tmp_path.mkdir(exist_ok=True)
+    model = DetectionModel(str(ablation.yolo_model_yaml(run)), nc=1, verbose=False)
+    assert sum(isinstance(m, GaussianShapedConv) for m in model.modules()) == n_gauss
+    assert model.yaml["scale_loss"] == loss and model.yaml["scale"] == "n"
+    assert len(model.model[-1].stride) == 4  # P2-P5 head
+
+
+@pytest.mark.parametrize("variant,gauss,mode", [("stock", "none", "var"), ("gsconv", "both", "var"),
+                                                ("diff", "none", "diff"), ("both", "both", "diff")])
+def test_unet_variant_config(tmp_path, variant, gauss, mode):
+    from mmengine.config import Config, DictAction
+
+    run = ablation.Run("unet", variant, 3, 15, tmp_path, {})
+    cmd = ablation.unet_command(run)
+    cfg = Config.fromfile(cmd[2])
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--cfg-options", nargs="+", action=DictAction)
+    cfg.merge_from_dict(parser.parse_args(cmd[cmd.index("--cfg-options"):]).cfg_options)
+    assert cfg.model.net.gauss_conv == gauss and cfg.model.loss.mode == mode
+    assert cfg.randomness.seed == 3 and cfg.train_cfg.max_epochs == 15
+    assert cfg.default_hooks.checkpoint.save_best is None  # last epoch, no selection on the test split
+
+
+def test_summary_mean_and_sample_std():
+    recs = [{"part": "unet", "variant": "both", "seed": s, "epochs": 2, "sec_per_epoch": t,
+             "metrics": {"mIoU": m, "nIoU": m, "Pd": 1.0, "Fa_e6": 10.0}} for s, m, t in [(0, 0.4, 10), (1, 0.6, 12)]]
+    recs.append({"part": "unet", "variant": "stock", "seed": 0, "epochs": 2, "sec_per_epoch": 9,
+                 "metrics": {"mIoU": 0.5, "nIoU": 0.5, "Pd": 1.0, "Fa_e6": 1.0}})
+    s = ablation.summarize(recs)
+    m, sd = s["unet"]["both"]["mIoU"]
+    assert m == pytest.approx(0.5) and sd == pytest.approx(math.sqrt(0.02))
+    assert math.isnan(s["unet"]["stock"]["mIoU"][1]) and s["unet"]["stock"]["n"] == 1
+    md = ablation.markdown(s, {"command": "x", "commit": "c", "date": "d", "machine": "m"})
+    assert "| both | 0,1 | 0.5000 ± 0.1414 |" in md and "| stock | 0 | 0.5000 |" in md
+
+
+def test_tiny_ablation_on_sirst_then_resume(tmp_path, monkeypatch, capsys):
+    """Both parts, two variants, one seed, one epoch on 8 real SIRST images per split; then the same command
+    again must train nothing and give the same tables."""
+    monkeypatch.setenv("GAUSSCONV_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "abl"
+    argv = ["--limit", "8", "--epochs", "1", "--seeds", "0", "--variants", "stock", "both", "--imgsz", "128",
+            "--batch", "4", "--out", str(out), "--publish", str(tmp_path / "pub")]
+    summary = ablation.main(argv)
+    assert set(summary) == {"yolo", "unet"} and set(summary["yolo"]) == {"stock", "both"}
+    rows = list(csv.DictReader((out / "results.csv").open()))
+    assert len(rows) == 4 and {r["part"] for r in rows} == {"yolo", "unet"}
+    for r in rows:
+        assert Path(r["weights"]).is_file(), r
+        if r["part"] == "unet":
+            assert 0 <= float(r["mIoU"]) <= 1 and 0 <= float(r["Pd"]) <= 1
+    printed = capsys.readouterr().out
+    assert "trained weights (kept out of git):" in printed and rows[0]["weights"] in printed
+    for name in ["ablation.md", "results.json", "curves_yolo.png", "curves_unet.png", "sigma_theta_yolo.png",
+                 "sigma_theta_unet.png", "kernels_yolo_both_seed0.png", "kernels_unet_both_seed0.png"]:
+        assert (tmp_path / "pub" / name).stat().st_size > 0, name
+    res = json.loads((out / "results.json").read_text())
+    assert {(r["part"], r["variant"]) for r in res["runs"]} == {(p, v) for p in ("yolo", "unet") for v in ("stock", "both")}
+
+    table = (out / "results.csv").read_text()
+    stamps = {p: p.stat().st_mtime_ns for p in out.rglob("result.json")}
+    assert len(stamps) == 4
+    summary2 = ablation.main(argv)
+    assert "4 runs (4 done)" in capsys.readouterr().out
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("result.json")} == stamps  # nothing retrained
+    assert (out / "results.csv").read_text() == table
+    assert summary2["unet"]["both"]["mIoU"][0] == summary["unet"]["both"]["mIoU"][0]
+
+
+def test_child_env_is_offline_and_single_threaded(tmp_path, monkeypatch):
+    monkeypatch.setenv("YOLO_CONFIG_DIR", str(tmp_path / "cfg"))
+    env = ablation.child_env(1)
+    assert env["OMP_NUM_THREADS"] == env["MKL_NUM_THREADS"] == "1"
+    assert env["YOLO_OFFLINE"] == "1" and env["YOLO_AUTOINSTALL"] == "false"
+    assert env["YOLO_CONFIG_DIR"] == str((tmp_path / "cfg").resolve())
+    assert (tmp_path / "cfg" / "Ultralytics" / "Arial.ttf").is_file()  # no font download
