@@ -93,6 +93,8 @@ def test_tiny_ablation_on_sirst_then_resume(tmp_path, monkeypatch, capsys):
     for name in ["ablation.md", "results.json", "curves_yolo.png", "curves_unet.png", "sigma_theta_yolo.png",
                  "sigma_theta_unet.png", "kernels_yolo_both_seed0.png", "kernels_unet_both_seed0.png"]:
         assert (tmp_path / "pub" / name).stat().st_size > 0, name
+    md = (tmp_path / "pub" / "ablation.md").read_text()
+    assert "- runs trained by: `python tools/ablation.py --limit 8" in md and "| both | 0 |" in md
     res = json.loads((out / "results.json").read_text())
     assert {(r["part"], r["variant"]) for r in res["runs"]} == {(p, v) for p in ("yolo", "unet") for v in ("stock", "both")}
 

@@ -237,7 +237,7 @@ def child_env(threads: int) -> dict:
     return offline_env(threads=threads)
 
 
-def run_one(run: Run, data_yaml: Path | None = None, threads: int = 1) -> dict:
+def run_one(run: Run, data_yaml: Path | None = None, threads: int = 1, invoked_by: str = "") -> dict:
     """Train one run in a child process (skipped if its ``result.json`` exists) and return its result record."""
     if run.done:
         return json.loads(run.result_file.read_text())
@@ -259,7 +259,7 @@ def run_one(run: Run, data_yaml: Path | None = None, threads: int = 1) -> dict:
     res = yolo_result(run) if run.part == "yolo" else unet_result(run)
     rec = {"part": run.part, "variant": run.variant, "seed": run.seed, "epochs": run.epochs, "wall_s": round(wall, 1),
            "threads": threads, "commit": commit, "finished": _dt.datetime.now().isoformat(timespec="seconds"),
-           "command": cmd, **res}
+           "command": cmd, "ablation_command": invoked_by, **res}
     if run.part == "unet":
         rec["sec_per_epoch"] = round(wall / max(1, run.epochs), 1)
     run.result_file.write_text(json.dumps(rec, indent=1))
@@ -302,7 +302,8 @@ def _fmt(ms: tuple[float, float], digits: int) -> str:
 def markdown(summary: dict, meta: dict) -> str:
     lines = [f"Ablation on SIRST v1 (idx_427: train `trainval` 341 images, test `test` 86 images), "
              f"metrics of the last epoch, mean ± sample std over seeds.", "",
-             f"- command: `{meta['command']}`",
+             f"- tables written by: `{meta['command']}`",
+             *[f"- runs trained by: `{c}`" for c in meta.get("run_commands", [])],
              f"- commit of the runs: {', '.join(f'`{c}`' for c in meta.get('run_commits', [meta['commit']]))}; "
              f"runs finished on {', '.join(meta.get('run_dates', [meta['date']]))}",
              f"- machine: {meta['machine']}", ""]
@@ -459,6 +460,7 @@ def write_reports(runs: list[Run], out: Path, meta: dict, publish: Path | None =
     if not records:
         raise SystemExit(f"no finished runs under {out}; run without --report-only first")
     meta = dict(meta, run_commits=sorted({r["commit"] for r in records}),
+                run_commands=sorted({r["ablation_command"] for r in records if r.get("ablation_command")}),
                 run_dates=sorted({r["finished"][:10] for r in records}))
     summary = write_tables(records, out, meta)
     pngs = plot_curves(records, out) + plot_sigma_theta(records, out)
@@ -526,7 +528,7 @@ def main(argv=None) -> dict:
 
         def work(r: Run):
             try:
-                run_one(r, data_yaml, a.threads)
+                run_one(r, data_yaml, a.threads, meta["command"])
             except Exception as e:  # keep the other runs going; report at the end
                 errors.append(str(e))
                 log(f"[fail]  {e}")
