@@ -10,10 +10,14 @@ How it gets loaded:
 - ``import gaussconv_plugin`` also calls :func:`install` (for a source checkout that was never installed).
 
 What :func:`install` does: it puts a finder (:class:`_PostImportFinder`) at the front of ``sys.meta_path`` that
-reacts to exactly one module name, ``ultralytics.nn.tasks``. It lets the real finders locate that module and
-wraps the found loader's ``exec_module`` so that, right after ``ultralytics.nn.tasks`` has executed,
-``gaussconv_plugin.yolo.adapter.register()`` runs. If ``ultralytics.nn.tasks`` is already imported, it registers
-at once. Nothing happens in a process that never imports Ultralytics.
+reacts to exactly two module names, ``ultralytics.nn.tasks`` (model building, loss, fusing) and
+``ultralytics.engine.trainer`` (σ/θ out of weight decay). It lets the real finders locate such a module and
+wraps the found loader's ``exec_module`` so that, right after the module has executed,
+``gaussconv_plugin.yolo.adapter.register()`` runs (idempotent: each part is patched once, when its module is
+complete). If they are already imported, it registers at once. Nothing happens in a process that never imports
+Ultralytics. While the adapter itself is still being imported (``import gaussconv_plugin.yolo.adapter`` as a
+process's first import makes it import Ultralytics), the hook defers silently and the adapter registers at the
+end of its own import.
 
 Because the ``.pth`` runs in every interpreter, the hook is active in every process Ultralytics spawns
 (dataloader workers started with ``spawn``, the DDP temp script launched by ``torch.distributed.run``);
@@ -28,9 +32,11 @@ import os
 import sys
 import warnings
 
-__all__ = ["PTH_NAME", "pth_line", "TRIGGER", "ENV_OFF", "disabled", "install", "uninstall", "is_installed", "last_error"]
+__all__ = ["PTH_NAME", "pth_line", "TRIGGER", "TRIGGERS", "ENV_OFF", "disabled", "install", "uninstall", "is_installed", "last_error"]
 
 TRIGGER = "ultralytics.nn.tasks"
+TRIGGERS = (TRIGGER, "ultralytics.engine.trainer")
+ADAPTER = "gaussconv_plugin.yolo.adapter"
 ENV_OFF = "GAUSSCONV_NO_AUTOHOOK"
 
 _last_error: BaseException | None = None
@@ -87,6 +93,9 @@ def _register() -> None:
     global _last_error
     if disabled():
         return
+    partial = sys.modules.get(ADAPTER)
+    if partial is not None and not hasattr(partial, "register"):
+        return  # the adapter is being imported right now; it registers at the end of its own import
     try:
         from gaussconv_plugin.yolo import adapter
 
@@ -103,7 +112,7 @@ def _register() -> None:
 
 
 class _PostImportFinder:
-    """``sys.meta_path`` entry that runs :func:`_register` right after ``ultralytics.nn.tasks`` executes.
+    """``sys.meta_path`` entry that runs :func:`_register` right after a module of :data:`TRIGGERS` executes.
 
     It never loads anything itself: for the trigger name it asks the other finders for the spec and wraps that
     spec's loader's ``exec_module`` (an instance attribute, so ``__loader__`` keeps its real type)."""
@@ -111,7 +120,7 @@ class _PostImportFinder:
     _gaussconv_autohook = True  # marker: recognised across reloads of this module
 
     def find_spec(self, fullname, path=None, target=None):
-        if fullname != TRIGGER or disabled():
+        if fullname not in TRIGGERS or disabled():
             return None
         spec = None
         for finder in list(sys.meta_path):
@@ -152,6 +161,7 @@ def is_installed() -> bool:
 
 def install() -> bool:
     """Install the hook (idempotent). Registers immediately if ``ultralytics.nn.tasks`` is already imported.
+
 
     Returns False when switched off by ``$GAUSSCONV_NO_AUTOHOOK``, True otherwise."""
     if disabled():

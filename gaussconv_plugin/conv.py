@@ -3,9 +3,10 @@
 Effective kernel of a k×k conv with weight ``W[o, i, u, v]`` (formulas of the envelopes in
 :mod:`gaussconv_plugin.masks`)::
 
-    K[o, i, u, v] = W[o, i, u, v] · G_σo(u, v) · M_θo(u, v)
+    K[o, i, u, v] = W[o, i, u, v] · G_σo(u, v) · (m₀ + (1 − m₀) · M_θo(u, v))
 
-σ and θ are learnable, one of each per output channel (``per_channel=True``) or one per layer.
+m₀ is the mask floor (default :data:`~gaussconv_plugin.masks.DEFAULT_MASK_FLOOR`): the pinwheel taps weigh 1,
+the others m₀, so no tap is cut and every input pixel reaches the output at every stride and θ. σ and θ are learnable, one of each per output channel (``per_channel=True``) or one per layer.
 The mask M is binary in the forward pass and passes the gradient of its soft version to θ
 (straight-through estimator). Parameters: those of the ``nn.Conv2d`` it replaces plus
 ``σ_raw`` and ``θ`` (2 scalars per output channel). In eval the kernel is a constant, so
@@ -16,7 +17,16 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from .masks import default_sigma, gaussian_envelope, pinwheel_mask, sigma_from_raw, sigma_to_raw
+from .masks import (
+    DEFAULT_MASK_FLOOR,
+    _check_floor,
+    default_sigma,
+    floor_mask,
+    gaussian_envelope,
+    pinwheel_mask,
+    sigma_from_raw,
+    sigma_to_raw,
+)
 
 __all__ = ["GaussianShapedConv2d", "GaussianShapedConv", "autopad", "fuse_conv_bn"]
 
@@ -55,10 +65,16 @@ class GaussianShapedConv2d(nn.Conv2d):
         per_channel: one σ and one θ per output channel (default) or one per layer.
         learn_sigma, learn_theta: make σ / θ trainable (they stay parameters either way).
         tau: temperature of the soft mask whose gradient θ receives, in taps (> 0).
+        mask_floor: m₀ ∈ [0, 1], the weight of the taps off the pinwheel (default
+            :data:`~gaussconv_plugin.masks.DEFAULT_MASK_FLOOR`). 0 is the hard pinwheel, which leaves input pixels
+            unread in strided convs (see :func:`~gaussconv_plugin.masks.blind_input_fraction`); 1 drops the pinwheel.
 
     Shapes:
         input ``(N, in_channels, H, W)`` → output ``(N, out_channels, H', W')`` as ``nn.Conv2d``.
     """
+
+    # Modules pickled before the floor existed (whole-module checkpoints, e.g. Ultralytics') were hard pinwheels.
+    mask_floor: float = 0.0
 
     def __init__(
         self,
@@ -80,8 +96,10 @@ class GaussianShapedConv2d(nn.Conv2d):
         learn_sigma: bool = True,
         learn_theta: bool = True,
         tau: float = 0.5,
+        mask_floor: float = DEFAULT_MASK_FLOOR,
     ):
         k = _square_odd_kernel(kernel_size)
+        mask_floor = _check_floor(mask_floor)
         if padding is None:
             d = dilation if isinstance(dilation, int) else dilation[0]
             padding = d * (k - 1) // 2
@@ -97,6 +115,7 @@ class GaussianShapedConv2d(nn.Conv2d):
         self.sigma_raw = nn.Parameter(sigma_to_raw(sigma_init).to(**pkw).expand(n).clone(), requires_grad=learn_sigma)
         self.theta = nn.Parameter(torch.full((n,), float(theta_init), **pkw), requires_grad=learn_theta)
         self.tau = float(tau)
+        self.mask_floor = mask_floor
         self.per_channel = per_channel
 
     @property
@@ -105,9 +124,9 @@ class GaussianShapedConv2d(nn.Conv2d):
         return sigma_from_raw(self.sigma_raw)
 
     def envelope(self) -> torch.Tensor:
-        """``G_σ · M_θ`` shaped ``(C or 1, 1, k, k)`` (mask straight-through)."""
+        """``G_σ · (m₀ + (1 − m₀)·M_θ)`` shaped ``(C or 1, 1, k, k)`` (mask straight-through)."""
         k = self.kernel_size[0]
-        return gaussian_envelope(self.sigma, k) * pinwheel_mask(self.theta, k, self.tau)
+        return gaussian_envelope(self.sigma, k) * floor_mask(pinwheel_mask(self.theta, k, self.tau), self.mask_floor)
 
     def effective_kernel(self) -> torch.Tensor:
         """``W · G_σ · M_θ``, shaped like ``.weight`` ``(out, in/groups, k, k)``."""
@@ -130,7 +149,7 @@ class GaussianShapedConv2d(nn.Conv2d):
         return conv
 
     def extra_repr(self) -> str:
-        return super().extra_repr() + f", tau={self.tau}, per_channel={self.per_channel}"
+        return super().extra_repr() + f", tau={self.tau}, mask_floor={self.mask_floor}, per_channel={self.per_channel}"
 
 
 @torch.no_grad()

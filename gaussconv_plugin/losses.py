@@ -24,6 +24,21 @@ evaluated as ``x / max(y, eps)``, and where the denominator is below ``eps`` the
 - T = 0 < P (false alarm): ``diff``/``ratio``/``sqrt`` → 1 − λ₊ / 0 / 0; ``var`` → P²/4 / (P + P²/4).
 - P = 0 < T (miss): ``diff`` → 1 − λ₋, ``ratio``/``sqrt`` → 0; ``var`` → T²/4 / (T + T²/4).
 
+Boxes. For a host's box loss ``1 − IoU*`` (IoU* = CIoU in YOLOv8, GIoU or IoU in RetinaNet), the scale term must
+only ever *add* loss, add none when P = T and never reward a mismatch. ``1 − α·IoU*`` breaks that: IoU* < 0
+for disjoint boxes (frequent with 1–4 px targets), where α < 1 would *lower* the loss. Two forms keep it
+(:func:`scale_box_loss`, per box):
+
+==========  ===========================================  ====================================================
+form        loss                                          scale term (loss − stock ``1 − IoU*``)
+==========  ===========================================  ====================================================
+``add``     1 − IoU* + λ · (1 − α(P, T))                  λ·(1 − α) ≥ 0: leaves the IoU gradient whole
+``mul``     1 − α(P, T) · IoU + (IoU − IoU*)              (1 − α)·IoU ≥ 0: scales the IoU gradient by α
+==========  ===========================================  ====================================================
+
+``add`` (default) is chosen by the SIRST screen (README): ``mul`` shrinks the IoU gradient by α, which is
+smallest for exactly the tiniest, worst-sized boxes.
+
 The soft IoU of an image is ``I / U`` with ``I = Σ p·t``, ``U = Σ p + Σ t − I``; where ``U < eps`` (both
 empty) it is 1, so the loss is 0 there. All losses are computed in float32 (also under autocast).
 """
@@ -42,9 +57,12 @@ __all__ = [
     "scale_iou_loss",
     "ScaleIoULoss",
     "box_area",
+    "BOX_FORMS",
+    "scale_box_loss",
 ]
 
 SCALE_MODES = ("diff", "var", "ratio", "sqrt", "none")
+BOX_FORMS = ("add", "mul")
 
 
 def check_mode(mode: str) -> str:
@@ -271,3 +289,46 @@ class ScaleIoULoss(nn.Module):
 def box_area(boxes: torch.Tensor) -> torch.Tensor:
     """Area of ``(*, 4)`` xyxy boxes → ``(*)`` (negative extents clamped to 0)."""
     return (boxes[..., 2] - boxes[..., 0]).clamp_min(0) * (boxes[..., 3] - boxes[..., 1]).clamp_min(0)
+
+
+def check_form(form: str) -> str:
+    if form not in BOX_FORMS:
+        raise ValueError(f"unknown box scale-loss form {form!r}; use one of {', '.join(BOX_FORMS)}")
+    return form
+
+
+def scale_box_loss(
+    iou: torch.Tensor,
+    host_iou: torch.Tensor,
+    pred_area: torch.Tensor,
+    target_area: torch.Tensor,
+    mode: str = "diff",
+    form: str = "add",
+    lam: float = 1.0,
+    lambda_over: float = 1.0,
+    lambda_under: float = 1.0,
+    eps: float = 1e-6,
+) -> torch.Tensor:
+    """Per-box scale loss on top of a host's IoU-based box loss (module docstring, "Boxes").
+
+    ``add``: ``1 − host_iou + lam·(1 − α)``;  ``mul``: ``1 − α·iou + (iou − host_iou)``. With ``mode='none'``
+    (α = 1) both are the host's ``1 − host_iou``. The scale term is ≥ 0 and 0 iff α = 1 (for ``mul``: or
+    IoU = 0), so it never lowers the host's loss.
+
+    Args:
+        iou: ``(*)`` plain IoU of each predicted/target pair.
+        host_iou: ``(*)`` the host's penalised IoU (CIoU, GIoU; or ``iou`` itself).
+        pred_area, target_area: ``(*)`` box areas in pixels (differentiable through ``pred_area``).
+        mode: scale-weight mode of :func:`scale_weight`; form: ``add`` | ``mul``; lam: λ ≥ 0 of ``add``.
+
+    Returns:
+        ``(*)`` float32 loss per box.
+    """
+    check_form(form)
+    if not float(lam) >= 0.0:
+        raise ValueError(f"lam must be >= 0 (got {lam!r}); pass e.g. lam=1.0")
+    alpha = scale_weight(pred_area, target_area, mode, lambda_over, lambda_under, eps)
+    iou, host_iou = iou.float(), host_iou.float()
+    if form == "add":
+        return 1.0 - host_iou + float(lam) * (1.0 - alpha)
+    return 1.0 - alpha * iou + (iou - host_iou)

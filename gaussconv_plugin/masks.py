@@ -44,6 +44,20 @@ is 1::
     M = M_hard + M_soft − M_soft.detach()
 
 so the forward value is exactly binary and ``∂M/∂θ = ∂M_soft/∂θ``.
+
+Mask floor (coverage). A binary pinwheel cuts taps, and in a strided conv a cut tap class can leave input
+pixels that no output reads: at k = 3 and stride 2 the X reads only pixels whose row and column parity match
+the kernel centre (half of them blind, 62.5 % after two stacked stride-2 layers), the plus misses a quarter.
+No binary 3×3 mask with the pinwheel's 90° symmetry fixes it: the orbits of a quarter turn are the centre,
+the four edges and the four corners, and a stride-2 conv needs a tap of every (row, column) parity class,
+i.e. an edge *and* a corner, i.e. all nine taps. So the conv uses the floored mask
+
+    M_floor = m₀ + (1 − m₀) · M          (m₀ ∈ (0, 1]: the mask floor; M straight-through as above)
+
+which keeps the pinwheel (its taps weigh 1, the others m₀) but never cuts a tap: every input pixel reaches
+the output at every k, stride and θ. ``m₀ = 1`` removes the pinwheel (Gaussian envelope only); ``m₀ = 0``
+is the hard pinwheel (blind pixels in strided convs: allowed only on request, see
+:func:`blind_input_fraction`). θ's gradient is scaled by ``1 − m₀``.
 """
 from __future__ import annotations
 
@@ -59,7 +73,13 @@ __all__ = [
     "pinwheel_mask_hard",
     "pinwheel_mask_soft",
     "pinwheel_mask",
+    "DEFAULT_MASK_FLOOR",
+    "floor_mask",
+    "blind_input_fraction",
 ]
+
+#: Default mask floor m₀ (see the module docstring); chosen by the SIRST train/val screen (README, Method).
+DEFAULT_MASK_FLOOR = 0.3
 
 
 def _check_kernel_size(k: int) -> int:
@@ -185,3 +205,31 @@ def pinwheel_mask(theta: torch.Tensor, k: int, tau: float = 0.5) -> torch.Tensor
     soft = pinwheel_mask_soft(theta, k, tau)
     return hard + soft - soft.detach()
 
+
+
+def _check_floor(m0: float) -> float:
+    if not 0.0 <= float(m0) <= 1.0:
+        raise ValueError(f"mask_floor must lie in [0, 1] (got {m0!r}); pass e.g. mask_floor={DEFAULT_MASK_FLOOR}")
+    return float(m0)
+
+
+def floor_mask(mask: torch.Tensor, m0: float) -> torch.Tensor:
+    """``m₀ + (1 − m₀)·mask`` (any shape; differentiable through ``mask``). ``m₀ = 0`` returns ``mask``."""
+    m0 = _check_floor(m0)
+    return mask if m0 == 0.0 else m0 + (1.0 - m0) * mask
+
+
+def blind_input_fraction(kernel: torch.Tensor, stride: int, size: int = 32, layers: int = 1) -> float:
+    """Fraction of interior input pixels that no output reads, for ``layers`` stacked convs of stride ``stride``
+    whose kernel support is ``kernel != 0`` (``(k, k)``, 'same' padding), measured by input-gradient reachability
+    on a ``size × size`` input. Interior: pixels at least ``layers·k`` from the border."""
+    k = kernel.shape[-1]
+    w = (kernel.detach().abs() > 0).to(torch.float64).view(1, 1, k, k)
+    x = torch.zeros(1, 1, size, size, dtype=torch.float64, requires_grad=True)
+    y = x
+    for _ in range(layers):
+        y = F.conv2d(y, w, stride=stride, padding=k // 2)
+    y.sum().backward()
+    m = layers * k
+    inner = x.grad[0, 0, m:-m, m:-m]
+    return float((inner == 0).double().mean())

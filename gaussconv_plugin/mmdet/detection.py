@@ -14,21 +14,19 @@ process that reads the config (each distributed worker included).
     applies the conv to *every* conv, 1×1 included, in all stages.
 
 ``DiffScaleIoULoss``
-    Box loss on decoded ``xyxy`` boxes (the head needs ``reg_decoded_bbox=True``), per box::
+    Box loss on decoded ``xyxy`` boxes (the head needs ``reg_decoded_bbox=True``); per box, with IoU* = GIoU
+    (``iou_mode='giou'``) or IoU (``'iou'``), ``P``/``T`` the predicted/target box areas (pixels) and ``α`` the
+    scale weight of :func:`gaussconv_plugin.losses.scale_weight` (``mode`` ``diff``/``var``/``ratio``/``sqrt``/``none``)::
 
-        iou_mode='iou':   L = 1 − α(P, T) · IoU
-        iou_mode='giou':  L = 1 − α(P, T) · IoU + (C − U) / C          (C: enclosing box area, U: union)
+        form='add' (default):  L = 1 − IoU* + λ·(1 − α)
+        form='mul':            L = 1 − α·IoU + (IoU − IoU*)
 
-    with ``P``/``T`` the predicted/target box areas (pixels) and ``α`` the scale weight of
-    :func:`gaussconv_plugin.losses.scale_weight` (``mode`` ``diff`` / ``var`` / ``ratio`` / ``sqrt`` / ``none``).
-    With ``mode='none'`` (α = 1) the loss equals MMDetection's ``IoULoss(mode='linear')`` resp. ``GIoULoss``,
-    so a baseline/twin pair differs only in α.
-
-    Why α multiplies only the IoU term and not the whole GIoU: GIoU = IoU − (C − U)/C is negative for
-    disjoint boxes, and ``1 − α·GIoU`` would then *shrink* the loss as the scale mismatch grows (α ↓),
-    rewarding wrong sizes. Weighting only the IoU term keeps the loss ≥ 0, non-increasing in α, and is what
-    the design notes prescribe for every host ("α multiplies the IoU term of the host's IoU-based box loss").
-    The gradient flows through α too (it depends on the predicted area), as in the mask form of the loss.
+    the same two forms as YOLO's ``ScaleBboxLoss`` (:func:`gaussconv_plugin.losses.scale_box_loss`). With
+    ``mode='none'`` (α = 1) the loss equals MMDetection's ``IoULoss(mode='linear')`` resp. ``GIoULoss``, so a
+    baseline/twin pair differs only in the scale term. Neither form multiplies the whole GIoU by α: GIoU < 0 for
+    disjoint boxes, where ``1 − α·GIoU`` would *shrink* as the mismatch grows. Both add ≥ 0 to the host loss and
+    nothing when P = T; ``add`` keeps the IoU gradient whole, ``mul`` scales it by α. The gradient flows through α
+    (it depends on the predicted area), as in the mask form of the loss.
 """
 from __future__ import annotations
 
@@ -42,7 +40,7 @@ from mmdet.models.losses.utils import weight_reduce_loss
 from mmdet.registry import MODELS
 from mmengine.registry import MODELS as ROOT_MODELS
 
-from ..losses import _check_lambda, box_area, check_mode, scale_weight
+from ..losses import _check_lambda, box_area, check_form, check_mode, scale_box_loss
 
 __all__ = ["GaussResNet", "DiffScaleIoULoss", "diff_scale_iou_loss", "IOU_MODES"]
 
@@ -59,6 +57,8 @@ def diff_scale_iou_loss(
     lambda_over: float = 1.0,
     lambda_under: float = 1.0,
     eps: float = 1e-6,
+    form: str = "add",
+    lam: float = 1.0,
 ) -> torch.Tensor:
     """Element-wise scale-weighted (G)IoU loss of aligned ``xyxy`` boxes (formulas in the module docstring).
 
@@ -70,6 +70,7 @@ def diff_scale_iou_loss(
         pred, target: ``(n, 4)`` decoded boxes ``(x1, y1, x2, y2)`` in pixels.
         mode, lambda_over, lambda_under, eps: see :func:`gaussconv_plugin.losses.scale_weight`.
         iou_mode: ``'iou'`` or ``'giou'``.
+        form, lam: ``'add'`` (default) or ``'mul'``, and λ of ``add`` (:func:`gaussconv_plugin.losses.scale_box_loss`).
 
     Returns:
         ``(n,)`` float32 loss per box.
@@ -87,17 +88,16 @@ def diff_scale_iou_loss(
     overlap = wh[..., 0] * wh[..., 1]
     union = torch.clamp(area_p + area_t - overlap, min=eps)
     iou = overlap / union
-    alpha = scale_weight(area_p, area_t, mode, lambda_over, lambda_under, eps)
-    loss = 1.0 - alpha * iou
+    host_iou = iou
     if iou_mode == "giou":
         elt = torch.min(p[..., :2], t[..., :2])
         erb = torch.max(p[..., 2:], t[..., 2:])
         ewh = (erb - elt).clamp(min=0)
         enclose = torch.clamp(ewh[..., 0] * ewh[..., 1], min=eps)
-        loss = loss + (enclose - union) / enclose
+        host_iou = iou - (enclose - union) / enclose
     elif iou_mode != "iou":
         raise ValueError(f"unknown iou_mode {iou_mode!r}; use one of {', '.join(IOU_MODES)}")
-    return loss
+    return scale_box_loss(iou, host_iou, area_p, area_t, mode, form, lam, lambda_over, lambda_under, eps)
 
 
 @MODELS.register_module()
@@ -114,6 +114,9 @@ class DiffScaleIoULoss(nn.Module):
         iou_mode: ``'giou'`` (default; = ``GIoULoss`` for ``mode='none'``) or ``'iou'``
             (= ``IoULoss(mode='linear')`` for ``mode='none'``).
         lambda_over, lambda_under: ``diff`` only: weights λ₊ (predicted box too large) and λ₋ (too small), in [0, 1].
+        form: ``'add'`` (default: host loss + λ·(1 − α)) or ``'mul'`` (1 − α·IoU + GIoU penalty); same forms as
+            YOLO's ``ScaleBboxLoss``.
+        lam: λ ≥ 0 of the ``add`` form.
         eps: clamp of union/enclosing areas, and the "empty area" threshold of α.
         reduction: ``'none'`` | ``'mean'`` | ``'sum'``.
         loss_weight: multiplier of the loss.
@@ -137,9 +140,15 @@ class DiffScaleIoULoss(nn.Module):
         eps: float = 1e-6,
         reduction: str = "mean",
         loss_weight: float = 1.0,
+        form: str = "add",
+        lam: float = 1.0,
     ):
         super().__init__()
         self.mode = check_mode(mode)
+        self.form = check_form(form)
+        if not float(lam) >= 0:
+            raise ValueError(f"DiffScaleIoULoss lam must be >= 0 (got {lam!r}); use e.g. lam=1.0")
+        self.lam = float(lam)
         if iou_mode not in IOU_MODES:
             raise ValueError(f"unknown iou_mode {iou_mode!r}; use one of {', '.join(IOU_MODES)}")
         if reduction not in _REDUCTIONS:
@@ -173,7 +182,7 @@ class DiffScaleIoULoss(nn.Module):
                 raise ValueError(f"weight shape {tuple(weight.shape)} must be (n,) or pred's {tuple(pred.shape)}")
             weight = weight.mean(-1)
         loss = diff_scale_iou_loss(
-            pred, target, self.mode, self.iou_mode, self.lambda_over, self.lambda_under, self.eps
+            pred, target, self.mode, self.iou_mode, self.lambda_over, self.lambda_under, self.eps, self.form, self.lam
         )
         return self.loss_weight * weight_reduce_loss(
             loss, None if weight is None else weight.float(), reduction, avg_factor
@@ -181,7 +190,7 @@ class DiffScaleIoULoss(nn.Module):
 
     def extra_repr(self) -> str:
         return (
-            f"mode={self.mode!r}, iou_mode={self.iou_mode!r}, lambda_over={self.lambda_over}, "
+            f"mode={self.mode!r}, form={self.form!r}, lam={self.lam}, iou_mode={self.iou_mode!r}, lambda_over={self.lambda_over}, "
             f"lambda_under={self.lambda_under}, loss_weight={self.loss_weight}"
         )
 

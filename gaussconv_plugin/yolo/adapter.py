@@ -1,9 +1,11 @@
 """The one place where gaussconv_plugin touches Ultralytics internals (written against ultralytics 8.4.190).
 
-:func:`register` (idempotent; called by the auto-hook once ``ultralytics.nn.tasks`` is imported) makes five
-changes, all in ``ultralytics.nn.tasks`` plus torch's weights-only allow-list. No Ultralytics file is edited.
+:func:`register` (idempotent; called by the auto-hook once ``ultralytics.nn.tasks`` and again once
+``ultralytics.engine.trainer`` is imported) makes six changes: five in ``ultralytics.nn.tasks`` plus torch's
+weights-only allow-list, one in ``ultralytics.engine.trainer``. No Ultralytics file is edited.
 
-1. **Name.** ``tasks.GaussianShapedConv`` is set, so ``globals()[m]`` in ``parse_model`` resolves the YAML name.
+1. **Name.** ``tasks.GaussianShapedConv`` (and ``tasks.PConv``, the pinwheel conv of Yang et al., this project's
+   peer row) is set, so ``globals()[m]`` in ``parse_model`` resolves the YAML name.
 2. **Channel inference.** ``parse_model`` decides Conv-style channel inference (``c1 = ch[f]``,
    ``c2 = make_divisible(min(c2, max_channels) · width, 8)``) by membership in a set that is local to the
    function, so a new class cannot be added to it. The wrapper therefore hands Ultralytics the same YAML with
@@ -21,33 +23,45 @@ changes, all in ``ultralytics.nn.tasks`` plus torch's weights-only allow-list. N
    plain conv *before* Ultralytics' ``fuse_conv_and_bn`` reads ``.weight`` (which is not the effective kernel).
 4. **Scale box loss.** ``DetectionModel.init_criterion`` builds the stock criterion and, when
    ``model.yaml['scale_loss']`` is not ``none``, replaces its ``bbox_loss`` (also inside ``E2ELoss``) by
-   :class:`ScaleBboxLoss`: ``loss_iou = Σ (1 − α(P, T)·CIoU)·w / Σ target_scores`` with
-   ``α = scale_weight(P, T, mode)``, P and T the predicted / assigned target box areas **in input pixels**
-   (grid-unit boxes times stride²). DFL/L1 terms are untouched; ``none`` leaves the stock criterion object as is.
+   :class:`ScaleBboxLoss`: stock ``1 − CIoU`` plus ``λ·(1 − α(P, T))`` (``scale_loss_form: add``, default) or
+   ``(1 − α)·IoU`` (``scale_loss_form: mul``), with ``α = scale_weight(P, T, mode)``, P and T the predicted /
+   assigned target box areas **in input pixels** (grid-unit boxes times stride²), λ = ``scale_loss_lambda`` (1). DFL/L1 terms are untouched; ``none`` leaves the stock criterion object as is.
    Detection models only: segment/pose/OBB criteria are built by their own ``init_criterion`` and ignore the key.
 5. **Loading.** ``GaussianShapedConv`` and ``GaussianShapedConv2d`` are added to torch's weights-only allow-list
    (``torch.serialization.add_safe_globals``), so ``ULTRALYTICS_SAFE_LOAD=1`` can load checkpoints that hold them.
    ``check_yaml`` (as used by ``yaml_model_load``) falls back to the packaged configs for bare file names that
    Ultralytics does not find itself (cwd and its own cfg folder win).
+6. **Optimizer** (``ultralytics.engine.trainer``, patched once that module is imported). ``BaseTrainer.build_optimizer``
+   builds the stock groups, then σ (``sigma_raw``) and θ of every ``GaussianShapedConv2d`` leave the weight-decayed
+   group for the no-decay ``bn`` group (:func:`exclude_from_decay`): they are shape parameters, and decay would pull
+   σ_raw towards 0 (σ → softplus(0) ≈ 0.69 taps) and θ towards 0 (the PConv angle). Done before the scheduler is built, so every group is
+   scheduled and ``resume`` rebuilds the same groups. The same wrapper adds an ``on_fit_epoch_end`` callback that
+   appends σ and θ per layer (mean, min, max) to ``gauss_shape.csv`` next to ``results.csv``.
 
 :func:`check_internals` lists every internal name/signature relied on; ``register`` refuses to patch (one-line
 ``RuntimeError``) when one is missing, and ``tests/test_yolo_adapter.py`` fails loudly on an Ultralytics update.
 """
 from __future__ import annotations
 
+import ast
+import csv
 import functools
 import inspect
 import logging
 import re
+import sys
 import threading
+from pathlib import Path
 
 import torch
 import torch.nn as nn
 
 from ..conv import GaussianShapedConv, GaussianShapedConv2d
-from ..losses import SCALE_MODES, box_area, check_mode, scale_weight
+from ..pconv import PConv
+from ..losses import BOX_FORMS, SCALE_MODES, box_area, check_form, check_mode, scale_box_loss
 from ..swap import fuse_gaussian_convs
 from . import packaged_cfg
+from .._autohook import disabled as _autohook_disabled
 
 import ultralytics
 from ultralytics.nn import tasks
@@ -63,7 +77,13 @@ __all__ = [
     "is_registered",
     "register",
     "scale_loss_mode",
+    "scale_loss_options",
     "install_scale_loss",
+    "shape_params",
+    "shape_param_stats",
+    "exclude_from_decay",
+    "check_trainer_internals",
+    "SHAPE_LOG",
 ]
 
 GS_NAME = "GaussianShapedConv"
@@ -154,26 +174,45 @@ def is_registered() -> bool:
 class _RelabelRows(logging.Filter):
     """Rewrites parse_model's per-layer log rows of the swapped layers (module name and parameter count).
 
-    Ultralytics logs ``f"{i:>3}{f!s:>20}{n_:>3}{np:10.0f}  {t:<45}{args!s:<30}"`` with ``args = [c1, c2, ...]``;
-    a swap adds 2·c2 parameters (σ, θ per output channel) or 2 (``per_channel: false``)."""
+    Ultralytics logs ``f"{i:>3}{f!s:>20}{n_:>3}{np:10.0f}  {t:<45}{args!s:<30}"`` with ``args = [c1, c2, k, s, ...]``
+    (those of the ``Conv`` that was built); ``rows`` maps a swapped layer index to ``(label, count)`` where
+    ``count(conv_args, n_conv_params)`` gives the swapped layer's parameter count."""
 
-    _row = re.compile(r"^(?P<pre>.{3}.{20}.{3})(?P<np>.{10})  (?P<t>.{45})(?P<args>\[\s*\d+\s*,\s*(?P<c2>\d+).*)$", re.S)
-    _label = f"{GaussianShapedConv.__module__.rpartition('.')[0]}.{GaussianShapedConv.__qualname__}"
+    _row = re.compile(r"^(?P<pre>.{3}.{20}.{3})(?P<np>.{10})  (?P<t>.{45})(?P<args>\[.*\])\s*$", re.S)
 
-    def __init__(self, per_channel: dict[int, bool]):
+    def __init__(self, rows: dict[int, tuple[str, object]]):
         super().__init__()
-        self.per_channel = per_channel  # swapped layer index -> per_channel option
+        self.rows = rows
 
     def filter(self, record: logging.LogRecord) -> bool:
         try:
             m = self._row.match(record.getMessage())
-            if m and int(m["pre"][:3]) in self.per_channel and m["t"].rstrip().endswith(".Conv"):
-                n_extra = 2 * int(m["c2"]) if self.per_channel[int(m["pre"][:3])] else 2
-                np_ = int(float(m["np"])) + n_extra
-                record.msg, record.args = f"{m['pre']}{np_:10.0f}  {self._label:<45}{m['args']}", ()
+            i = int(m["pre"][:3]) if m else -1
+            if i in self.rows and m["t"].rstrip().endswith(".Conv"):
+                label, count = self.rows[i]
+                np_ = count(ast.literal_eval(m["args"]), int(float(m["np"])))
+                record.msg, record.args = f"{m['pre']}{np_:10.0f}  {label:<45}{m['args']}", ()
         except Exception:  # cosmetic only: never break model building
             pass
         return True
+
+
+def _label(cls) -> str:
+    return f"{cls.__module__.partition('.')[0]}.{cls.__qualname__}"
+
+
+def _gs_count(opts: dict):
+    """Parameters of a GaussianShapedConv row: the Conv's plus σ, θ per output channel (2 per layer if not)."""
+    return lambda args, n: n + (2 * int(args[1]) if opts.get("per_channel", True) else 2)
+
+
+def _pconv_count(opts: dict):
+    """Parameters of a PConv row (``[c1, c2, k, s]``): two c2/4-channel strips (1×k, k×1) + the 2×2 merge, with BN."""
+    def count(args, n):
+        c1, c2, k = int(args[0]), int(args[1]), int(args[2]) if len(args) > 2 else 3
+        q = c2 // 4
+        return 2 * (c1 * q * k + 2 * q) + c2 * c2 * 4 + 2 * c2
+    return count
 
 
 def _split_row_args(args: list) -> tuple[list, dict]:
@@ -206,10 +245,28 @@ def _gs_from_conv(conv: nn.Module, opts: dict) -> GaussianShapedConv:
     return gs
 
 
+def _pconv_from_conv(conv: nn.Module, opts: dict) -> PConv:
+    """A :class:`~gaussconv_plugin.pconv.PConv` with ``conv``'s channels, kernel, stride and activation (its own
+    initialisation, drawn under ``fork_rng`` so that later layers get the stock twin's RNG stream)."""
+    c = conv.conv
+    if opts:
+        raise ValueError(f"PConv rows take no options dict (got {opts}); use [c2, k, s]")
+    with torch.random.fork_rng(devices=[]):
+        pc = PConv(c.in_channels, c.out_channels, c.kernel_size[0], c.stride[0], act=conv.act)
+    return pc.to(device=c.weight.device, dtype=c.weight.dtype)
+
+
+#: YAML module names built through Conv's channel inference: name -> (class, builder from a Conv, row param count)
+CONV_LIKE = {
+    GS_NAME: (GaussianShapedConv, _gs_from_conv, _gs_count),
+    "PConv": (PConv, _pconv_from_conv, _pconv_count),
+}
+
+
 def _wrap_parse_model(orig):
     @functools.wraps(orig)
     def parse_model(d, ch, verbose=True):
-        """``parse_model`` that also builds ``GaussianShapedConv`` rows with Conv's channel inference."""
+        """``parse_model`` that also builds ``GaussianShapedConv`` and ``PConv`` rows with Conv's channel inference."""
         mode = d.get("scale_loss", "none") if isinstance(d, dict) else "none"
         if mode is None or mode is False:  # YAML `scale_loss: ~` / `false`
             mode = "none"
@@ -217,22 +274,25 @@ def _wrap_parse_model(orig):
             raise ValueError(
                 f"model YAML has scale_loss: {mode!r}; use one of {', '.join(SCALE_MODES)} (or omit it for 'none')"
             )
+        if isinstance(d, dict):
+            scale_loss_options(d)  # validates scale_loss_form / scale_loss_lambda (one-line error)
         nb = len(d.get("backbone", []))
         rows = list(d.get("backbone", [])) + list(d.get("head", []))
-        swaps: dict[int, dict] = {}
+        swaps: dict[int, tuple[str, dict]] = {}
         new_rows = []
         for i, row in enumerate(rows):
-            if isinstance(row, (list, tuple)) and len(row) == 4 and row[2] == GS_NAME:
-                f, n, _, args = row
+            if isinstance(row, (list, tuple)) and len(row) == 4 and row[2] in CONV_LIKE:
+                f, n, name, args = row
                 args, opts = _split_row_args(args)
-                swaps[i] = opts
+                swaps[i] = (name, opts)
                 row = [f, n, "Conv", args]
             new_rows.append(row)
         if not swaps:
             return orig(d, ch, verbose)
         d2 = dict(d)
         d2["backbone"], d2["head"] = new_rows[:nb], new_rows[nb:]
-        relabel = _RelabelRows({i: bool(o.get("per_channel", True)) for i, o in swaps.items()}) if verbose else None
+        relabel = _RelabelRows({i: (_label(CONV_LIKE[nm][0]), CONV_LIKE[nm][2](o)) for i, (nm, o) in swaps.items()}
+                               ) if verbose else None
         if relabel is not None:
             tasks.LOGGER.addFilter(relabel)
         try:
@@ -240,14 +300,15 @@ def _wrap_parse_model(orig):
         finally:
             if relabel is not None:
                 tasks.LOGGER.removeFilter(relabel)
-        for i, opts in swaps.items():
+        for i, (name, opts) in swaps.items():
+            cls, build, _ = CONV_LIKE[name]
             layer = model[i]
             if isinstance(layer, nn.Sequential):  # repeats n > 1
-                new = nn.Sequential(*(_gs_from_conv(c, opts) for c in layer))
+                new = nn.Sequential(*(build(c, opts) for c in layer))
             else:
-                new = _gs_from_conv(layer, opts)
+                new = build(layer, opts)
             new.i, new.f = layer.i, layer.f
-            new.type = f"{GaussianShapedConv.__module__}.{GaussianShapedConv.__qualname__}"
+            new.type = f"{cls.__module__}.{cls.__qualname__}"
             new.np = sum(x.numel() for x in new.parameters())
             model[i] = new
         return model, save
@@ -290,21 +351,32 @@ def _wrap_fuse(orig):
 
 # --------------------------------------------------------------------------------------------- loss
 class ScaleBboxLoss(ul_loss.BboxLoss):
-    """YOLOv8's ``BboxLoss`` with the IoU term weighted by the scale weight α(P, T).
+    """YOLOv8's ``BboxLoss`` plus the scale term of :func:`gaussconv_plugin.losses.scale_box_loss`.
 
-    ``loss_iou = Σ_fg (1 − α(P, T) · CIoU) · w / target_scores_sum`` with ``w`` the summed target scores of each
-    foreground anchor, ``P``/``T`` the areas of the decoded predicted box and of its assigned target box in input
-    pixels (both given in grid units by Ultralytics, multiplied by the anchor's stride²), and
-    ``α = scale_weight(P, T, mode)`` (differentiable, float32). The DFL (or L1) term is the stock one.
+    Per foreground anchor, with ``CIoU``/``IoU`` of the decoded predicted box and its assigned target box and
+    ``α = scale_weight(P, T, mode)`` (P, T the two areas **in input pixels**: grid-unit boxes times stride²)::
+
+        form='add' (default):  1 − CIoU + λ·(1 − α)          stock CIoU loss + a penalty that only adds loss
+        form='mul':            1 − α·IoU + (IoU − CIoU)      stock CIoU loss + (1 − α)·IoU
+
+    ``loss_iou = Σ loss·w / target_scores_sum`` (``w`` the summed target scores of each anchor), as the stock loss.
+    Both forms add ≥ 0 to the stock CIoU loss, nothing when P = T, and grow with the mismatch. ``add`` keeps the
+    IoU gradient whole (``mul`` scales it by α, smallest for the tiniest boxes); it is the default because the
+    SIRST screen chose it (README). The MMDetection twin ``DiffScaleIoULoss`` uses the same two forms on (G)IoU.
+    The DFL (or L1) term is the stock one.
 
     Shapes (as ``BboxLoss.forward``): ``pred_dist (B, A, 4·reg_max)``, ``pred_bboxes (B, A, 4)`` and
     ``target_bboxes (B, A, 4)`` xyxy in grid units, ``anchor_points (A, 2)``, ``target_scores (B, A, nc)``,
     ``fg_mask (B, A)`` bool, ``stride (A, 1)``. Returns ``(loss_iou, loss_dfl)`` scalars.
     """
 
-    def __init__(self, reg_max: int = 16, mode: str = "diff"):
+    def __init__(self, reg_max: int = 16, mode: str = "diff", form: str = "add", lam: float = 1.0):
         super().__init__(reg_max)
         self.mode = check_mode(mode)
+        self.form = check_form(form)
+        if not float(lam) >= 0:
+            raise ValueError(f"ScaleBboxLoss lam must be >= 0 (got {lam!r}); use e.g. scale_loss_lambda: 1.0")
+        self.lam = float(lam)
 
     def forward(
         self, pred_dist, pred_bboxes, anchor_points, target_bboxes, target_scores, target_scores_sum, fg_mask,
@@ -317,25 +389,43 @@ class ScaleBboxLoss(ul_loss.BboxLoss):
         idx = fg_mask.nonzero(as_tuple=True)
         weight = target_scores[idx].sum(-1, keepdim=True)  # (K, 1)
         pb, tb = pred_bboxes[idx], target_bboxes[idx]  # (K, 4) grid units
-        iou = bbox_iou(pb, tb, xywh=False, CIoU=True)  # (K, 1)
+        ciou = bbox_iou(pb, tb, xywh=False, CIoU=True)  # (K, 1)
+        iou = bbox_iou(pb, tb, xywh=False) if self.form == "mul" else ciou  # plain IoU only where used
         s = torch.as_tensor(stride, device=pb.device, dtype=torch.float32)
         s2 = (s.reshape(-1)[idx[-1]] if s.numel() > 1 else s.reshape(1).expand(len(pb))) ** 2  # (K,)
-        alpha = scale_weight(box_area(pb.float()) * s2, box_area(tb.float()) * s2, self.mode).unsqueeze(-1)
-        loss_iou = ((1.0 - alpha.to(iou.dtype) * iou) * weight).sum() / target_scores_sum
+        per_box = scale_box_loss(iou.squeeze(-1), ciou.squeeze(-1), box_area(pb.float()) * s2,
+                                 box_area(tb.float()) * s2, self.mode, self.form, self.lam)
+        loss_iou = (per_box.unsqueeze(-1).to(ciou.dtype) * weight).sum() / target_scores_sum
         return loss_iou, loss_dfl
 
     def extra_repr(self) -> str:
-        return f"mode={self.mode!r}"
+        return f"mode={self.mode!r}, form={self.form!r}, lam={self.lam}"
+
+
+def _yaml_get(model_or_yaml, key: str, default):
+    y = model_or_yaml if isinstance(model_or_yaml, dict) else getattr(model_or_yaml, "yaml", None)
+    v = y.get(key, default) if isinstance(y, dict) else default
+    return default if v is None else v
 
 
 def scale_loss_mode(model) -> str:
     """``model.yaml['scale_loss']`` (``none`` if absent), validated."""
-    y = getattr(model, "yaml", None)
-    mode = y.get("scale_loss", "none") if isinstance(y, dict) else "none"
-    return check_mode("none" if mode in (None, False) else mode)
+    mode = _yaml_get(model, "scale_loss", "none")
+    return check_mode("none" if mode is False else mode)
 
 
-def install_scale_loss(criterion, mode: str) -> int:
+def scale_loss_options(model) -> dict:
+    """``{'form', 'lam'}`` from ``model.yaml`` keys ``scale_loss_form`` (``add``) and ``scale_loss_lambda`` (1.0)."""
+    form = _yaml_get(model, "scale_loss_form", "add")
+    if form not in BOX_FORMS:
+        raise ValueError(f"model YAML has scale_loss_form: {form!r}; use one of {', '.join(BOX_FORMS)}")
+    lam = _yaml_get(model, "scale_loss_lambda", 1.0)
+    if isinstance(lam, bool) or not isinstance(lam, (int, float)) or lam < 0:
+        raise ValueError(f"model YAML has scale_loss_lambda: {lam!r}; use a number >= 0 such as 1.0")
+    return {"form": form, "lam": float(lam)}
+
+
+def install_scale_loss(criterion, mode: str, form: str = "add", lam: float = 1.0) -> int:
     """Replace the ``bbox_loss`` of ``criterion`` (a ``v8DetectionLoss``, or each branch of an ``E2ELoss``) by
     :class:`ScaleBboxLoss`; returns how many were replaced (0 for ``mode='none'``)."""
     check_mode(mode)
@@ -346,7 +436,7 @@ def install_scale_loss(criterion, mode: str) -> int:
         bl = getattr(obj, "bbox_loss", None)
         if type(bl) is ul_loss.BboxLoss or isinstance(bl, ScaleBboxLoss):
             dev = next(iter(bl.buffers()), None)
-            new = ScaleBboxLoss(obj.reg_max, mode)
+            new = ScaleBboxLoss(obj.reg_max, mode, form, lam)
             device = getattr(obj, "device", None) or (dev.device if dev is not None else None)
             obj.bbox_loss = new.to(device) if device is not None else new
             n += 1
@@ -359,7 +449,7 @@ def _wrap_init_criterion(orig):
         """Stock detection criterion, with :class:`ScaleBboxLoss` when ``yaml['scale_loss']`` is not ``none``."""
         crit = orig(self)
         mode = scale_loss_mode(self)
-        if mode != "none" and install_scale_loss(crit, mode) == 0:
+        if mode != "none" and install_scale_loss(crit, mode, **scale_loss_options(self)) == 0:
             raise RuntimeError(
                 f"scale_loss: {mode} needs a criterion with a BboxLoss (got {type(crit).__name__}); "
                 "use scale_loss: none for this model"
@@ -379,29 +469,179 @@ def register() -> None:
         RuntimeError: the installed Ultralytics lacks an internal this adapter needs (message names the fix).
     """
     with _lock:
-        if is_registered():
-            return
-        problems = check_internals()
-        if problems:
-            raise RuntimeError(
-                f"ultralytics {ultralytics.__version__} is not compatible with gaussconv_plugin ({'; '.join(problems)}); "
-                "install ultralytics>=8.3,<8.5"
-            )
-        tasks.GaussianShapedConv = GaussianShapedConv
-        if not getattr(tasks.parse_model, "_gaussconv", False):
-            tasks.parse_model = _wrap_parse_model(tasks.parse_model)
-        if not getattr(tasks.check_yaml, "_gaussconv", False):
-            tasks.check_yaml = _wrap_check_yaml(tasks.check_yaml)
-        if not getattr(tasks.BaseModel.fuse, "_gaussconv", False):
-            tasks.BaseModel.fuse = _wrap_fuse(tasks.BaseModel.fuse)
-        if not getattr(tasks.DetectionModel.init_criterion, "_gaussconv", False):
-            tasks.DetectionModel.init_criterion = _wrap_init_criterion(tasks.DetectionModel.init_criterion)
-        add = getattr(torch.serialization, "add_safe_globals", None)
-        if add is not None:
-            add([GaussianShapedConv, GaussianShapedConv2d])
-        # keep the re-export in ultralytics.nn in step (it may already be bound when registering late)
-        nn_pkg = __import__("sys").modules.get("ultralytics.nn")
-        if nn_pkg is not None and hasattr(nn_pkg, "parse_model"):
-            nn_pkg.parse_model = tasks.parse_model
-        setattr(tasks, _MARK, True)
+        if not is_registered():
+            _register_tasks()
+        _register_trainer()
 
+
+def _register_tasks() -> None:
+    problems = check_internals()
+    if problems:
+        raise RuntimeError(
+            f"ultralytics {ultralytics.__version__} is not compatible with gaussconv_plugin ({'; '.join(problems)}); "
+            "install ultralytics>=8.3,<8.5"
+        )
+    tasks.GaussianShapedConv = GaussianShapedConv
+    tasks.PConv = PConv
+    if not getattr(tasks.parse_model, "_gaussconv", False):
+        tasks.parse_model = _wrap_parse_model(tasks.parse_model)
+    if not getattr(tasks.check_yaml, "_gaussconv", False):
+        tasks.check_yaml = _wrap_check_yaml(tasks.check_yaml)
+    if not getattr(tasks.BaseModel.fuse, "_gaussconv", False):
+        tasks.BaseModel.fuse = _wrap_fuse(tasks.BaseModel.fuse)
+    if not getattr(tasks.DetectionModel.init_criterion, "_gaussconv", False):
+        tasks.DetectionModel.init_criterion = _wrap_init_criterion(tasks.DetectionModel.init_criterion)
+    add = getattr(torch.serialization, "add_safe_globals", None)
+    if add is not None:
+        add([GaussianShapedConv, GaussianShapedConv2d])
+    # keep the re-export in ultralytics.nn in step (it may already be bound when registering late)
+    nn_pkg = sys.modules.get("ultralytics.nn")
+    if nn_pkg is not None and hasattr(nn_pkg, "parse_model"):
+        nn_pkg.parse_model = tasks.parse_model
+    setattr(tasks, _MARK, True)
+
+
+# --------------------------------------------------------------------------------------------- trainer
+_TRAINER = "ultralytics.engine.trainer"
+_TRAINER_REQUIRED = (
+    ("BaseTrainer.build_optimizer", ("self", "model", "name", "lr", "momentum", "decay", "iterations")),
+    ("BaseTrainer.add_callback", ("self", "event", "callback")),
+)
+SHAPE_LOG = "gauss_shape.csv"  # written next to Ultralytics' results.csv
+
+
+def _trainer_module():
+    """``ultralytics.engine.trainer`` if it is fully imported (never imports it: it imports nn.tasks itself)."""
+    m = sys.modules.get(_TRAINER)
+    return m if m is not None and hasattr(m, "BaseTrainer") else None
+
+
+def check_trainer_internals(module=None) -> list[str]:
+    """Problems with the trainer internals :func:`register` patches (empty list: all present)."""
+    module = module or _trainer_module()
+    if module is None:
+        return [f"{_TRAINER} is not imported"]
+    problems = []
+    for path, params in _TRAINER_REQUIRED:
+        obj = module
+        try:
+            for part in path.split("."):
+                obj = getattr(obj, part)
+        except AttributeError:
+            problems.append(f"{_TRAINER}.{path} is missing")
+            continue
+        missing = [p for p in params if p not in inspect.signature(obj).parameters]
+        if missing:
+            problems.append(f"{_TRAINER}.{path} lacks parameter(s) {missing}")
+    return problems
+
+
+def shape_params(model: nn.Module) -> list[nn.Parameter]:
+    """``σ_raw`` and ``θ`` of every :class:`GaussianShapedConv2d` in ``model`` (shape parameters, not weights)."""
+    out = []
+    for m in model.modules():
+        if isinstance(m, GaussianShapedConv2d):
+            out += [m.sigma_raw, m.theta]
+    return out
+
+
+def exclude_from_decay(optimizer: torch.optim.Optimizer, params) -> int:
+    """Move ``params`` out of every weight-decayed param group into a group without decay; returns how many moved.
+
+    The target is the group Ultralytics tags ``param_group='bn'`` (weight, decay 0) with the same learning rate,
+    else any non-bias decay-0 group with that rate, else a new decay-0 group copying the source group's options.
+    Call it before the LR scheduler is built (as the wrapped ``build_optimizer`` does), so that every group is
+    scheduled and a resumed run rebuilds the same groups."""
+    ids = {id(p) for p in params}
+    moved = 0
+    for src in list(optimizer.param_groups):
+        if not src.get("weight_decay") or src.get("use_muon"):
+            continue
+        take = [p for p in src["params"] if id(p) in ids]
+        if not take:
+            continue
+        src["params"] = [p for p in src["params"] if id(p) not in ids]
+        cands = [g for g in optimizer.param_groups if not g.get("weight_decay") and not g.get("use_muon")
+                 and g.get("param_group") != "bias" and g.get("lr") == src.get("lr")]
+        dst = next((g for g in cands if g.get("param_group") == "bn"), cands[0] if cands else None)
+        if dst is None:
+            optimizer.add_param_group({**{k: v for k, v in src.items() if k != "params"}, "params": take,
+                                       "weight_decay": 0.0, "param_group": "gauss_shape"})
+        else:
+            dst["params"].extend(take)
+        moved += len(take)
+    return moved
+
+
+def shape_param_stats(model: nn.Module) -> list[dict]:
+    """Per :class:`GaussianShapedConv2d` of ``model``: name, k, stride, and mean/min/max of σ (taps) and θ (deg)."""
+    rows = []
+    for name, m in model.named_modules():
+        if isinstance(m, GaussianShapedConv2d):
+            sg, th = m.sigma.detach().float(), torch.rad2deg(m.theta.detach().float())
+            rows.append({"layer": name, "k": m.kernel_size[0], "stride": m.stride[0], "mask_floor": m.mask_floor,
+                         "sigma_mean": sg.mean().item(), "sigma_min": sg.min().item(), "sigma_max": sg.max().item(),
+                         "theta_mean_deg": th.mean().item(), "theta_min_deg": th.min().item(),
+                         "theta_max_deg": th.max().item()})
+    return rows
+
+
+def _log_shape_params(trainer) -> None:
+    """``on_fit_epoch_end`` callback: append σ/θ per layer to ``<save_dir>/gauss_shape.csv`` (rank 0 only)."""
+    from ultralytics.utils import RANK
+    from ultralytics.utils.torch_utils import unwrap_model
+
+    if RANK not in {-1, 0} or trainer.epoch + 1 > trainer.epochs:  # final_eval re-fires it with epoch + 1
+        return
+    rows = shape_param_stats(unwrap_model(trainer.model))
+    if not rows:
+        return
+    path = Path(trainer.save_dir) / SHAPE_LOG
+    new = not path.exists()
+    with path.open("a", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=["epoch", *rows[0]])
+        if new:
+            w.writeheader()
+        for r in rows:
+            w.writerow({"epoch": trainer.epoch + 1, **{k: round(v, 6) if isinstance(v, float) else v
+                                                       for k, v in r.items()}})
+
+
+def _wrap_build_optimizer(orig):
+    @functools.wraps(orig)
+    def build_optimizer(self, model, *args, **kwargs):
+        """``BaseTrainer.build_optimizer`` with σ/θ of Gaussian-shaped convs in a no-decay group (+ σ/θ log)."""
+        optimizer = orig(self, model, *args, **kwargs)
+        n = exclude_from_decay(optimizer, shape_params(model))
+        if n:
+            tasks.LOGGER.info(f"gaussconv_plugin: {n} σ/θ shape parameter tensors moved to a no-decay group; "
+                              f"σ/θ per epoch in {Path(self.save_dir) / SHAPE_LOG}")
+            if not getattr(self, "_gaussconv_shape_log", False):
+                self.add_callback("on_fit_epoch_end", _log_shape_params)
+                self._gaussconv_shape_log = True
+        return optimizer
+
+    build_optimizer.__wrapped__ = orig
+    build_optimizer._gaussconv = True
+    return build_optimizer
+
+
+def _register_trainer() -> None:
+    """Patch ``BaseTrainer.build_optimizer`` once ``ultralytics.engine.trainer`` is fully imported (the auto-hook
+    calls :func:`register` again right after that module executes)."""
+    module = _trainer_module()
+    if module is None or getattr(module.BaseTrainer.build_optimizer, "_gaussconv", False):
+        return
+    problems = check_trainer_internals(module)
+    if problems:
+        raise RuntimeError(
+            f"ultralytics {ultralytics.__version__} is not compatible with gaussconv_plugin ({'; '.join(problems)}); "
+            "install ultralytics>=8.3,<8.5"
+        )
+    module.BaseTrainer.build_optimizer = _wrap_build_optimizer(module.BaseTrainer.build_optimizer)
+
+
+# Imported directly as a process's first import, this module imported ultralytics.nn.tasks while it was still
+# half-built, so the auto-hook deferred: register now (silently; GAUSSCONV_NO_AUTOHOOK=1 switches it off).
+if not _autohook_disabled():
+    register()

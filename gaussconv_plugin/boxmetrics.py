@@ -1,0 +1,90 @@
+"""Target-level metrics of a box detector on small targets: Pd, false alarms per image, size calibration.
+
+mAP50 of 2–10 px targets is as much box-size calibration as detection (DESIGN.md, evidence protocol), so the
+detectors are also scored the way IRSTD scores segmentation, per target (pure NumPy):
+
+- A detection (score ≥ the caller's confidence threshold) **matches** a target when the distance between the
+  detection's box centre and the target box's centre is ``≤ radius`` (3 px, the IRSTD Pd rule). Matching is
+  one-to-one and greedy by distance over all (target, detection) pairs of an image (closest pair first).
+- **Pd** = matched targets / all targets (over the dataset; NaN if it holds no target).
+- **Fa per image** = unmatched detections / images; **Fa per empty image** = unmatched detections on images
+  without a target / such images (NaN if there are none).
+- **Area ratio** = predicted / target box area of each matched pair; the median is reported (< 1: boxes too
+  small, which costs IoU ≥ 0.5 matches in mAP50 even when the target is found).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["match_targets", "BoxTargetMetrics"]
+
+
+def _centres(b: np.ndarray) -> np.ndarray:
+    return np.stack([(b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2], 1)
+
+
+def match_targets(det_boxes: np.ndarray, tgt_boxes: np.ndarray, radius: float = 3.0) -> np.ndarray:
+    """One-to-one greedy matching by centre distance (module docstring).
+
+    Args:
+        det_boxes: ``(N, 4)`` xyxy detections (already thresholded); tgt_boxes: ``(K, 4)`` xyxy targets.
+
+    Returns:
+        ``(K,)`` int array: index of the matched detection for each target, −1 where none.
+    """
+    det = np.asarray(det_boxes, np.float64).reshape(-1, 4)
+    tgt = np.asarray(tgt_boxes, np.float64).reshape(-1, 4)
+    out = np.full(len(tgt), -1, dtype=np.int64)
+    if not len(det) or not len(tgt):
+        return out
+    d = np.linalg.norm(_centres(tgt)[:, None, :] - _centres(det)[None, :, :], axis=-1)  # (K, N)
+    used = np.zeros(len(det), bool)
+    for flat in np.argsort(d, axis=None, kind="stable"):
+        t, j = divmod(int(flat), len(det))
+        if d[t, j] > radius:
+            break
+        if out[t] < 0 and not used[j]:
+            out[t], used[j] = j, True
+    return out
+
+
+class BoxTargetMetrics:
+    """Accumulates :func:`match_targets` over images; :meth:`result` gives the dataset figures."""
+
+    def __init__(self, radius: float = 3.0):
+        if not radius > 0:
+            raise ValueError(f"radius must be > 0 pixels (got {radius!r}); the IRSTD rule is 3")
+        self.radius = float(radius)
+        self.n_images = self.n_empty_images = self.n_targets = self.n_matched = 0
+        self.n_false = self.n_false_empty = 0
+        self.area_ratios: list[float] = []
+
+    def update(self, det_boxes: np.ndarray, tgt_boxes: np.ndarray) -> None:
+        """One image: ``(N, 4)`` thresholded detections and ``(K, 4)`` targets, xyxy pixels."""
+        det = np.asarray(det_boxes, np.float64).reshape(-1, 4)
+        tgt = np.asarray(tgt_boxes, np.float64).reshape(-1, 4)
+        m = match_targets(det, tgt, self.radius)
+        ok = m >= 0
+        self.n_images += 1
+        self.n_targets += len(tgt)
+        self.n_matched += int(ok.sum())
+        false = len(det) - int(ok.sum())
+        self.n_false += false
+        if not len(tgt):
+            self.n_empty_images += 1
+            self.n_false_empty += false
+        area = lambda b: (b[:, 2] - b[:, 0]).clip(0) * (b[:, 3] - b[:, 1]).clip(0)  # noqa: E731
+        if ok.any():
+            ta, pa = area(tgt[ok]), area(det[m[ok]])
+            self.area_ratios += (pa / np.maximum(ta, 1e-9)).tolist()
+
+    def result(self) -> dict:
+        nan = float("nan")
+        return {
+            "Pd": self.n_matched / self.n_targets if self.n_targets else nan,
+            "Fa_per_img": self.n_false / self.n_images if self.n_images else nan,
+            "Fa_per_empty_img": self.n_false_empty / self.n_empty_images if self.n_empty_images else nan,
+            "area_ratio_median": float(np.median(self.area_ratios)) if self.area_ratios else nan,
+            "n_images": self.n_images, "n_targets": self.n_targets, "n_matched": self.n_matched,
+            "n_false": self.n_false,
+        }

@@ -1,0 +1,68 @@
+"""Target-level evaluation of a trained YOLO detector on a SIRST split (:mod:`gaussconv_plugin.boxmetrics`).
+
+Fixed protocol, the same for every variant: each image of the split is predicted on its own (batch 1) with
+Ultralytics' predictor at ``--imgsz`` (letterboxed to the long side, minimal padding), confidence ≥ ``--conf``
+(0.3), NMS IoU 0.7; targets are the 8-connected components of the mask (their boxes); a detection matches a
+target when the box centres are ≤ 3 px apart. Prints and writes (``--out``) Pd, false alarms per image and the
+median predicted/target area ratio::
+
+    python -m tools.evidence.boxeval --weights runs/detect/train/weights/last.pt --split val
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+if __package__ in (None, ""):  # run as a file: make `tools` and `gaussconv_plugin` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from gaussconv_plugin.boxmetrics import BoxTargetMetrics  # noqa: E402
+from gaussconv_plugin.data import load_image, read_split, sirst_root, target_boxes  # noqa: E402
+
+__all__ = ["evaluate_weights", "main"]
+
+
+def evaluate_weights(weights, root=None, split: str = "test", imgsz: int = 320, conf: float = 0.3,
+                     radius: float = 3.0, limit: int | None = None, device: str = "cpu") -> dict:
+    """Pd / Fa per image / median area ratio of ``weights`` on ``split`` of the SIRST-layout ``root``."""
+    from ultralytics import YOLO
+
+    root = sirst_root(root)
+    names = read_split(root, split)[: limit or None]
+    model = YOLO(str(weights))
+    acc = BoxTargetMetrics(radius)
+    for n in names:
+        img = load_image(root, n)
+        res = model.predict(np.repeat(img[:, :, None], 3, axis=2), imgsz=imgsz, conf=conf, iou=0.7, device=device,
+                            verbose=False)[0]
+        acc.update(res.boxes.xyxy.cpu().numpy(), target_boxes(root, n)[0])
+    return {**acc.result(), "weights": str(weights), "root": str(root), "split": split, "imgsz": imgsz,
+            "conf": conf, "radius": radius}
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--weights", required=True)
+    ap.add_argument("--data-root", default=None, help="SIRST-layout folder (default: the shared SIRST v1)")
+    ap.add_argument("--split", default="test")
+    ap.add_argument("--imgsz", type=int, default=320)
+    ap.add_argument("--conf", type=float, default=0.3)
+    ap.add_argument("--radius", type=float, default=3.0)
+    ap.add_argument("--limit", type=int, default=None)
+    ap.add_argument("--out", default=None, help="also write the figures to this JSON file")
+    a = ap.parse_args(argv)
+    if not Path(a.weights).is_file():
+        raise SystemExit(f"--weights {a.weights} does not exist; pass the last.pt of a finished run")
+    rec = evaluate_weights(a.weights, a.data_root, a.split, a.imgsz, a.conf, a.radius, a.limit)
+    print(json.dumps(rec, indent=1))
+    if a.out:
+        Path(a.out).write_text(json.dumps(rec, indent=1))
+    return rec
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,140 @@
+"""Tables of an ablation: ``results.json`` (every run + the summary), ``results.csv`` (a row per run) and
+``ablation.md`` (mean ± std per variant, and each variant's paired per-seed difference to ``stock``)."""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import platform
+from pathlib import Path
+
+from .stats import mean_std, paired_difference
+from .variants import VARIANTS
+
+__all__ = ["METRICS", "DIFF_METRICS", "summarize", "markdown", "write_tables", "machine"]
+
+METRICS = {
+    "yolo": [("mAP50", "mAP50"), ("mAP50-95", "mAP50-95"), ("precision", "P"), ("recall", "R"), ("Pd", "Pd"),
+             ("Fa_per_img", "Fa / img"), ("area_ratio_median", "area P/T")],
+    "unet": [("mIoU", "mIoU"), ("nIoU", "nIoU"), ("Pd", "Pd"), ("Fa_e6", "Fa (×10⁻⁶)")],
+}
+DIFF_METRICS = {"yolo": ["mAP50", "mAP50-95", "Pd", "Fa_per_img"], "unet": ["mIoU", "nIoU", "Pd"]}
+REFERENCE = "stock"
+NAMES = {"stock": "stock", "gsconv": "+ GaussianShapedConv", "diff": "+ diff scale loss", "both": "both"}
+
+
+def summarize(records: list[dict]) -> dict:
+    """``{part: {variant: {"n", "seeds", "epochs", metric: (mean, std), "sec_per_epoch": (mean, std),
+    "paired": {metric: paired_difference to stock}}}}``; std is the sample standard deviation over seeds."""
+    out: dict = {}
+    for part in METRICS:
+        by_v = {v: sorted((r for r in records if r["part"] == part and r["variant"] == v), key=lambda r: r["seed"])
+                for v in VARIANTS}
+        ref = {r["seed"]: r["metrics"] for r in by_v.get(REFERENCE, [])}
+        for v, recs in by_v.items():
+            if not recs:
+                continue
+            row = {"n": len(recs), "seeds": [r["seed"] for r in recs], "epochs": sorted({r["epochs"] for r in recs})}
+            for key, _ in METRICS[part]:
+                xs = [r["metrics"][key] for r in recs if key in r["metrics"]]
+                if xs:
+                    row[key] = mean_std(xs)
+            row["sec_per_epoch"] = mean_std([r["sec_per_epoch"] for r in recs])
+            if v != REFERENCE and ref:
+                row["paired"] = {}
+                for key in DIFF_METRICS[part]:
+                    vals = {r["seed"]: r["metrics"][key] for r in recs if key in r["metrics"]}
+                    refv = {s: m[key] for s, m in ref.items() if key in m}
+                    d = paired_difference(vals, refv)
+                    if d:
+                        row["paired"][key] = d
+            out.setdefault(part, {})[v] = row
+    return out
+
+
+def _fmt(ms, digits: int) -> str:
+    m, s = ms
+    return f"{m:.{digits}f}" if math.isnan(s) else f"{m:.{digits}f} ± {s:.{digits}f}"
+
+
+def _fmt_diff(d: dict, digits: int) -> str:
+    lo, hi = d["ci95"]
+    if math.isnan(d["std"]):
+        return f"{d['mean']:+.{digits}f}"
+    mark = "" if lo <= 0 <= hi else " *"
+    return f"{d['mean']:+.{digits}f} ± {d['std']:.{digits}f} [{lo:+.{digits}f}, {hi:+.{digits}f}]{mark}"
+
+
+def markdown(summary: dict, meta: dict) -> str:
+    split = meta.get("split", "trainval:test").split(":")
+    lines = [f"Ablation on SIRST v1 (idx_427): train on `{split[0]}`, evaluate on `{split[1]}`; metrics of the last "
+             "epoch, mean ± sample std over seeds.", "",
+             f"- tables written by: `{meta['command']}`",
+             *[f"- runs trained by: `{c}`" for c in meta.get("run_commands", [])],
+             f"- commit of the runs: {', '.join(f'`{c}`' for c in meta.get('run_commits', [meta['commit']]))}; "
+             f"runs finished on {', '.join(meta.get('run_dates', [meta['date']]))}",
+             f"- machine: {meta['machine']}",
+             "- YOLO: mAP50 etc. from the last epoch's `yolo val` inside training (batch 32, rect); Pd, Fa / img and "
+             "area P/T from `python -m tools.evidence.boxeval` (one image at a time at the training size, conf ≥ 0.3, "
+             "match = box centres ≤ 3 px apart; area P/T = median predicted/target box area of matched targets)",
+             "- Δ to stock: paired per-seed difference, mean ± std [95 % t interval]; `*` marks an interval that "
+             "excludes 0", ""]
+    titles = {"yolo": f"YOLOv8n-{meta.get('yolo_arch', 'p2').upper()} (stock `yolo train`, imgsz {meta.get('imgsz')}, "
+                      f"batch {meta.get('batch')})",
+              "unet": "MSHNet U-Net (`tools/train.py mmdet_cfgs/unet_mshnet_base_cpu.py`, CPU schedule)"}
+    digits = {"Fa_e6": 1, "Fa_per_img": 3, "area_ratio_median": 2}
+    for part, rows in summary.items():
+        cols = [(k, c) for k, c in METRICS[part] if any(k in r for r in rows.values())]
+        epochs = sorted({e for r in rows.values() for e in r["epochs"]})
+        lines += [f"#### {titles[part]}, {', '.join(map(str, epochs))} epochs", "",
+                  "| variant | seeds | " + " | ".join(c for _, c in cols) + " | s / epoch |",
+                  "|---|---|" + "---|" * len(cols) + "---|"]
+        for v, r in rows.items():
+            cells = [_fmt(r[k], digits.get(k, 4)) if k in r else "" for k, _ in cols]
+            lines.append(f"| {NAMES.get(v, v)} | {','.join(map(str, r['seeds']))} | " + " | ".join(cells)
+                         + f" | {_fmt(r['sec_per_epoch'], 0)} |")
+        diffs = [(v, r["paired"]) for v, r in rows.items() if r.get("paired")]
+        if diffs:
+            keys = [k for k in DIFF_METRICS[part] if any(k in p for _, p in diffs)]
+            label = dict(METRICS[part])
+            lines += ["", f"Paired difference to stock ({part}):", "",
+                      "| variant | seeds | " + " | ".join(f"Δ {label[k]}" for k in keys) + " |",
+                      "|---|---|" + "---|" * len(keys)]
+            for v, p in diffs:
+                seeds = next(iter(p.values()))["seeds"]
+                lines.append(f"| {NAMES.get(v, v)} | {','.join(map(str, seeds))} | "
+                             + " | ".join(_fmt_diff(p[k], digits.get(k, 4)) if k in p else "" for k in keys) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write_tables(records: list[dict], out: Path, meta: dict) -> dict:
+    summary = summarize(records)
+    (out / "results.json").write_text(json.dumps({"meta": meta, "runs": records, "summary": summary}, indent=1))
+    keys = sorted({k for r in records for k in r["metrics"]})
+    with (out / "results.csv").open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["part", "variant", "seed", "epochs", "train_split", "eval_split", *keys, "sec_per_epoch", "wall_s",
+                    "commit", "weights"])
+        for r in records:
+            sp = r.get("split", {"train": "trainval", "eval": "test"})
+            w.writerow([r["part"], r["variant"], r["seed"], r["epochs"], sp["train"], sp["eval"],
+                        *[r["metrics"].get(k, "") for k in keys], r["sec_per_epoch"], r["wall_s"], r["commit"],
+                        r["weights"]])
+    (out / "ablation.md").write_text(markdown(summary, meta))
+    return summary
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import torch
+
+    return f"{os.cpu_count()}-core CPU ({cpu}), Python {platform.python_version()}, torch {torch.__version__}"

@@ -1,0 +1,148 @@
+"""A run of the ablation (part × variant × seed × split × epochs), the plan of runs, and running one.
+
+A run lives in ``<out>/<part>/<train>-<eval>/e<epochs>/<variant>/seed<k>/`` and is done when that folder holds
+``result.json``; finished runs are skipped, so an interrupted ablation resumes where it stopped (a run cut off
+half-way starts again from scratch). Each run is a child process with its own CPU thread budget.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import shutil
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .variants import PART_VARIANTS, check_variants, resolved
+
+__all__ = ["PARTS", "SPLITS", "Run", "plan", "run_one", "collect", "child_env", "git_commit", "log", "REPO"]
+
+REPO = Path(__file__).resolve().parents[2]
+PARTS = ("yolo", "unet")
+#: (train split, evaluation split) of SIRST idx_427: the final protocol, and the screen (test kept unseen)
+SPLITS = {"trainval:test": ("trainval", "test"), "train:val": ("train", "val")}
+_print_lock = threading.Lock()
+
+
+def log(msg: str) -> None:
+    with _print_lock:
+        print(msg, flush=True)
+
+
+@dataclass
+class Run:
+    """One training run; ``dir`` holds everything it writes. ``opts``: imgsz, batch, data_root, limit, split …"""
+
+    part: str
+    variant: str
+    seed: int
+    epochs: int
+    dir: Path
+    opts: dict = field(default_factory=dict)
+
+    @property
+    def split(self) -> tuple[str, str]:
+        return SPLITS[self.opts.get("split", "trainval:test")]
+
+    @property
+    def result_file(self) -> Path:
+        return self.dir / "result.json"
+
+    @property
+    def done(self) -> bool:
+        return self.result_file.is_file()
+
+    @property
+    def name(self) -> str:
+        return f"{self.part}/{'-'.join(self.split)}/{self.variant}/seed{self.seed}"
+
+
+def plan(out: Path, parts, variants, seeds, yolo_epochs: int, unet_epochs: int, **opts) -> list[Run]:
+    """The runs of an ablation, seed-major (every variant of seed 0 first, so that a cut-off ablation leaves
+    complete seeds) and interleaved so that side-by-side jobs mix parts. Variants a part lacks are skipped."""
+    for p in parts:
+        if p not in PARTS:
+            raise SystemExit(f"unknown part {p!r}; choose from {', '.join(PARTS)}")
+    check_variants(parts, variants)
+    split = opts.setdefault("split", "trainval:test")
+    if split not in SPLITS:
+        raise SystemExit(f"unknown split {split!r}; choose from {', '.join(SPLITS)}")
+    tag = "-".join(SPLITS[split])
+    runs = []
+    for s in seeds:
+        for v in variants:
+            for p in parts:
+                if v not in PART_VARIANTS[p]:
+                    continue
+                e = yolo_epochs if p == "yolo" else unet_epochs
+                runs.append(Run(p, v, int(s), int(e), Path(out) / p / tag / f"e{e}" / v / f"seed{s}", dict(opts)))
+    return runs
+
+
+def git_commit() -> str:
+    try:
+        c = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                           check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True).stdout.strip()
+        return c + ("+dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def child_env(threads: int) -> dict:
+    """Environment of the child runs: Ultralytics offline switches and ``threads`` CPU threads."""
+    from gaussconv_plugin.yolo.offline import offline_env
+
+    return offline_env(threads=threads)
+
+
+def _call(cmd: list[str], run: Run, threads: int, logname: str, cwd: Path | None = None) -> None:
+    """Run ``cmd`` (in ``cwd``, default the run folder) with its output in ``<run>/<logname>``; one-line error."""
+    with (run.dir / logname).open("w") as fh:
+        proc = subprocess.run(cmd, cwd=cwd or run.dir, env=child_env(threads), stdout=fh, stderr=subprocess.STDOUT)
+    if proc.returncode != 0:
+        tail = (run.dir / logname).read_text(errors="replace").strip().splitlines()[-1:]
+        raise RuntimeError(f"{run.name} failed (exit {proc.returncode}): {tail[0] if tail else ''} — "
+                           f"see {run.dir}/{logname}; rerun the same command to retry it")
+
+
+def run_one(run: Run, data_yaml: Path | None = None, threads: int = 1, invoked_by: str = "") -> dict:
+    """Train one run in a child process (skipped if its ``result.json`` exists), evaluate it, and return its
+    result record (also written to ``result.json``)."""
+    from . import unet_part, yolo_part
+
+    if run.done:
+        return json.loads(run.result_file.read_text())
+    if run.dir.exists():
+        shutil.rmtree(run.dir)  # a run cut off half-way starts again
+    run.dir.mkdir(parents=True)
+    part = yolo_part if run.part == "yolo" else unet_part
+    cmd = part.command(run, data_yaml)
+    (run.dir / "command.txt").write_text(" ".join(cmd) + "\n")
+    log(f"[start] {run.name} ({run.epochs} epochs): {run.dir}/log.txt")
+    commit = git_commit()
+    t0 = time.time()
+    _call(cmd, run, threads, "log.txt")
+    wall = time.time() - t0
+    res = part.result(run)
+    extra = part.evaluate(run, threads) if hasattr(part, "evaluate") else {}
+    rec = {"part": run.part, "variant": run.variant, "spec": resolved(run.part, run.variant), "seed": run.seed,
+           "epochs": run.epochs, "split": {"train": run.split[0], "eval": run.split[1]},
+           "wall_s": round(wall, 1), "threads": threads, "commit": commit,
+           "finished": _dt.datetime.now().isoformat(timespec="seconds"), "command": cmd,
+           "ablation_command": invoked_by, **res}
+    rec["metrics"] = {**rec["metrics"], **extra.get("metrics", {})}
+    if extra:
+        rec["eval"] = extra
+    rec.setdefault("sec_per_epoch", round(wall / max(1, run.epochs), 1))
+    run.result_file.write_text(json.dumps(rec, indent=1))
+    m = ", ".join(f"{k} {v:.4g}" for k, v in rec["metrics"].items())
+    log(f"[done]  {run.name}: {m} ({wall / 60:.1f} min)")
+    return rec
+
+
+def collect(runs: list[Run]) -> list[dict]:
+    return [json.loads(r.result_file.read_text()) for r in runs if r.done]

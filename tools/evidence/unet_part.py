@@ -1,0 +1,63 @@
+"""MSHNet U-Net part: the ``tools/train.py`` command (CPU config + cfg-options of the variant) and its result."""
+from __future__ import annotations
+
+import json
+import sys
+
+from .runs import REPO, Run
+from .variants import BASELINE_LOSS, VARIANTS
+
+__all__ = ["command", "result", "DEFAULTS"]
+
+DEFAULTS = {"unet_epochs": 15}
+_LOADERS = ("train_dataloader", "val_dataloader", "test_dataloader")
+
+
+def command(run: Run, data=None) -> list[str]:
+    from gaussconv_plugin.data import sirst_root
+
+    v = VARIANTS[run.variant]
+    o = run.opts
+    root = str(sirst_root(o.get("data_root")))
+    train, ev = run.split
+    val_every = max(1, int(o.get("val_interval") or max(1, run.epochs // 5)))
+    opts = [f"{d}.dataset.data_root={root}" for d in _LOADERS]
+    opts += [f"train_dataloader.dataset.split={train}", f"val_dataloader.dataset.split={ev}",
+             f"test_dataloader.dataset.split={ev}"]
+    opts += [f"model.net.gauss_conv={'both' if v.gauss else 'none'}", f"model.loss.mode={v.loss or BASELINE_LOSS['unet']}",
+             f"train_cfg.max_epochs={run.epochs}", f"train_cfg.val_interval={val_every}",
+             f"model.warmup_epochs={min(2, max(0, run.epochs - 1))}", f"randomness.seed={run.seed}",
+             f"default_hooks.checkpoint.interval={run.epochs}", "default_hooks.checkpoint.save_best=None",
+             "default_hooks.logger.interval=5"]
+    for d in _LOADERS:
+        opts += [f"{d}.num_workers=0", f"{d}.persistent_workers=False"]
+    if o.get("limit"):
+        opts += [f"{d}.dataset.max_images={o['limit']}" for d in ("train_dataloader", "val_dataloader")]
+    return [sys.executable, str(REPO / "tools" / "train.py"), str(REPO / "mmdet_cfgs" / "unet_mshnet_base_cpu.py"),
+            "--work-dir", str(run.dir), "--cfg-options", *opts]
+
+
+def result(run: Run) -> dict:
+    scalars = sorted(run.dir.glob("*/vis_data/scalars.json"), key=lambda p: p.stat().st_mtime)
+    if not scalars:
+        raise RuntimeError(f"{run.dir}: no */vis_data/scalars.json (did the training run?)")
+    train: dict[int, list[float]] = {}
+    val: dict[int, dict] = {}
+    for line in scalars[-1].read_text().splitlines():
+        rec = json.loads(line)
+        if "loss" in rec and "epoch" in rec:
+            train.setdefault(int(rec["epoch"]), []).append(float(rec["loss"]))
+        elif "irstd/mIoU" in rec:
+            val[int(rec["step"])] = {k.split("/", 1)[1]: float(v) for k, v in rec.items() if k.startswith("irstd/")}
+    if run.epochs not in val:
+        raise RuntimeError(f"{run.dir}: no validation at the last epoch {run.epochs} in {scalars[-1]}")
+    last = val[run.epochs]
+    epochs = sorted(train)
+    return {
+        "metrics": {k: last[k] for k in ("mIoU", "nIoU", "Pd", "Fa_e6")},
+        "epochs_done": max(epochs) if epochs else 0,
+        "curves": {"epoch": epochs, "loss": [sum(train[e]) / len(train[e]) for e in epochs],
+                   "val_epoch": sorted(val), "mIoU": [val[e]["mIoU"] for e in sorted(val)],
+                   "Pd": [val[e]["Pd"] for e in sorted(val)]},
+        "weights": str(run.dir / f"epoch_{run.epochs}.pth"),
+    }

@@ -1,0 +1,91 @@
+"""Variants of the ablation, per part: which conv sits in the stem and which loss trains the model.
+
+YOLOv8n-P2 (``yolo_cfgs/yolov8-p2-*.yaml``; layers 0–1 are the two stride-2 stem convs):
+
+================  =====================================================  ======================================
+variant           layers 0–1                                             box loss
+================  =====================================================  ======================================
+``stock``         ``Conv``                                               stock CIoU
+``gsconv``        ``GaussianShapedConv``, package defaults               stock CIoU
+``gsconv-hard``   ``GaussianShapedConv``, ``mask_floor: 0`` (v1 design)  stock CIoU
+``gsconv-f03``    ``GaussianShapedConv``, ``mask_floor: 0.3``            stock CIoU
+``gsconv-f06``    ``GaussianShapedConv``, ``mask_floor: 0.6``            stock CIoU
+``gsconv-f1``     ``GaussianShapedConv``, ``mask_floor: 1`` (no pinwheel) stock CIoU
+``pconv``         ``PConv`` (Yang et al., AAAI 2025)                      stock CIoU
+``diff``          ``Conv``                                               CIoU + diff scale term, default form
+``diff-add``      ``Conv``                                               CIoU + (1 − α), ``scale_loss_form: add``
+``diff-mul``      ``Conv``                                               1 − α·IoU + (IoU − CIoU) (``mul``)
+``both``          ``GaussianShapedConv`` defaults                         diff, default form
+================  =====================================================  ======================================
+
+MSHNet U-Net (``mmdet_cfgs/unet_mshnet_base_cpu.py``): ``stock`` (no Gaussian conv, SLS ``var`` loss), ``gsconv``
+(``gauss_conv='both'``), ``diff`` (``diff`` mask loss), ``both``.
+
+Variants named after a design (``gsconv-f03``, ``diff-mul`` …) pin their options, so their runs stay what they
+were when the package defaults change; ``gsconv``/``diff``/``both`` follow the defaults, and every run records
+the options it was trained with (:func:`resolved`).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+__all__ = ["Variant", "VARIANTS", "PART_VARIANTS", "BASELINE_LOSS", "resolved", "check_variants"]
+
+
+@dataclass(frozen=True)
+class Variant:
+    """``conv``: the stem module (``Conv`` | ``GaussianShapedConv`` | ``PConv``); ``conv_opts``: options of the
+    Gaussian conv (empty = package defaults); ``loss``: scale mode (None = the part's baseline loss);
+    ``loss_opts``: YAML keys of the box scale loss (``scale_loss_form``, ``scale_loss_lambda``)."""
+
+    conv: str = "Conv"
+    conv_opts: dict = field(default_factory=dict)
+    loss: str | None = None
+    loss_opts: dict = field(default_factory=dict)
+
+    @property
+    def gauss(self) -> bool:
+        return self.conv == "GaussianShapedConv"
+
+
+GS = "GaussianShapedConv"
+VARIANTS = {
+    "stock": Variant(),
+    "gsconv": Variant(GS),
+    "gsconv-hard": Variant(GS, {"mask_floor": 0.0}),
+    "gsconv-f03": Variant(GS, {"mask_floor": 0.3}),
+    "gsconv-f06": Variant(GS, {"mask_floor": 0.6}),
+    "gsconv-f1": Variant(GS, {"mask_floor": 1.0}),
+    "pconv": Variant("PConv"),
+    "diff": Variant(loss="diff"),
+    "diff-add": Variant(loss="diff", loss_opts={"scale_loss_form": "add"}),
+    "diff-mul": Variant(loss="diff", loss_opts={"scale_loss_form": "mul"}),
+    "both": Variant(GS, loss="diff"),
+}
+PART_VARIANTS = {"yolo": list(VARIANTS), "unet": ["stock", "gsconv", "diff", "both"]}
+BASELINE_LOSS = {"yolo": "none", "unet": "var"}  # stock CIoU for YOLO; MSHNet's SLS for the U-Net
+
+
+def check_variants(parts, variants) -> None:
+    for v in variants:
+        if v not in VARIANTS:
+            raise SystemExit(f"unknown variant {v!r}; choose from {', '.join(VARIANTS)}")
+    for p in parts:
+        bad = [v for v in variants if v not in PART_VARIANTS[p]]
+        if bad and len(parts) == 1:
+            raise SystemExit(f"variant(s) {', '.join(bad)} have no {p} form; the {p} part has "
+                             f"{', '.join(PART_VARIANTS[p])}")
+
+
+def resolved(part: str, name: str) -> dict:
+    """The options a run of ``name`` is trained with, package defaults filled in (recorded in each result)."""
+    from gaussconv_plugin.masks import DEFAULT_MASK_FLOOR
+
+    v = VARIANTS[name]
+    d = asdict(v)
+    d["loss"] = v.loss or BASELINE_LOSS[part]
+    if v.gauss:
+        d["conv_opts"] = {"mask_floor": DEFAULT_MASK_FLOOR, **v.conv_opts}
+    if part == "yolo" and v.loss:
+        d["loss_opts"] = {"scale_loss_form": "add", "scale_loss_lambda": 1.0, **v.loss_opts}
+    return d

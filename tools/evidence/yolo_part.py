@@ -1,0 +1,101 @@
+"""YOLOv8n part: the variant's model YAML, the stock ``yolo train`` command, its result and its target-level
+evaluation (:mod:`.boxeval` in a child process, fixed protocol: one image at a time at the training size)."""
+from __future__ import annotations
+
+import csv
+import json
+import statistics
+import sys
+from pathlib import Path
+
+from .runs import REPO, Run, _call
+from .variants import BASELINE_LOSS, VARIANTS
+
+__all__ = ["model_yaml", "data_yaml", "command", "result", "evaluate", "EVAL_CONF", "DEFAULTS"]
+
+DEFAULTS = {"yolo_epochs": 15, "imgsz": 320, "batch": 16, "yolo_arch": "p2"}
+EVAL_CONF = 0.3  # confidence threshold of the target-level evaluation (Pd, false alarms, area ratio)
+
+
+def model_yaml(run: Run) -> Path:
+    """Write the variant's model YAML into the run folder: the packaged P2 (or P3–P5) base twin with layers 0–1
+    replaced by the variant's conv (+ options) and the scale-loss keys set. Named ``yolov8n-…`` (scale ``n``)."""
+    import yaml
+
+    v = VARIANTS[run.variant]
+    arch = run.opts.get("yolo_arch", DEFAULTS["yolo_arch"])
+    stem = "yolov8-p2" if arch == "p2" else "yolov8"
+    src = REPO / "yolo_cfgs" / f"{stem}-base.yaml"
+    cfg = yaml.safe_load(src.read_text())
+    for row in cfg["backbone"][:2]:
+        row[2] = v.conv
+        if v.conv_opts:
+            row[3] = [*row[3], dict(v.conv_opts)]
+    cfg["scale_loss"] = v.loss or BASELINE_LOSS["yolo"]
+    cfg.update(v.loss_opts)
+    dst = run.dir / f"{stem.replace('yolov8', 'yolov8n')}-{run.variant}.yaml"
+    dst.write_text(f"# ablation variant {run.variant!r}: {src.name} with layers 0-1 = {v.conv} {v.conv_opts or ''}, "
+                   f"scale_loss={cfg['scale_loss']} {v.loss_opts or ''}\n" + yaml.safe_dump(cfg, sort_keys=False))
+    return dst
+
+
+def data_yaml(opts: dict) -> Path:
+    """The SIRST split pair of ``opts['split']`` as a YOLO dataset in the cache (converted once)."""
+    from gaussconv_plugin.data import cache_dir
+    from gaussconv_plugin.data.yolo_format import prepare_yolo
+
+    from .runs import SPLITS
+
+    train, ev = SPLITS[opts.get("split", "trainval:test")]
+    limit = opts.get("limit")
+    sub = "sirst_yolo" if (train, ev) == ("trainval", "test") else f"sirst_yolo_{train}-{ev}"
+    sub += f"_limit{limit}" if limit else ""
+    return Path(prepare_yolo(opts.get("data_root"), cache_dir(sub), splits=(("train", train), ("val", ev)),
+                             limit=limit))
+
+
+def command(run: Run, data: Path) -> list[str]:
+    o = run.opts
+    yolo = Path(sys.executable).with_name("yolo")
+    return [str(yolo), "train", f"model={model_yaml(run)}", f"data={data}", f"epochs={run.epochs}",
+            f"imgsz={o.get('imgsz', DEFAULTS['imgsz'])}", f"batch={o.get('batch', DEFAULTS['batch'])}",
+            f"device={o.get('device', 'cpu')}", "workers=0", f"seed={run.seed}", "deterministic=True",
+            f"project={run.dir}", "name=train", "exist_ok=True", "plots=False", "amp=False"]
+
+
+def result(run: Run) -> dict:
+    rows = list(csv.DictReader((run.dir / "train" / "results.csv").open()))
+    rows = [{k.strip(): v for k, v in r.items()} for r in rows]
+    if not rows:
+        raise RuntimeError(f"{run.dir}/train/results.csv has no epochs")
+    last = rows[-1]
+    times = [float(r["time"]) for r in rows]
+    per_epoch = [b - a for a, b in zip([0.0] + times[:-1], times)]
+    curves = {k: [float(r[c]) for r in rows] for k, c in [
+        ("box_loss", "train/box_loss"), ("cls_loss", "train/cls_loss"), ("dfl_loss", "train/dfl_loss"),
+        ("mAP50", "metrics/mAP50(B)"), ("mAP50-95", "metrics/mAP50-95(B)")]}
+    shape = run.dir / "train" / "gauss_shape.csv"
+    return {
+        "metrics": {"mAP50": float(last["metrics/mAP50(B)"]), "mAP50-95": float(last["metrics/mAP50-95(B)"]),
+                    "precision": float(last["metrics/precision(B)"]), "recall": float(last["metrics/recall(B)"])},
+        "epochs_done": len(rows),
+        "sec_per_epoch": statistics.median(per_epoch),
+        "curves": {"epoch": [int(float(r["epoch"])) for r in rows], **curves},
+        "shape_log": list(csv.DictReader(shape.open())) if shape.is_file() else [],
+        "weights": str(run.dir / "train" / "weights" / "last.pt"),
+    }
+
+
+def evaluate(run: Run, threads: int = 1) -> dict:
+    """Target-level figures of the run's last weights on its evaluation split (child process, see boxeval)."""
+    out = run.dir / "boxeval.json"
+    cmd = [sys.executable, "-m", "tools.evidence.boxeval", "--weights", str(run.dir / "train" / "weights" / "last.pt"),
+           "--split", run.split[1], "--imgsz", str(run.opts.get("imgsz", DEFAULTS["imgsz"])),
+           "--conf", str(EVAL_CONF), "--out", str(out)]
+    if run.opts.get("data_root"):
+        cmd += ["--data-root", str(run.opts["data_root"])]
+    if run.opts.get("limit"):
+        cmd += ["--limit", str(run.opts["limit"])]
+    _call(cmd, run, threads, "boxeval.log", cwd=REPO)
+    rec = json.loads(out.read_text())
+    return {"metrics": {k: rec[k] for k in ("Pd", "Fa_per_img", "area_ratio_median")}, "boxeval": rec}
