@@ -7,6 +7,7 @@ import csv
 import json
 import math
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -14,34 +15,55 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from gaussconv_plugin.masks import DEFAULT_MASK_FLOOR  # noqa: E402
 from tools import ablation  # noqa: E402
+from tools.evidence import stats  # noqa: E402
 
 
 def test_plan_covers_every_variant_seed_and_part(tmp_path):
-    runs = ablation.plan(tmp_path, ["yolo", "unet"], list(ablation.VARIANTS), [0, 1], 3, 5)
+    four = ["stock", "gsconv", "diff", "both"]
+    runs = ablation.plan(tmp_path, ["yolo", "unet"], four, [0, 1], 3, 5)
     assert len(runs) == 2 * 4 * 2
     assert {(r.part, r.variant, r.seed) for r in runs} == {
-        (p, v, s) for p in ("yolo", "unet") for v in ablation.VARIANTS for s in (0, 1)}
+        (p, v, s) for p in ("yolo", "unet") for v in four for s in (0, 1)}
+    every = ablation.plan(tmp_path, ["yolo", "unet"], list(ablation.VARIANTS), [0], 3, 5)
+    assert len(every) == len(ablation.VARIANTS) + 4  # the U-Net has the four base variants only
     assert {r.epochs for r in runs if r.part == "yolo"} == {3} and {r.epochs for r in runs if r.part == "unet"} == {5}
     assert runs[0].part != runs[1].part  # side-by-side jobs mix the two parts
     assert len({r.dir for r in runs}) == len(runs)
-    with pytest.raises(SystemExit, match="unknown variant 'gauss'; choose from stock, gsconv, diff, both"):
+    assert all(r.dir.parts[-4] == "trainval-test" for r in runs)  # the final protocol by default
+    with pytest.raises(SystemExit, match="unknown variant 'gauss'; choose from stock, gsconv, "):
         ablation.plan(tmp_path, ["yolo"], ["gauss"], [0], 1, 1)
+    with pytest.raises(SystemExit, match="variant\\(s\\) pconv have no unet form"):
+        ablation.plan(tmp_path, ["unet"], ["pconv"], [0], 1, 1)
+    screen = ablation.plan(tmp_path, ["yolo", "unet"], ["stock", "pconv"], [0, 1, 2], 3, 3, split="train:val")
+    assert [(r.part, r.variant, r.seed) for r in screen[:3]] == [("yolo", "stock", 0), ("unet", "stock", 0),
+                                                                 ("yolo", "pconv", 0)]  # seed-major; no unet pconv
+    assert len(screen) == 9 and all(r.split == ("train", "val") and "train-val" in r.dir.parts for r in screen)
 
 
-@pytest.mark.parametrize("variant,n_gauss,loss", [("stock", 0, "none"), ("gsconv", 2, "none"),
-                                                  ("diff", 0, "diff"), ("both", 2, "diff")])
-def test_yolo_variant_yaml_builds_the_intended_model(tmp_path, variant, n_gauss, loss):
+@pytest.mark.parametrize("variant,stem,floor,loss,form", [
+    ("stock", "Conv", None, "none", None), ("gsconv", "GaussianShapedConv", DEFAULT_MASK_FLOOR, "none", None),
+    ("gsconv-hard", "GaussianShapedConv", 0.0, "none", None), ("gsconv-f06", "GaussianShapedConv", 0.6, "none", None),
+    ("pconv", "PConv", None, "none", None), ("diff", "Conv", None, "diff", "add"),
+    ("diff-mul", "Conv", None, "diff", "mul"), ("both", "GaussianShapedConv", DEFAULT_MASK_FLOOR, "diff", "add")])
+def test_yolo_variant_yaml_builds_the_intended_model(tmp_path, variant, stem, floor, loss, form):
     from ultralytics.nn.tasks import DetectionModel
 
-    from gaussconv_plugin import GaussianShapedConv
+    from gaussconv_plugin.yolo.adapter import ScaleBboxLoss
 
     run = ablation.Run("yolo", variant, 0, 1, tmp_path, {"yolo_arch": "p2"})
     tmp_path.mkdir(exist_ok=True)
     model = DetectionModel(str(ablation.yolo_model_yaml(run)), nc=1, verbose=False)
-    assert sum(isinstance(m, GaussianShapedConv) for m in model.modules()) == n_gauss
+    assert [type(model.model[i]).__name__ for i in range(3)] == [stem, stem, "C2f"]
+    assert {type(m).__name__ for m in model.model[2:].modules()}.isdisjoint({"GaussianShapedConv", "PConv"})
+    if floor is not None:
+        assert model.model[0].conv.mask_floor == model.model[1].conv.mask_floor == floor
     assert model.yaml["scale_loss"] == loss and model.yaml["scale"] == "n"
     assert len(model.model[-1].stride) == 4  # P2-P5 head
+    model.args = types.SimpleNamespace(box=7.5, cls=0.5, dfl=1.5)
+    bl = model.init_criterion().bbox_loss
+    assert (type(bl) is ScaleBboxLoss) == (loss != "none") and (form is None or bl.form == form)
 
 
 @pytest.mark.parametrize("variant,gauss,mode", [("stock", "none", "var"), ("gsconv", "both", "var"),
@@ -56,6 +78,9 @@ def test_unet_variant_config(tmp_path, variant, gauss, mode):
     parser.add_argument("--cfg-options", nargs="+", action=DictAction)
     cfg.merge_from_dict(parser.parse_args(cmd[cmd.index("--cfg-options"):]).cfg_options)
     assert cfg.model.net.gauss_conv == gauss and cfg.model.loss.mode == mode
+    assert cfg.train_dataloader.dataset.split == "trainval" and cfg.test_dataloader.dataset.split == "test"
+    screen = ablation.unet_command(ablation.Run("unet", variant, 3, 15, tmp_path, {"split": "train:val"}))
+    assert "train_dataloader.dataset.split=train" in screen and "val_dataloader.dataset.split=val" in screen
     assert cfg.randomness.seed == 3 and cfg.train_cfg.max_epochs == 15
     assert cfg.default_hooks.checkpoint.save_best is None  # last epoch, no selection on the test split
 
@@ -73,6 +98,25 @@ def test_summary_mean_and_sample_std():
     assert "| both | 0,1 | 0.5000 ± 0.1414 |" in md and "| stock | 0 | 0.5000 |" in md
 
 
+def test_paired_difference_and_t_interval():
+    d = stats.paired_difference({0: 0.6, 1: 0.7, 2: 0.5, 3: 0.9}, {0: 0.5, 1: 0.5, 2: 0.5})
+    assert d["seeds"] == [0, 1, 2] and d["n"] == 3  # only the seeds both have
+    assert d["mean"] == pytest.approx(0.1) and d["std"] == pytest.approx(0.1)
+    half = 4.302653 * 0.1 / math.sqrt(3)  # t(0.975, 2)
+    assert d["ci95"] == pytest.approx((0.1 - half, 0.1 + half), abs=1e-6)
+    assert stats.paired_difference({5: 1.0}, {0: 1.0}) is None
+    one = stats.paired_difference({0: 1.0}, {0: 0.5})
+    assert one["mean"] == 0.5 and math.isnan(one["std"])
+    recs = [{"part": "yolo", "variant": v, "seed": s, "epochs": 1, "sec_per_epoch": 1,
+             "metrics": {"mAP50": m, "mAP50-95": m, "precision": m, "recall": m, "Pd": m, "Fa_per_img": 0.0}}
+            for v, s, m in [("stock", 0, 0.5), ("stock", 1, 0.6), ("pconv", 0, 0.7), ("pconv", 1, 0.9)]]
+    s = ablation.summarize(recs)
+    assert s["yolo"]["pconv"]["paired"]["mAP50"]["mean"] == pytest.approx(0.25)
+    assert "paired" not in s["yolo"]["stock"]
+    md = ablation.markdown(s, {"command": "x", "commit": "c", "date": "d", "machine": "m"})
+    assert "| pconv | 0,1 | +0.2500 ± 0.0707 [" in md
+
+
 def test_tiny_ablation_on_sirst_then_resume(tmp_path, monkeypatch, capsys):
     """Both parts, two variants, one seed, one epoch on 8 real SIRST images per split; then the same command
     again must train nothing and give the same tables."""
@@ -86,8 +130,11 @@ def test_tiny_ablation_on_sirst_then_resume(tmp_path, monkeypatch, capsys):
     assert len(rows) == 4 and {r["part"] for r in rows} == {"yolo", "unet"}
     for r in rows:
         assert Path(r["weights"]).is_file(), r
+        assert (r["train_split"], r["eval_split"]) == ("trainval", "test")
         if r["part"] == "unet":
             assert 0 <= float(r["mIoU"]) <= 1 and 0 <= float(r["Pd"]) <= 1
+        else:  # target-level evaluation of the detector (boxeval) on the 8 test images
+            assert 0 <= float(r["Pd"]) <= 1 and float(r["Fa_per_img"]) >= 0
     printed = capsys.readouterr().out
     assert "trained weights (kept out of git):" in printed and rows[0]["weights"] in printed
     for name in ["ablation.md", "results.json", "curves_yolo.png", "curves_unet.png", "sigma_theta_yolo.png",

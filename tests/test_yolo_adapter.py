@@ -278,7 +278,8 @@ def test_verbose_table_names_the_gaussian_layers(caplog):
 
 # ------------------------------------------------------------------------------------------------ cfg look-up
 def test_packaged_configs_resolve_by_bare_name_from_any_directory(tmp_path, monkeypatch):
-    assert list_cfgs() == ["yolov8-base.yaml", "yolov8-gauss.yaml", "yolov8-p2-base.yaml", "yolov8-p2-gauss.yaml"]
+    assert list_cfgs() == ["yolov8-base.yaml", "yolov8-gauss.yaml", "yolov8-p2-base.yaml", "yolov8-p2-gauss.yaml",
+                           "yolov8-p2-pconv.yaml"]
     monkeypatch.chdir(tmp_path)
     d = tasks.yaml_model_load("yolov8s-p2-gauss.yaml")
     assert d["scale"] == "s" and d["scale_loss"] == "diff" and len(d["head"]) == 19  # P2 head
@@ -431,11 +432,14 @@ def test_scale_bbox_loss_uses_pixel_areas_and_matches_formula():
     w = scores[fg].sum(-1)
     s2 = stride[:3, 0] ** 2
     area = lambda b: (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])  # noqa: E731
+    iou = bbox_iou(pred[fg], tgt[fg], xywh=False).squeeze(-1)
     for mode in ("var", "diff", "sqrt"):
-        got_iou, got_dfl = adapter.ScaleBboxLoss(16, mode)(*args)
         alpha = scale_weight(area(pred[fg]) * s2, area(tgt[fg]) * s2, mode)
-        assert torch.allclose(got_iou, ((1 - alpha * ciou) * w).sum() / tss, atol=1e-6)
+        got_iou, got_dfl = adapter.ScaleBboxLoss(16, mode)(*args)  # default form 'add', λ = 1
+        assert torch.allclose(got_iou, ((1 - ciou + (1 - alpha)) * w).sum() / tss, atol=1e-6)
         assert torch.equal(got_dfl, stock_dfl)
+        got_mul, _ = adapter.ScaleBboxLoss(16, mode, "mul")(*args)
+        assert torch.allclose(got_mul, ((1 - alpha * iou + (iou - ciou)) * w).sum() / tss, atol=1e-6)
     alpha_px = scale_weight(area(pred[fg]) * s2, area(tgt[fg]) * s2, "var")
     alpha_grid = scale_weight(area(pred[fg]), area(tgt[fg]), "var")
     assert not torch.allclose(alpha_px, alpha_grid)  # so the test above pins the pixel units

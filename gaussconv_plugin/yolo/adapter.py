@@ -35,7 +35,8 @@ weights-only allow-list, one in ``ultralytics.engine.trainer``. No Ultralytics f
    builds the stock groups, then σ (``sigma_raw``) and θ of every ``GaussianShapedConv2d`` leave the weight-decayed
    group for the no-decay ``bn`` group (:func:`exclude_from_decay`): they are shape parameters, and decay would pull
    σ_raw towards 0 (σ → softplus(0) ≈ 0.69 taps) and θ towards 0 (the PConv angle). Done before the scheduler is built, so every group is
-   scheduled and ``resume`` rebuilds the same groups. The same wrapper adds an ``on_fit_epoch_end`` callback that
+   scheduled and ``resume`` rebuilds the same groups. The model-YAML key ``shape_lr_mult: m`` (default 1) gives them
+   a group of their own with ``m`` times the learning rate instead. The same wrapper adds an ``on_fit_epoch_end`` callback that
    appends σ and θ per layer (mean, min, max) to ``gauss_shape.csv`` next to ``results.csv``.
 
 :func:`check_internals` lists every internal name/signature relied on; ``register`` refuses to patch (one-line
@@ -82,6 +83,7 @@ __all__ = [
     "shape_params",
     "shape_param_stats",
     "exclude_from_decay",
+    "shape_lr_mult",
     "check_trainer_internals",
     "SHAPE_LOG",
 ]
@@ -276,6 +278,7 @@ def _wrap_parse_model(orig):
             )
         if isinstance(d, dict):
             scale_loss_options(d)  # validates scale_loss_form / scale_loss_lambda (one-line error)
+            shape_lr_mult(d)
         nb = len(d.get("backbone", []))
         rows = list(d.get("backbone", [])) + list(d.get("head", []))
         swaps: dict[int, tuple[str, dict]] = {}
@@ -545,13 +548,15 @@ def shape_params(model: nn.Module) -> list[nn.Parameter]:
     return out
 
 
-def exclude_from_decay(optimizer: torch.optim.Optimizer, params) -> int:
+def exclude_from_decay(optimizer: torch.optim.Optimizer, params, lr_mult: float = 1.0) -> int:
     """Move ``params`` out of every weight-decayed param group into a group without decay; returns how many moved.
 
-    The target is the group Ultralytics tags ``param_group='bn'`` (weight, decay 0) with the same learning rate,
-    else any non-bias decay-0 group with that rate, else a new decay-0 group copying the source group's options.
+    With ``lr_mult == 1`` the target is the group Ultralytics tags ``param_group='bn'`` (weight, decay 0) with the
+    same learning rate, else any non-bias decay-0 group with that rate, else a new one. With ``lr_mult != 1`` they
+    get a new decay-0 group ``param_group='gauss_shape'`` copying the source group's options with ``lr × lr_mult``.
     Call it before the LR scheduler is built (as the wrapped ``build_optimizer`` does), so that every group is
-    scheduled and a resumed run rebuilds the same groups."""
+    scheduled (Ultralytics' warm-up and LambdaLR scale each group's own initial lr) and a resumed run rebuilds the
+    same groups."""
     ids = {id(p) for p in params}
     moved = 0
     for src in list(optimizer.param_groups):
@@ -564,13 +569,22 @@ def exclude_from_decay(optimizer: torch.optim.Optimizer, params) -> int:
         cands = [g for g in optimizer.param_groups if not g.get("weight_decay") and not g.get("use_muon")
                  and g.get("param_group") != "bias" and g.get("lr") == src.get("lr")]
         dst = next((g for g in cands if g.get("param_group") == "bn"), cands[0] if cands else None)
-        if dst is None:
-            optimizer.add_param_group({**{k: v for k, v in src.items() if k != "params"}, "params": take,
-                                       "weight_decay": 0.0, "param_group": "gauss_shape"})
+        if dst is None or lr_mult != 1:
+            optimizer.add_param_group({**{k: v for k, v in src.items() if k not in ("params", "initial_lr")},
+                                       "params": take, "weight_decay": 0.0, "lr": src["lr"] * lr_mult,
+                                       "param_group": "gauss_shape"})
         else:
             dst["params"].extend(take)
         moved += len(take)
     return moved
+
+
+def shape_lr_mult(model) -> float:
+    """``model.yaml['shape_lr_mult']`` (1 if absent): learning-rate multiplier of σ/θ, validated."""
+    m = _yaml_get(model, "shape_lr_mult", 1.0)
+    if isinstance(m, bool) or not isinstance(m, (int, float)) or not m > 0:
+        raise ValueError(f"model YAML has shape_lr_mult: {m!r}; use a number > 0 such as 1 (default) or 10")
+    return float(m)
 
 
 def shape_param_stats(model: nn.Module) -> list[dict]:
@@ -612,10 +626,13 @@ def _wrap_build_optimizer(orig):
     def build_optimizer(self, model, *args, **kwargs):
         """``BaseTrainer.build_optimizer`` with σ/θ of Gaussian-shaped convs in a no-decay group (+ σ/θ log)."""
         optimizer = orig(self, model, *args, **kwargs)
-        n = exclude_from_decay(optimizer, shape_params(model))
+        inner = getattr(model, "module", model)  # DDP
+        mult = shape_lr_mult(inner)
+        n = exclude_from_decay(optimizer, shape_params(model), mult)
         if n:
-            tasks.LOGGER.info(f"gaussconv_plugin: {n} σ/θ shape parameter tensors moved to a no-decay group; "
-                              f"σ/θ per epoch in {Path(self.save_dir) / SHAPE_LOG}")
+            tasks.LOGGER.info(f"gaussconv_plugin: {n} σ/θ shape parameter tensors moved to a no-decay group"
+                              + (f" with lr × {mult:g}" if mult != 1 else "")
+                              + f"; σ/θ per epoch in {Path(self.save_dir) / SHAPE_LOG}")
             if not getattr(self, "_gaussconv_shape_log", False):
                 self.add_callback("on_fit_epoch_end", _log_shape_params)
                 self._gaussconv_shape_log = True

@@ -66,7 +66,7 @@ def learned_sigma_theta(weights: str) -> list[tuple[str, int, list[float], list[
     from tools.plot_kernels import kernels_from_checkpoint
 
     return [(name, k, s.tolist(), [math.degrees(t) for t in th.tolist()])
-            for name, k, s, th in kernels_from_checkpoint(weights)]
+            for name, k, s, th, _ in kernels_from_checkpoint(weights)]
 
 
 def plot_sigma_theta(records: list[dict], out: Path) -> list[Path]:

@@ -11,6 +11,7 @@ variant           layers 0–1                                             box l
 ``gsconv-f03``    ``GaussianShapedConv``, ``mask_floor: 0.3``            stock CIoU
 ``gsconv-f06``    ``GaussianShapedConv``, ``mask_floor: 0.6``            stock CIoU
 ``gsconv-f1``     ``GaussianShapedConv``, ``mask_floor: 1`` (no pinwheel) stock CIoU
+``gsconv-lr10``   ``GaussianShapedConv``, ``mask_floor: 0.3``, σ/θ lr ×10 stock CIoU
 ``pconv``         ``PConv`` (Yang et al., AAAI 2025)                      stock CIoU
 ``diff``          ``Conv``                                               CIoU + diff scale term, default form
 ``diff-add``      ``Conv``                                               CIoU + (1 − α), ``scale_loss_form: add``
@@ -36,12 +37,13 @@ __all__ = ["Variant", "VARIANTS", "PART_VARIANTS", "BASELINE_LOSS", "resolved", 
 class Variant:
     """``conv``: the stem module (``Conv`` | ``GaussianShapedConv`` | ``PConv``); ``conv_opts``: options of the
     Gaussian conv (empty = package defaults); ``loss``: scale mode (None = the part's baseline loss);
-    ``loss_opts``: YAML keys of the box scale loss (``scale_loss_form``, ``scale_loss_lambda``)."""
+    ``yaml_keys``: further top-level keys of the YOLO model YAML (``scale_loss_form``, ``scale_loss_lambda``,
+    ``shape_lr_mult``)."""
 
     conv: str = "Conv"
     conv_opts: dict = field(default_factory=dict)
     loss: str | None = None
-    loss_opts: dict = field(default_factory=dict)
+    yaml_keys: dict = field(default_factory=dict)
 
     @property
     def gauss(self) -> bool:
@@ -56,10 +58,11 @@ VARIANTS = {
     "gsconv-f03": Variant(GS, {"mask_floor": 0.3}),
     "gsconv-f06": Variant(GS, {"mask_floor": 0.6}),
     "gsconv-f1": Variant(GS, {"mask_floor": 1.0}),
+    "gsconv-lr10": Variant(GS, {"mask_floor": 0.3}, yaml_keys={"shape_lr_mult": 10}),
     "pconv": Variant("PConv"),
     "diff": Variant(loss="diff"),
-    "diff-add": Variant(loss="diff", loss_opts={"scale_loss_form": "add"}),
-    "diff-mul": Variant(loss="diff", loss_opts={"scale_loss_form": "mul"}),
+    "diff-add": Variant(loss="diff", yaml_keys={"scale_loss_form": "add"}),
+    "diff-mul": Variant(loss="diff", yaml_keys={"scale_loss_form": "mul"}),
     "both": Variant(GS, loss="diff"),
 }
 PART_VARIANTS = {"yolo": list(VARIANTS), "unet": ["stock", "gsconv", "diff", "both"]}
@@ -87,5 +90,5 @@ def resolved(part: str, name: str) -> dict:
     if v.gauss:
         d["conv_opts"] = {"mask_floor": DEFAULT_MASK_FLOOR, **v.conv_opts}
     if part == "yolo" and v.loss:
-        d["loss_opts"] = {"scale_loss_form": "add", "scale_loss_lambda": 1.0, **v.loss_opts}
+        d["yaml_keys"] = {"scale_loss_form": "add", "scale_loss_lambda": 1.0, **d["yaml_keys"]}
     return d

@@ -32,10 +32,10 @@ def model_yaml(run: Run) -> Path:
         if v.conv_opts:
             row[3] = [*row[3], dict(v.conv_opts)]
     cfg["scale_loss"] = v.loss or BASELINE_LOSS["yolo"]
-    cfg.update(v.loss_opts)
+    cfg.update(v.yaml_keys)
     dst = run.dir / f"{stem.replace('yolov8', 'yolov8n')}-{run.variant}.yaml"
     dst.write_text(f"# ablation variant {run.variant!r}: {src.name} with layers 0-1 = {v.conv} {v.conv_opts or ''}, "
-                   f"scale_loss={cfg['scale_loss']} {v.loss_opts or ''}\n" + yaml.safe_dump(cfg, sort_keys=False))
+                   f"scale_loss={cfg['scale_loss']} {v.yaml_keys or ''}\n" + yaml.safe_dump(cfg, sort_keys=False))
     return dst
 
 
