@@ -9,11 +9,12 @@ pixel sideways (a windmill); the four outputs are concatenated and merged by a `
     y = Conv2x2( cat[ Conv1xk(pad₀ x), Conv1xk(pad₁ x), Convkx1(pad₂ x), Convkx1(pad₃ x) ] )
 
 The two ``1×k`` branches share one conv, as do the two ``k×1`` branches (the paper's code). Stride ``s`` is
-applied in the branches; the ``2×2`` merge has stride 1 and no padding, so the output has the size of a 'same'
-conv with stride ``s``. It is this project's peer row for :class:`~gaussconv_plugin.GaussianShapedConv`
+applied in the branches; the ``2×2`` merge has stride 1 and no padding, so the output is ``⌊H/s⌋ × ⌊W/s⌋``: the
+size of a 'same' conv with stride ``s`` whenever ``s`` divides H and W (as in YOLO), one less than its ``⌈H/s⌉`` for
+odd sides at s = 2. It is this project's peer row for :class:`~gaussconv_plugin.GaussianShapedConv`
 (Ultralytics YAML name ``PConv``, arguments ``[c2, k, s]``).
 
-Shapes: ``(N, c1, H, W)`` → ``(N, c2, ⌈H/s⌉, ⌈W/s⌉)``; ``c2`` must be a multiple of 4.
+Shapes: ``(N, c1, H, W)`` → ``(N, c2, ⌊H/s⌋, ⌊W/s⌋)``; ``c2`` must be a multiple of 4.
 """
 from __future__ import annotations
 

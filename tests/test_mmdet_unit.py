@@ -169,19 +169,24 @@ def test_diff_loss_hand_values():
     p = torch.tensor([[0.0, 0.0, 20.0, 10.0],   # twice the area: IoU 1/2, alpha = 1 - 100/300
                       [20.0, 0.0, 30.0, 10.0],  # same size, disjoint: IoU 0, alpha 1, GIoU penalty 1/3
                       [2.0, 3.0, 12.0, 13.0]])  # same size, shifted: alpha 1
-    giou = diff_scale_iou_loss(p, t, "diff", "giou")
-    iou = diff_scale_iou_loss(p, t, "diff", "iou")
     inter = 8.0 * 7.0
-    torch.testing.assert_close(giou[:2], torch.tensor([1 - (2 / 3) * 0.5, 1 + 1 / 3]))
-    torch.testing.assert_close(iou[:2], torch.tensor([1 - (2 / 3) * 0.5, 1.0]))
     u, c = 200.0 - inter, 12.0 * 13.0
-    torch.testing.assert_close(giou[2], torch.tensor(1 - inter / u + (c - u) / c))
-    # alpha only makes a wrong size worse: diff >= none everywhere, equal iff the areas match
-    none = diff_scale_iou_loss(p, t, "none", "giou")
-    assert giou[0] > none[0] and torch.allclose(giou[1:], none[1:])
+    for form in ("mul", "add"):
+        giou = diff_scale_iou_loss(p, t, "diff", "giou", form=form)
+        iou = diff_scale_iou_loss(p, t, "diff", "iou", form=form)
+        # row 0: mul 1 - alpha*IoU (GIoU penalty 0: the target is inside), add 1 - IoU + (1 - alpha)
+        row0 = 1 - (2 / 3) * 0.5 if form == "mul" else 1 - 0.5 + 1 / 3
+        torch.testing.assert_close(giou[:2], torch.tensor([row0, 1 + 1 / 3]))
+        torch.testing.assert_close(iou[:2], torch.tensor([row0, 1.0]))
+        torch.testing.assert_close(giou[2], torch.tensor(1 - inter / u + (c - u) / c))
+        # alpha only makes a wrong size worse: diff >= none everywhere, equal iff the areas match
+        none = diff_scale_iou_loss(p, t, "none", "giou", form=form)
+        assert giou[0] > none[0] and torch.allclose(giou[1:], none[1:])
     # over-size coefficient
-    half = diff_scale_iou_loss(p[:1], t[:1], "diff", "iou", lambda_over=0.5)
+    half = diff_scale_iou_loss(p[:1], t[:1], "diff", "iou", lambda_over=0.5, form="mul")
     torch.testing.assert_close(half, torch.tensor([1 - (1 - 0.5 / 3) * 0.5]))
+    half = diff_scale_iou_loss(p[:1], t[:1], "diff", "iou", lambda_over=0.5)  # add: 1 - IoU + λ+·|D|/(P+T)
+    torch.testing.assert_close(half, torch.tensor([0.5 + 0.5 / 3]))
 
 
 @pytest.mark.parametrize("mode", ["diff", "var", "ratio", "sqrt", "none"])
@@ -207,8 +212,11 @@ def test_gradient_flows_through_alpha():
     """alpha is not detached: near the target size, diff pushes a too-large box back harder than plain IoU."""
     t = torch.tensor([[0.0, 0.0, 10.0, 10.0]])
     p = torch.tensor([[0.0, 0.0, 11.0, 10.0]], requires_grad=True)  # contains the target: IoU = T/P
-    diff_scale_iou_loss(p, t, "diff", "iou").sum().backward()
+    diff_scale_iou_loss(p, t, "diff", "iou", form="mul").sum().backward()
     g_diff = p.grad[0, 2].item()
+    p.grad = None
+    diff_scale_iou_loss(p, t, "diff", "iou").sum().backward()  # form='add'
+    g_add = p.grad[0, 2].item()
     p.grad = None
     diff_scale_iou_loss(p, t, "none", "iou").sum().backward()
     g_none = p.grad[0, 2].item()
@@ -216,6 +224,9 @@ def test_gradient_flows_through_alpha():
     assert g_none == pytest.approx(10 * 100 / 110**2, rel=1e-5)
     assert g_diff == pytest.approx(10 * 2 * 100**2 * (2 * 110 + 100) / (110**2 * 210**2), rel=1e-5)
     assert g_diff > g_none > 0
+    # add: 1 - T/P + (P - T)/(P + T), so d/dP = T/P^2 + 2T/(P + T)^2
+    assert g_add == pytest.approx(10 * (100 / 110**2 + 200 / 210**2), rel=1e-5)
+    assert g_add > g_none
 
 
 def test_zero_weight_returns_graph_zero():

@@ -363,9 +363,10 @@ class ScaleBboxLoss(ul_loss.BboxLoss):
         form='mul':            1 − α·IoU + (IoU − CIoU)      stock CIoU loss + (1 − α)·IoU
 
     ``loss_iou = Σ loss·w / target_scores_sum`` (``w`` the summed target scores of each anchor), as the stock loss.
-    Both forms add ≥ 0 to the stock CIoU loss, nothing when P = T, and grow with the mismatch. ``add`` keeps the
-    IoU gradient whole (``mul`` scales it by α, smallest for the tiniest boxes); it is the default because the
-    SIRST screen chose it (README). The MMDetection twin ``DiffScaleIoULoss`` uses the same two forms on (G)IoU.
+    Both forms add ≥ 0 to the stock CIoU loss, nothing when P = T, and, for the monotone modes diff/ratio/sqrt,
+    grow with the mismatch (var is not monotone). ``add`` keeps the IoU gradient whole (``mul`` scales it by α,
+    smallest for the tiniest boxes); it is the default because the SIRST screen chose it (README). The MMDetection
+    twin ``DiffScaleIoULoss`` uses the same two forms on (G)IoU.
     The DFL (or L1) term is the stock one.
 
     Shapes (as ``BboxLoss.forward``): ``pred_dist (B, A, 4·reg_max)``, ``pred_bboxes (B, A, 4)`` and
