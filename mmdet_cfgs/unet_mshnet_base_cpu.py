@@ -17,6 +17,7 @@
 # ../shared/data/sirst beside the checkout. Another folder in the SIRST layout:
 #   --cfg-options train_dataloader.dataset.data_root=DIR val_dataloader.dataset.data_root=DIR \
 #                 test_dataloader.dataset.data_root=DIR
+# `idx=None` is the layout's split folder (SIRST: idx_427). NUDT-SIRST (IRSTD layout): unet_mshnet_base_nudt_cpu.py.
 custom_imports = dict(imports=['gaussconv_plugin.mmdet'], allow_failed_imports=False)
 
 data_root = None
@@ -43,7 +44,7 @@ train_dataloader = dict(
     sampler=dict(type='DefaultSampler', shuffle=True),
     collate_fn=dict(type='seg_pad_collate', size_divisor=32),
     dataset=dict(
-        type='SIRSTSegDataset', data_root=data_root, split=train_split, idx='idx_427', mode='train',
+        type='SIRSTSegDataset', data_root=data_root, split=train_split, idx=None, mode='train',
         crop_size=crop_size, base_size=base_size, scale_range=(0.5, 2.0), hflip=0.5, vflip=0.0, blur_prob=0.5,
         channels=1),
 )
@@ -53,7 +54,7 @@ val_dataloader = dict(
     persistent_workers=True,
     sampler=dict(type='DefaultSampler', shuffle=False),
     collate_fn=dict(type='seg_pad_collate', size_divisor=32),
-    dataset=dict(type='SIRSTSegDataset', data_root=data_root, split=val_split, idx='idx_427', mode='test',
+    dataset=dict(type='SIRSTSegDataset', data_root=data_root, split=val_split, idx=None, mode='test',
                  channels=1),
 )
 test_dataloader = dict(
@@ -62,7 +63,7 @@ test_dataloader = dict(
     persistent_workers=True,
     sampler=dict(type='DefaultSampler', shuffle=False),
     collate_fn=dict(type='seg_pad_collate', size_divisor=32),
-    dataset=dict(type='SIRSTSegDataset', data_root=data_root, split=test_split, idx='idx_427', mode='test',
+    dataset=dict(type='SIRSTSegDataset', data_root=data_root, split=test_split, idx=None, mode='test',
                  channels=1),
 )
 val_evaluator = dict(type='IRSTDMetric', threshold=0.5, distance_threshold=3)

@@ -1,7 +1,9 @@
-"""SIRST → COCO detection json (one class ``Target``) for MMDetection's ``CocoDataset`` and ``CocoMetric``.
+"""SIRST (or an IRSTD-layout dataset such as NUDT-SIRST) → COCO detection json (one class ``Target``) for
+MMDetection's ``CocoDataset`` and ``CocoMetric``.
 
 Output of :func:`prepare_coco` (default ``out_dir``: ``cache_dir("sirst_coco", idx)``, e.g.
-``~/.cache/gaussconv_plugin/sirst_coco/idx_427``; with ``limit``: ``.../idx_427-limit16``)::
+``~/.cache/gaussconv_plugin/sirst_coco/idx_427``; with ``limit``: ``.../idx_427-limit16``; an IRSTD folder:
+``cache_dir("<root name>_coco", idx)``, e.g. ``.../nudt_sirst_coco/50_50``)::
 
     out_dir/annotations/<split>.json     COCO json per split
     out_dir/summary.json                 counts and the VOC-xml problems per split
@@ -13,8 +15,8 @@ of SIRST (L, RGB, RGBA, palette) to 3-channel BGR whose gray value equals :func:
 Some files carry an iCCP profile that libpng warns about on stderr; the warning is harmless.
 
 Boxes come from the mask's 8-connected components (:func:`~gaussconv_plugin.data.sirst.target_boxes`), the
-ground truth used everywhere in this project; the VOC xml files are only cross-checked and their problems
-counted. COCO ``bbox`` is ``[x, y, w, h]`` in pixel-edge coordinates (a target covering columns 3..5 has
+ground truth used everywhere in this project; the VOC xml files (SIRST v1 only) are only cross-checked and their
+problems counted. COCO ``bbox`` is ``[x, y, w, h]`` in pixel-edge coordinates (a target covering columns 3..5 has
 ``x = 3, w = 3``); ``area = w·h``. Category id 1, name ``Target``.
 
 The function is idempotent: a json whose content would not change is not rewritten (its mtime stays), and
@@ -30,6 +32,7 @@ from typing import Iterable
 
 from PIL import Image
 
+from .layout import default_splits, detect_layout, idx_label, mask_path, split_folders
 from .sirst import cache_dir, read_split, sirst_root, target_boxes
 
 __all__ = ["prepare_coco", "coco_dict", "CLASSES", "default_coco_dir"]
@@ -37,19 +40,21 @@ __all__ = ["prepare_coco", "coco_dict", "CLASSES", "default_coco_dir"]
 CLASSES = ("Target",)
 
 
-def default_coco_dir(idx: str = "idx_427", limit: int | None = None) -> Path:
-    """Default output folder of :func:`prepare_coco` (the one the ``mmdet_cfgs`` configs read by default)."""
-    return cache_dir("sirst_coco", idx if limit is None else f"{idx}-limit{int(limit)}")
+def default_coco_dir(idx: str = "idx_427", limit: int | None = None, dataset: str = "sirst") -> Path:
+    """Default output folder of :func:`prepare_coco` (the one the ``mmdet_cfgs`` configs read by default):
+    ``cache_dir("<dataset>_coco", idx[-limitN])``; ``dataset`` is ``sirst`` or an IRSTD root's folder name."""
+    return cache_dir(f"{dataset}_coco", idx if limit is None else f"{idx}-limit{int(limit)}")
 
 
 def coco_dict(root: str | os.PathLike, names: Iterable[str], description: str = "") -> tuple[dict, dict]:
-    """COCO detection dict for the images ``names`` of the SIRST folder ``root``, and a summary.
+    """COCO detection dict for the images ``names`` of the dataset folder ``root`` (either layout), and a summary.
 
     Returns:
         ``(coco, summary)`` with ``summary = {"images", "boxes", "images_with_voc_problems",
         "voc_problems": {name: [problem, ...]}}``.
     """
     root = Path(root).resolve()
+    layout = detect_layout(root)
     images, annotations, problems = [], [], {}
     for img_id, name in enumerate(names, start=1):
         path = root / "images" / f"{name}.png"
@@ -58,7 +63,7 @@ def coco_dict(root: str | os.PathLike, names: Iterable[str], description: str = 
         with Image.open(path) as im:
             width, height = im.size
         images.append(dict(id=img_id, file_name=str(path), width=width, height=height, sirst_name=name))
-        boxes, probs = target_boxes(root, name)
+        boxes, probs = target_boxes(root, name, layout=layout)
         if probs:
             problems[name] = probs
         for x1, y1, x2, y2 in boxes.tolist():
@@ -69,7 +74,8 @@ def coco_dict(root: str | os.PathLike, names: Iterable[str], description: str = 
             ))
     coco = dict(
         info=dict(description=description or f"SIRST as COCO from {root}", version="1.0",
-                  boxes="8-connected components of masks/<name>_pixels0.png, pixel-edge coordinates"),
+                  boxes=f"8-connected components of {mask_path('', '<name>', layout).as_posix()}, "
+                        "pixel-edge coordinates"),
         licenses=[],
         images=images,
         annotations=annotations,
@@ -101,18 +107,18 @@ def _write_if_changed(path: Path, text: str) -> bool:
 def prepare_coco(
     root: str | os.PathLike | None = None,
     out_dir: str | os.PathLike | None = None,
-    splits: Iterable[str] = ("trainval", "test"),
-    idx: str = "idx_427",
+    splits: Iterable[str] | None = None,
+    idx: str | None = None,
     limit: int | None = None,
     verbose: bool = True,
 ) -> Path:
-    """Write ``out_dir/annotations/<split>.json`` for each split of SIRST (see the module docstring).
+    """Write ``out_dir/annotations/<split>.json`` for each split of a dataset (see the module docstring).
 
     Args:
-        root: SIRST folder (``images/``, ``masks/``, ``idx_*/``); default :func:`sirst_root`.
-        out_dir: output folder; default :func:`default_coco_dir` ``(idx, limit)``.
-        splits: split names of ``root/idx/<split>.txt``.
-        idx: split folder, ``idx_427`` or ``idx_320``.
+        root: dataset folder, either layout (``images/``, ``masks/``, split folders); default :func:`sirst_root`.
+        out_dir: output folder (never inside ``root``); default :func:`default_coco_dir` ``(idx, limit)``.
+        splits: split names of ``root/idx/<split>.txt``; default (None) ``trainval, test`` (IRSTD: ``train, test``).
+        idx: split folder, ``idx_427`` or ``idx_320`` (NUDT-SIRST ``50_50``); None = the layout's default.
         limit: keep only the first ``limit`` images of each split (small test subsets).
         verbose: print one line per split (images, boxes, VOC problems).
 
@@ -122,15 +128,23 @@ def prepare_coco(
     """
     if limit is not None and int(limit) < 1:
         raise ValueError(f"limit must be a positive number of images (got {limit!r}); pass limit=None for all")
-    root = sirst_root(root)
-    out = Path(out_dir) if out_dir is not None else default_coco_dir(idx, limit)
+    root = sirst_root(root).resolve()
+    layout = detect_layout(root)
+    splits = tuple(default_splits(layout) if splits is None else splits)
+    folders = split_folders(root, splits, idx, layout)
+    idx = idx_label(folders)
+    dataset = "sirst" if layout == "sirst" else root.name
+    out = Path(out_dir) if out_dir is not None else default_coco_dir(idx, limit, dataset)
     out = out.resolve()
+    if out == root or root in out.parents:
+        raise ValueError(f"out_dir {out} lies inside the read-only dataset {root}; choose a cache or temp folder")
     summaries = {}
     for split in splits:
-        names = read_split(root, split, idx)
+        names = read_split(root, split, folders[split])
         if limit is not None:
             names = names[: int(limit)]
-        coco, summary = coco_dict(root, names, f"SIRST {idx}/{split} as COCO (from {root})")
+        label = "SIRST" if layout == "sirst" else root.name
+        coco, summary = coco_dict(root, names, f"{label} {folders[split]}/{split} as COCO (from {root})")
         _write_if_changed(out / "annotations" / f"{split}.json", json.dumps(coco, indent=1) + "\n")
         summaries[split] = summary
         if verbose:
@@ -139,5 +153,7 @@ def prepare_coco(
                 f"in {summary['images_with_voc_problems']} images -> {out / 'annotations' / f'{split}.json'}"
             )
     meta = dict(root=str(root), idx=idx, limit=limit, splits=summaries)
+    if layout != "sirst":
+        meta["layout"] = layout
     _write_if_changed(out / "summary.json", json.dumps(meta, indent=1, sort_keys=True) + "\n")
     return out

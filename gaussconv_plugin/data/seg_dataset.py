@@ -1,4 +1,5 @@
-"""Segmentation dataset for SIRST-layout folders (pure numpy/torch/PIL; the MMEngine registration lives in
+"""Segmentation dataset for SIRST v1 and IRSTD-layout folders (NUDT-SIRST, IRSTD-1k; see
+:mod:`gaussconv_plugin.data.layout`) (pure numpy/torch/PIL; the MMEngine registration lives in
 :mod:`gaussconv_plugin.mmdet.segmentation`).
 
 Images may have any PIL mode (L, RGB, RGBA, P: all read as 8-bit grey by
@@ -41,7 +42,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageFilter
 
-from .sirst import load_image, load_mask, read_split, sirst_root
+from .layout import check_names, detect_layout
+from .sirst import dataset_root, load_image, load_mask, read_split
 
 __all__ = ["SIRSTSegDataset", "train_transform", "pad_collate", "resize_mask", "GREY_MEAN", "GREY_STD"]
 
@@ -121,13 +123,19 @@ def train_transform(
 
 
 class SIRSTSegDataset(torch.utils.data.Dataset):
-    """Image + binary mask pairs of a SIRST-layout folder (``images/``, ``masks/<name>_pixels0.png``, ``idx_*``).
+    """Image + binary mask pairs of a dataset folder in either layout: SIRST v1 (``images/``,
+    ``masks/<name>_pixels0.png``, ``idx_*/``) or IRSTD (``images/``, ``masks/<name>.png``, e.g. ``50_50/``).
+    Registered in MMEngine as ``SIRSTSegDataset`` (the name is kept for every layout).
 
     Args:
-        data_root: the folder; ``None`` → :func:`~gaussconv_plugin.data.sirst.sirst_root` (``$GAUSSCONV_SIRST_ROOT``
-            or ``../shared/data/sirst`` beside the checkout), resolved when the dataset is built.
-        split: split file name (``train``, ``val``, ``test``, ``trainval``, ``trainvaltest``).
-        idx: split folder (``idx_427`` or ``idx_320``).
+        data_root: the folder; ``None`` → the shared folder of ``default_root``, resolved when the dataset is built.
+        split: split file name (SIRST: ``train``, ``val``, ``test``, ``trainval``, ``trainvaltest``; NUDT-SIRST:
+            ``train``, ``test`` and the committed ``train_sub``, ``val_sub``).
+        idx: split folder (``idx_427`` or ``idx_320``; NUDT-SIRST ``50_50``); ``None`` → the layout's default
+            (:func:`~gaussconv_plugin.data.layout.default_idx`).
+        default_root: which shared dataset ``data_root=None`` means (:func:`~gaussconv_plugin.data.sirst.dataset_root`):
+            ``'sirst'`` (``$GAUSSCONV_SIRST_ROOT`` or ``../shared/data/sirst`` beside the checkout) or
+            ``'nudt_sirst'`` (``$GAUSSCONV_NUDT_ROOT`` or ``../shared/data/nudt_sirst``).
         names: explicit image names (overrides ``split``).
         max_images: keep only the first ``max_images`` names (small test subsets).
         mode: ``'train'`` (random crop/rescale/flip/blur to ``crop_size``) or ``'test'`` (native size).
@@ -142,7 +150,7 @@ class SIRSTSegDataset(torch.utils.data.Dataset):
         self,
         data_root: str | os.PathLike | None = None,
         split: str = "trainval",
-        idx: str = "idx_427",
+        idx: str | None = None,
         names: Sequence[str] | None = None,
         max_images: int | None = None,
         mode: str = "train",
@@ -157,6 +165,7 @@ class SIRSTSegDataset(torch.utils.data.Dataset):
         std: float = GREY_STD,
         cache: bool = True,
         rng: np.random.Generator | None = None,
+        default_root: str = "sirst",
     ):
         if mode not in ("train", "test"):
             raise ValueError(f"mode must be 'train' or 'test' (got {mode!r})")
@@ -164,10 +173,13 @@ class SIRSTSegDataset(torch.utils.data.Dataset):
             raise ValueError(f"channels must be 1 (grey) or 3 (grey as RGB) (got {channels!r})")
         if not std > 0:
             raise ValueError(f"std must be > 0 (got {std!r}); use the default {GREY_STD}")
-        self.root = sirst_root(data_root)
-        self.names = list(names) if names is not None else read_split(self.root, split, idx)
+        self.root = dataset_root(data_root, default_root)
+        self.layout = detect_layout(self.root)
+        self.names = list(names) if names is not None else read_split(self.root, split, idx, check=False)
         if max_images is not None:
             self.names = self.names[: int(max_images)]
+        check_names(self.root, self.names, self.layout,
+                    source="names=[...]" if names is not None else f"split {split!r} (idx={idx!r})")
         if not self.names:
             raise ValueError(f"no images selected from {self.root} (split={split!r}, idx={idx!r}, names={names!r}); "
                              "check the split file or pass names=[...]")
@@ -186,7 +198,7 @@ class SIRSTSegDataset(torch.utils.data.Dataset):
         if i in self._store:
             return self._store[i]
         name = self.names[i]
-        img, mask = load_image(self.root, name), load_mask(self.root, name)
+        img, mask = load_image(self.root, name), load_mask(self.root, name, self.layout)
         if img.shape != mask.shape:
             warnings.warn(f"{name}: mask {mask.shape} resized to the image's {img.shape} (nearest)", stacklevel=2)
             mask = resize_mask(mask, img.shape)

@@ -1,13 +1,21 @@
-"""Read datasets in the SIRST layout.
+"""Read datasets in the SIRST v1 layout and in the common IRSTD layout (NUDT-SIRST, IRSTD-1k).
 
-Layout (SIRST v1, Dai et al. WACV 2021; also what :func:`make_synthetic_sirst` writes)::
+Layouts (:mod:`gaussconv_plugin.data.layout` tells them apart from ``masks/``)::
 
+    SIRST v1 (Dai et al. WACV 2021; also what :func:`make_synthetic_sirst` writes)
     root/images/<name>.png              any PIL mode (L, RGB, RGBA, P); content is IR grayscale
     root/masks/<name>_pixels0.png       binary target mask (0 / 255)
     root/masks/<name>.xml               Pascal-VOC boxes (optional)
     root/idx_427/{train,val,test,trainval,trainvaltest}.txt   one name per line
 
-Boxes are ``xyxy`` in pixel-edge coordinates: a target covering columns 3..5 has ``x1 = 3, x2 = 6``.
+    IRSTD (NUDT-SIRST, IRSTD-1k, ...)
+    root/images/<name>.png
+    root/masks/<name>.png               same name as the image; no VOC xml
+    root/<folder>/{train,test}.txt      one split folder (NUDT-SIRST: 50_50/)
+
+Every function taking ``idx`` accepts ``None`` for the layout's default split folder
+(:func:`~gaussconv_plugin.data.layout.default_idx`). Boxes are ``xyxy`` in pixel-edge coordinates: a target
+covering columns 3..5 has ``x1 = 3, x2 = 6``.
 """
 from __future__ import annotations
 
@@ -19,12 +27,18 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from .layout import check_names, default_idx, detect_layout, image_path, mask_path
+from .split_lists import committed_split_file, read_names
+
 __all__ = [
-    "cache_dir", "sirst_root", "read_split", "load_image", "load_mask", "load_voc_boxes", "mask_to_boxes",
-    "check_boxes_against_voc", "target_boxes",
+    "cache_dir", "dataset_root", "sirst_root", "nudt_root", "read_split", "load_image", "load_mask",
+    "load_voc_boxes", "mask_to_boxes", "check_boxes_against_voc", "target_boxes", "SHARED_DATASETS",
 ]
 
 SPLITS = ("train", "val", "test", "trainval", "trainvaltest")
+
+#: datasets with a default folder beside the checkout: name -> (environment variable, ../shared/data/<folder>)
+SHARED_DATASETS = {"sirst": ("GAUSSCONV_SIRST_ROOT", "sirst"), "nudt_sirst": ("GAUSSCONV_NUDT_ROOT", "nudt_sirst")}
 
 
 def cache_dir(*parts: str) -> Path:
@@ -38,37 +52,95 @@ def cache_dir(*parts: str) -> Path:
     return p
 
 
-def sirst_root(path: str | os.PathLike | None = None) -> Path:
-    """Resolve the SIRST root: ``path``, else ``$GAUSSCONV_SIRST_ROOT``, else ``../shared/data/sirst`` beside
-    the project checkout (then beside the current directory). Raises one clear error if it is missing."""
+def dataset_root(path: str | os.PathLike | None = None, dataset: str = "sirst") -> Path:
+    """Resolve a dataset folder: ``path``, else the dataset's environment variable, else
+    ``../shared/data/<folder>`` beside the project checkout (then beside the current directory), with
+    ``dataset`` a key of :data:`SHARED_DATASETS` (``sirst``: ``$GAUSSCONV_SIRST_ROOT``, ``../shared/data/sirst``;
+    ``nudt_sirst``: ``$GAUSSCONV_NUDT_ROOT``, ``../shared/data/nudt_sirst``). The folder must hold ``images/``
+    and ``masks/``; otherwise one clear error names what is missing."""
+    if dataset not in SHARED_DATASETS:
+        raise ValueError(f"dataset must be one of {sorted(SHARED_DATASETS)} (got {dataset!r}); or pass the folder")
+    env, folder = SHARED_DATASETS[dataset]
     candidates = []
     if path is not None:
         candidates.append(Path(path))
-    elif os.environ.get("GAUSSCONV_SIRST_ROOT"):
-        candidates.append(Path(os.environ["GAUSSCONV_SIRST_ROOT"]))
+    elif os.environ.get(env):
+        candidates.append(Path(os.environ[env]))
     else:
         repo = Path(__file__).resolve().parents[2]
-        candidates += [repo.parent / "shared" / "data" / "sirst", Path.cwd().parent / "shared" / "data" / "sirst"]
+        candidates += [repo.parent / "shared" / "data" / folder, Path.cwd().parent / "shared" / "data" / folder]
     for c in candidates:
         if (c / "images").is_dir() and (c / "masks").is_dir():
             return c
+    if len(candidates) == 1 and candidates[0].is_dir():
+        lack = " and ".join(f"{s}/" for s in ("images", "masks") if not (candidates[0] / s).is_dir())
+        raise FileNotFoundError(
+            f"{candidates[0]} has no {lack} folder: not a dataset (images/<name>.png + masks/<name>_pixels0.png "
+            f"or masks/<name>.png); pass the dataset folder or set {env}"
+        )
     raise FileNotFoundError(
-        f"no SIRST dataset at {', '.join(str(c) for c in candidates)}; set GAUSSCONV_SIRST_ROOT or pass the "
+        f"no {dataset} dataset at {', '.join(str(c) for c in candidates)}; set {env} or pass the "
         "folder holding images/ and masks/ (or make a synthetic one: python -m gaussconv_plugin.data.synthetic)"
     )
 
 
-def read_split(root: str | os.PathLike, split: str = "trainval", idx: str = "idx_427") -> list[str]:
-    """Image names of ``root/idx/split.txt`` (no extensions, blank lines dropped)."""
-    f = Path(root) / idx / f"{split}.txt"
+def sirst_root(path: str | os.PathLike | None = None) -> Path:
+    """Resolve the SIRST root: ``path``, else ``$GAUSSCONV_SIRST_ROOT``, else ``../shared/data/sirst`` beside
+    the project checkout (then beside the current directory). Raises one clear error if it is missing.
+    Any folder in either layout is accepted as ``path``."""
+    return dataset_root(path, "sirst")
+
+
+def nudt_root(path: str | os.PathLike | None = None) -> Path:
+    """Resolve the NUDT-SIRST root: ``path``, else ``$GAUSSCONV_NUDT_ROOT``, else ``../shared/data/nudt_sirst``
+    beside the project checkout (then beside the current directory), as :func:`sirst_root` does."""
+    return dataset_root(path, "nudt_sirst")
+
+
+def read_split(root: str | os.PathLike, split: str = "trainval", idx: str | None = None,
+               check: bool = True) -> list[str]:
+    """Image names of ``root/idx/split.txt`` (no extensions, blank lines dropped).
+
+    Args:
+        root: dataset folder (either layout).
+        split: list name (SIRST: ``train``, ``val``, ``test``, ``trainval``, ``trainvaltest``; NUDT-SIRST:
+            ``train``, ``test`` and the committed ``train_sub``, ``val_sub``).
+        idx: split folder; ``None`` → the layout's default (``idx_427``; IRSTD: the one sub-folder holding
+            ``<split>.txt``). A list missing from ``root/idx`` is looked up among the lists committed for this
+            dataset (:mod:`gaussconv_plugin.data.split_lists`).
+        check: raise if an image or mask of a listed name is missing.
+
+    Raises:
+        FileNotFoundError: no such list, or (``check``) a listed file is missing. ValueError: the list is empty.
+    """
+    root = Path(root)
+    layout = detect_layout(root)
+    if idx is None:
+        idx = default_idx(root, split, layout)
+    f = root / idx / f"{split}.txt"
     if not f.is_file():
-        raise FileNotFoundError(f"split file {f} not found; use split one of {SPLITS} and idx 'idx_427' or 'idx_320'")
-    return [ln.strip() for ln in f.read_text().splitlines() if ln.strip()]
+        f = committed_split_file(root, idx, split) or f
+    if not f.is_file():
+        have = sorted(p.stem for p in (root / idx).glob("*.txt")) if (root / idx).is_dir() else []
+        hint = f"lists in {root / idx}: {', '.join(have)}" if have else f"{root / idx} holds no lists"
+        raise FileNotFoundError(f"split file {f} not found ({layout} layout; {hint}); pass one of those as split, "
+                                "or another idx folder")
+    names = read_names(f)
+    if not names:
+        raise ValueError(f"split file {f} lists no image names; write one name per line (no extension) or use "
+                         "another split")
+    if check:
+        check_names(root, names, layout, source=f"split file {f}")
+    return names
 
 
 def load_image(root: str | os.PathLike, name: str) -> np.ndarray:
-    """``(H, W)`` uint8 grayscale image; L, RGB, RGBA and palette files are all converted with PIL's 'L'."""
-    with Image.open(Path(root) / "images" / f"{name}.png") as im:
+    """``(H, W)`` uint8 grayscale image ``images/<name>.png``; L, RGB, RGBA and palette files are all converted
+    with PIL's 'L'."""
+    p = image_path(root, name)
+    if not p.is_file():
+        raise FileNotFoundError(f"image {p} not found; add it or drop {name!r} from the names/split list")
+    with Image.open(p) as im:
         if im.mode == "P":
             im = im.convert("RGBA")
         if im.mode in ("RGBA", "LA"):
@@ -76,9 +148,14 @@ def load_image(root: str | os.PathLike, name: str) -> np.ndarray:
         return np.asarray(im.convert("L"), dtype=np.uint8).copy()
 
 
-def load_mask(root: str | os.PathLike, name: str) -> np.ndarray:
-    """``(H, W)`` bool target mask (pixel > 127)."""
-    with Image.open(Path(root) / "masks" / f"{name}_pixels0.png") as im:
+def load_mask(root: str | os.PathLike, name: str, layout: str | None = None) -> np.ndarray:
+    """``(H, W)`` bool target mask (pixel > 127) of image ``name``: ``masks/<name>_pixels0.png`` (SIRST) or
+    ``masks/<name>.png`` (IRSTD); ``layout=None`` detects the layout."""
+    p = mask_path(root, name, layout)
+    if not p.is_file():
+        raise FileNotFoundError(f"mask {p} of image {name!r} not found; add it or drop {name!r} from the "
+                                "names/split list")
+    with Image.open(p) as im:
         return np.asarray(im.convert("L")) > 127
 
 
@@ -155,9 +232,11 @@ def check_boxes_against_voc(boxes: np.ndarray, voc: np.ndarray, tol: float = 2.0
     return problems
 
 
-def target_boxes(root: str | os.PathLike, name: str, tol: float = 2.0) -> tuple[np.ndarray, list[str]]:
-    """Boxes of one image from its mask's 8-connected components (the ground truth used everywhere), and the
-    problems :func:`check_boxes_against_voc` finds against ``masks/<name>.xml`` (if that file exists)."""
-    boxes = mask_to_boxes(load_mask(root, name))
+def target_boxes(root: str | os.PathLike, name: str, tol: float = 2.0,
+                 layout: str | None = None) -> tuple[np.ndarray, list[str]]:
+    """Boxes of one image from its mask's 8-connected components (the ground truth used everywhere, both
+    layouts), and the problems :func:`check_boxes_against_voc` finds against ``masks/<name>.xml`` where that
+    file exists (SIRST v1; IRSTD folders have none, so the list is empty)."""
+    boxes = mask_to_boxes(load_mask(root, name, layout))
     xml = Path(root) / "masks" / f"{name}.xml"
     return boxes, (check_boxes_against_voc(boxes, load_voc_boxes(root, name), tol) if xml.is_file() else [])

@@ -1,4 +1,5 @@
-"""A small synthetic infrared small-target dataset in the SIRST layout (the embedded default: no download).
+"""A small synthetic infrared small-target dataset in the SIRST (or IRSTD) layout (the embedded default: no
+download).
 
 Each image: a smooth cloudy background (bilinearly up-sampled coarse noise at two scales plus a linear
 gradient), a few elongated bright clutter streaks, Gaussian sensor noise, and 0–3 targets. A target is a
@@ -68,15 +69,22 @@ def _voc_xml(name: str, w: int, h: int, boxes: np.ndarray) -> str:
     )
 
 
-def make_synthetic_sirst(out_dir, n: int = 64, seed: int = 0, test_fraction: float = 0.25) -> Path:
-    """Write ``n`` synthetic images in the SIRST layout (``images/``, ``masks/``, ``idx_427/*.txt``) to
-    ``out_dir`` and return it. Deterministic for a given ``seed``; rewriting the same folder is idempotent."""
+def make_synthetic_sirst(out_dir, n: int = 64, seed: int = 0, test_fraction: float = 0.25,
+                         layout: str = "sirst") -> Path:
+    """Write ``n`` synthetic images to ``out_dir`` and return it. ``layout='sirst'``: SIRST v1 (``images/``,
+    ``masks/<name>_pixels0.png`` + VOC ``masks/<name>.xml``, ``idx_427/{train,val,test,trainval,trainvaltest}.txt``);
+    ``layout='irstd'``: the IRSTD layout of NUDT-SIRST (``masks/<name>.png``, no xml, ``50_50/{train,test}.txt``,
+    train = SIRST's trainval). Deterministic for a given ``seed`` (same images in both layouts); rewriting the
+    same folder is idempotent."""
     if n < 4:
         raise ValueError(f"n must be at least 4 to fill the train/val/test splits (got {n})")
+    if layout not in ("sirst", "irstd"):
+        raise ValueError(f"layout must be 'sirst' or 'irstd' (got {layout!r})")
+    idx = "idx_427" if layout == "sirst" else "50_50"
     out = Path(out_dir)
     (out / "images").mkdir(parents=True, exist_ok=True)
     (out / "masks").mkdir(parents=True, exist_ok=True)
-    (out / "idx_427").mkdir(parents=True, exist_ok=True)
+    (out / idx).mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     names = []
     for i in range(n):
@@ -84,8 +92,11 @@ def make_synthetic_sirst(out_dir, n: int = 64, seed: int = 0, test_fraction: flo
         h, w = int(rng.integers(160, 257)), int(rng.integers(200, 321))
         img, mask = make_synthetic_image(rng, h, w)
         Image.fromarray(img, mode="L").save(out / "images" / f"{name}.png")
-        Image.fromarray(mask.astype(np.uint8) * 255, mode="L").save(out / "masks" / f"{name}_pixels0.png")
-        (out / "masks" / f"{name}.xml").write_text(_voc_xml(name, w, h, mask_to_boxes(mask)))
+        if layout == "irstd":
+            Image.fromarray(mask.astype(np.uint8) * 255, mode="L").save(out / "masks" / f"{name}.png")
+        else:
+            Image.fromarray(mask.astype(np.uint8) * 255, mode="L").save(out / "masks" / f"{name}_pixels0.png")
+            (out / "masks" / f"{name}.xml").write_text(_voc_xml(name, w, h, mask_to_boxes(mask)))
         names.append(name)
     n_test = max(1, int(round(n * test_fraction)))
     n_val = max(1, n_test // 2)
@@ -94,19 +105,25 @@ def make_synthetic_sirst(out_dir, n: int = 64, seed: int = 0, test_fraction: flo
         "train": trainval[:-n_val], "val": trainval[-n_val:], "trainval": trainval, "test": test,
         "trainvaltest": names,
     }
+    if layout == "irstd":
+        splits = {"train": trainval, "test": test}
     for k, v in splits.items():
-        (out / "idx_427" / f"{k}.txt").write_text("\n".join(v) + "\n")
-    (out / "README.md").write_text(f"Synthetic IR small-target set (gaussconv_plugin), n={n}, seed={seed}.\n")
+        (out / idx / f"{k}.txt").write_text("\n".join(v) + "\n")
+    (out / "README.md").write_text(
+        f"Synthetic IR small-target set (gaussconv_plugin), {layout} layout, n={n}, seed={seed}.\n")
     return out
 
 
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description="Write a synthetic IR small-target dataset in the SIRST layout.")
+    ap = argparse.ArgumentParser(description="Write a synthetic IR small-target dataset (SIRST or IRSTD layout).")
     ap.add_argument("--out", required=True, help="output folder")
     ap.add_argument("--n", type=int, default=64, help="number of images (default 64)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--layout", choices=("sirst", "irstd"), default="sirst",
+                    help="sirst: SIRST v1 (masks/<name>_pixels0.png, idx_427/); "
+                         "irstd: NUDT-SIRST's (masks/<name>.png, 50_50/)")
     a = ap.parse_args(argv)
-    out = make_synthetic_sirst(a.out, a.n, a.seed)
+    out = make_synthetic_sirst(a.out, a.n, a.seed, layout=a.layout)
     print(f"wrote {a.n} images to {out}")
 
 

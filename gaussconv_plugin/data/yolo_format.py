@@ -1,15 +1,20 @@
-"""Convert a dataset in the SIRST layout to an Ultralytics YOLO detection dataset (read-only on the source).
+"""Convert a dataset in the SIRST v1 or the IRSTD layout (NUDT-SIRST, IRSTD-1k; see
+:mod:`gaussconv_plugin.data.layout`) to an Ultralytics YOLO detection dataset (read-only on the source).
 
 Output layout (``out_dir``)::
 
-    images/train/<name>.png   labels/train/<name>.txt     # from the source split ``trainval``
+    images/train/<name>.png   labels/train/<name>.txt     # from the source split ``trainval`` (IRSTD: ``train``)
     images/val/<name>.png     labels/val/<name>.txt       # from the source split ``test``
     data.yaml                 manifest.json               voc_problems.txt
 
 - **Splits.** SIRST v1 is normally used as trainval (train + val, 341 images) for training and test (86) for
   evaluation; there is no separate held-out validation set in the standard protocol. So YOLO's ``train`` is
   ``trainval`` and YOLO's ``val`` (what ``yolo val`` and the per-epoch validation report) is ``test``;
-  ``data.yaml`` also names it ``test``. Other pairs can be given with ``splits``.
+  ``data.yaml`` also names it ``test``. An IRSTD folder's default is train ← ``train``, val ← ``test``
+  (NUDT-SIRST: 663 / 664 images; its committed validation carve: ``splits=(("train", "train_sub"),
+  ("val", "val_sub"), ("test", "test"))``). Other pairs can be given with ``splits``.
+- **Image size.** ``data.yaml`` notes the images' long side (NUDT-SIRST: all 256 × 256, so train and
+  validate with ``imgsz=256``); ``manifest.json`` records it as ``long_side: [min, max]``.
 - **Images.** Every input mode (L, RGB, RGBA, palette; content is IR grayscale) is read with
   :func:`~gaussconv_plugin.data.sirst.load_image` → ``(H, W)`` uint8 and written as an 8-bit grayscale PNG
   (``channels=1``, default; Ultralytics' loader reads it as 3 equal channels) or as a 3-channel RGB PNG
@@ -19,7 +24,7 @@ Output layout (``out_dir``)::
   pixel-edge xyxy). An image without a target gets an empty label file (a background image for YOLO).
 - **VOC check.** The images whose ``masks/<name>.xml`` boxes disagree with the mask components (SIRST's VOC
   boxes are approximate) are counted in ``manifest.json`` and listed with their problems in
-  ``voc_problems.txt``; the labels always come from the masks.
+  ``voc_problems.txt``; the labels always come from the masks. IRSTD folders have no xml: nothing to check.
 - **Idempotent.** ``manifest.json`` records the parameters and the source; a second call with the same
   parameters returns at once. With other parameters the ``images/``, ``labels/`` folders (and Ultralytics'
   ``*.cache`` files in them) are rebuilt.
@@ -34,12 +39,20 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from .layout import default_splits, detect_layout, idx_label, split_folders
 from .sirst import cache_dir, load_image, read_split, sirst_root, target_boxes
 
-__all__ = ["prepare_yolo", "boxes_to_yolo_lines", "read_manifest", "DEFAULT_SPLITS"]
+__all__ = ["prepare_yolo", "boxes_to_yolo_lines", "read_manifest", "default_yolo_splits", "DEFAULT_SPLITS"]
 
+#: SIRST v1's default ``((yolo_split, source_split), ...)``
 DEFAULT_SPLITS = (("train", "trainval"), ("val", "test"))
 _FORMAT_VERSION = 1
+
+
+def default_yolo_splits(layout: str) -> tuple[tuple[str, str], ...]:
+    """Default ``((yolo_split, source_split), ...)`` of a layout: train ← trainval (IRSTD: train), val ← test."""
+    train, ev = default_splits(layout)
+    return (("train", train), ("val", ev))
 
 
 def boxes_to_yolo_lines(boxes: np.ndarray, width: int, height: int, cls: int = 0) -> list[str]:
@@ -77,18 +90,20 @@ def _yaml_str(s: str) -> str:
 def prepare_yolo(
     root=None,
     out_dir=None,
-    splits=DEFAULT_SPLITS,
-    idx: str = "idx_427",
+    splits=None,
+    idx: str | None = None,
     limit: int | None = None,
     channels: int = 1,
 ) -> Path:
-    """Convert ``root`` (SIRST layout) to a YOLO dataset in ``out_dir``; returns the path of ``data.yaml``.
+    """Convert ``root`` (SIRST v1 or IRSTD layout) to a YOLO dataset in ``out_dir``; returns the path of ``data.yaml``.
 
     Args:
-        root: SIRST root (default :func:`~gaussconv_plugin.data.sirst.sirst_root`).
-        out_dir: output folder (default ``cache_dir("sirst_yolo")``); never inside the source.
-        splits: ``((yolo_split, source_split), ...)``; default train ← trainval, val ← test.
-        idx: split folder of the source (``idx_427`` or ``idx_320``).
+        root: dataset folder (default :func:`~gaussconv_plugin.data.sirst.sirst_root`).
+        out_dir: output folder (default ``cache_dir("sirst_yolo")``; IRSTD: ``cache_dir("<root name>_yolo")``);
+            never inside the source.
+        splits: ``((yolo_split, source_split), ...)``; default (None) train ← trainval (IRSTD: train), val ← test.
+        idx: split folder of the source (``idx_427`` or ``idx_320``; NUDT-SIRST ``50_50``); None = the layout's
+            default (:func:`~gaussconv_plugin.data.layout.default_idx`).
         limit: keep only the first ``limit`` names of each source split (small subsets for tests); None = all.
         channels: 1 (grayscale PNG, default) or 3 (RGB PNG).
 
@@ -96,15 +111,19 @@ def prepare_yolo(
         absolute path of ``data.yaml`` (absolute ``path``/``train``/``val``/``test`` entries, ``names: {0: Target}``).
     """
     root = sirst_root(root).resolve()
-    out = Path(out_dir).expanduser().resolve() if out_dir is not None else cache_dir("sirst_yolo").resolve()
+    layout = detect_layout(root)
+    out = Path(out_dir).expanduser().resolve() if out_dir is not None else cache_dir(
+        "sirst_yolo" if layout == "sirst" else f"{root.name}_yolo").resolve()
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 (gray PNG) or 3 (RGB PNG), got {channels!r}")
     if limit is not None and int(limit) < 1:
         raise ValueError(f"limit must be a positive number of images per split (got {limit!r}); omit it for all")
     if out == root or root in out.parents:
         raise ValueError(f"out_dir {out} lies inside the read-only dataset {root}; choose a cache or temp folder")
-    splits = tuple((str(a), str(b)) for a, b in splits)
-    names = {ys: read_split(root, ss, idx)[: int(limit) if limit else None] for ys, ss in splits}
+    splits = tuple((str(a), str(b)) for a, b in (default_yolo_splits(layout) if splits is None else splits))
+    folders = split_folders(root, [ss for _, ss in splits], idx, layout)
+    idx = idx_label(folders)
+    names = {ys: read_split(root, ss, folders[ss])[: int(limit) if limit else None] for ys, ss in splits}
     params = {
         "version": _FORMAT_VERSION, "root": str(root), "idx": idx, "splits": [list(s) for s in splits],
         "limit": limit, "channels": channels,
@@ -122,6 +141,7 @@ def prepare_yolo(
         shutil.rmtree(out / sub, ignore_errors=True)
     problems: dict[str, list[str]] = {}
     counts: dict[str, dict[str, int]] = {}
+    sides: list[int] = []
     for ys, ns in names.items():
         (out / "images" / ys).mkdir(parents=True, exist_ok=True)
         (out / "labels" / ys).mkdir(parents=True, exist_ok=True)
@@ -129,7 +149,8 @@ def prepare_yolo(
         for n in ns:
             img = load_image(root, n)  # (H, W) uint8
             h, w = img.shape
-            boxes, probs = target_boxes(root, n)
+            sides.append(max(h, w))
+            boxes, probs = target_boxes(root, n, layout=layout)
             if probs:
                 problems[n] = probs
             lines = boxes_to_yolo_lines(boxes, w, h)
@@ -142,11 +163,15 @@ def prepare_yolo(
 
     ysplits = dict(splits)
     val_key = "val" if "val" in ysplits else splits[-1][0]
+    long_side = [min(sides), max(sides)]
     lines = [
-        f"# SIRST ({idx}) as a YOLO detection dataset, written by gaussconv_plugin.data.yolo_format.prepare_yolo",
+        f"# {'SIRST' if layout == 'sirst' else root.name} ({idx}, {layout} layout) as a YOLO detection dataset, "
+        "written by gaussconv_plugin.data.yolo_format.prepare_yolo",
         f"# source (read-only): {root}",
         "# splits: " + ", ".join(f"{ys} <- {ss}" for ys, ss in splits)
         + (f"; limit {limit} per split" if limit else ""),
+        f"# long side of the images: {long_side[0]}..{long_side[1]} px"
+        + (f" (one size: train/val with imgsz={long_side[0]})" if long_side[0] == long_side[1] else ""),
         f"path: {_yaml_str(out)}",
     ]
     for ys, _ in splits:
@@ -160,7 +185,8 @@ def prepare_yolo(
         "".join(f"{n}: {'; '.join(p)}\n" for n, p in sorted(problems.items()))
     )
     manifest = {
-        "params": params, "counts": counts, "n_voc_problem_images": len(problems),
+        "params": params, "layout": layout, "long_side": long_side, "counts": counts,
+        "n_voc_problem_images": len(problems),
         "voc_problem_images": sorted(problems), "data_yaml": str(data_yaml),
     }
     tmp = out / f".manifest.{os.getpid()}.json"

@@ -7,6 +7,7 @@ registries (every scope, ``mmdet`` included, falls back to them):
 name                           registry      what
 =============================  ============  ===================================================================
 ``SIRSTSegDataset``            DATASETS      :class:`gaussconv_plugin.data.seg_dataset.SIRSTSegDataset`
+                                             (SIRST v1 and IRSTD layouts, e.g. NUDT-SIRST)
 ``seg_pad_collate``            FUNCTIONS     :func:`~gaussconv_plugin.data.seg_dataset.pad_collate` (pads a batch
                                              to a multiple of ``size_divisor``; ``collate_fn=dict(type=...)``)
 ``IRSTDSegmentor``             MODELS        :class:`IRSTDSegmentor`, ``BaseModel`` around
