@@ -1,19 +1,24 @@
 #!/usr/bin/env python
-"""Ablation on SIRST: stock / +GaussianShapedConv (and its screened designs) / +scale loss / both, for YOLOv8n and
-the MSHNet U-Net. The pieces live in :mod:`tools.evidence` (variants, runs, parts, evaluation, statistics, report,
-plots); this file is the command line.
+"""Ablation on SIRST: stock / +GaussianShapedConv (and its screened designs) / +scale loss / both, for YOLOv8n,
+the MSHNet U-Net and (``--parts retina``) RetinaNet-R18. The pieces live in :mod:`tools.evidence` (variants, runs,
+parts, evaluation, statistics, report, plots); this file is the command line.
 
 One command runs every (part, variant, seed) that is not done yet, then writes the tables and plots::
 
     python tools/ablation.py                                   # the README's schedule, 2 runs side by side
     python tools/ablation.py --split train:val --parts yolo --variants stock gsconv-f03 pconv --seeds 0 1 2
     python tools/ablation.py --report-only                     # tables + plots from the runs already done
+    python tools/ablation.py --split train:val --parts retina --seeds 0 1     # RetinaNet-R18 CPU twins
+    python tools/ablation.py --evaluate DIR --eval-imgsz native  # the finished runs on another dataset
 
 ``--split train:val`` trains on ``train`` and evaluates on ``val`` (the screen: designs are chosen there);
 the default ``trainval:test`` is the final protocol. Variants: see :mod:`tools.evidence.variants`. Each run is a
 child process (the stock ``yolo`` CLI, or ``tools/train.py``) with one CPU thread; ``--jobs`` runs that many side
 by side; finished runs are skipped (rerunning resumes). The metrics are those of the **last** epoch (no
-checkpoint selection on the evaluation split); YOLO runs are also scored per target (:mod:`tools.evidence.boxeval`).
+checkpoint selection on the evaluation split); the detectors are also scored per target (:mod:`tools.evidence.boxeval`,
+:mod:`tools.evidence.retina_eval`). ``--evaluate DIR`` scores the finished runs (selected by the same options) on
+another dataset in the SIRST layout (:mod:`tools.evidence.evaluate`) and writes the same tables to
+``<out>/evaluate/<DIR name>/``.
 
 Outputs under ``--out`` (default ``~/.cache/gaussconv_plugin/ablation``, outside the repository):
 ``<part>/<train>-<eval>/e<epochs>/<variant>/seed<k>/`` (weights, logs, ``result.json``), ``results.json``,
@@ -35,10 +40,12 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from gaussconv_plugin.data import cache_dir, sirst_root  # noqa: E402
-from tools.evidence import unet_part, yolo_part  # noqa: E402
+from tools.evidence import retina_part, unet_part, yolo_part  # noqa: E402
 from tools.evidence.plots import plot_curves, plot_sigma_theta  # noqa: E402
 from tools.evidence.report import machine, markdown, summarize, write_tables  # noqa: E402
-from tools.evidence.runs import PARTS, SPLITS, Run, child_env, collect, git_commit, log, plan, run_one  # noqa: E402
+from tools.evidence.runs import (  # noqa: E402
+    DEFAULT_PARTS, PARTS, SPLITS, Run, child_env, collect, git_commit, log, plan, run_one,
+)
 from tools.evidence.variants import VARIANTS  # noqa: E402
 
 __all__ = ["VARIANTS", "PARTS", "Run", "plan", "run_one", "collect", "summarize", "markdown", "write_reports",
@@ -46,7 +53,7 @@ __all__ = ["VARIANTS", "PARTS", "Run", "plan", "run_one", "collect", "summarize"
 
 yolo_model_yaml = yolo_part.model_yaml
 unet_command = unet_part.command
-DEFAULTS = {**yolo_part.DEFAULTS, **unet_part.DEFAULTS}
+DEFAULTS = {**yolo_part.DEFAULTS, **unet_part.DEFAULTS, **retina_part.DEFAULTS}
 
 
 def write_reports(runs: list[Run], out: Path, meta: dict, publish: Path | None = None) -> dict:
@@ -69,18 +76,20 @@ def write_reports(runs: list[Run], out: Path, meta: dict, publish: Path | None =
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--parts", nargs="+", default=list(PARTS), choices=PARTS)
+    ap.add_argument("--parts", nargs="+", default=list(DEFAULT_PARTS), choices=PARTS,
+                    help="default: yolo unet (retina: RetinaNet-R18, opt-in)")
     ap.add_argument("--variants", nargs="+", default=["stock", "gsconv", "diff", "both"],
                     help="subset of: " + " ".join(VARIANTS) + " (default: stock gsconv diff both)")
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     ap.add_argument("--split", default="trainval:test", choices=list(SPLITS),
                     help="train:eval splits of SIRST idx_427 (default trainval:test; train:val for screening)")
-    ap.add_argument("--epochs", type=int, default=None, help="epochs for both parts (overrides the two below)")
+    ap.add_argument("--epochs", type=int, default=None, help="epochs for every part (overrides the three below)")
     ap.add_argument("--yolo-epochs", type=int, default=DEFAULTS["yolo_epochs"])
     ap.add_argument("--unet-epochs", type=int, default=DEFAULTS["unet_epochs"])
+    ap.add_argument("--retina-epochs", type=int, default=DEFAULTS["retina_epochs"])
     ap.add_argument("--yolo-arch", choices=("p2", "p3"), default=DEFAULTS["yolo_arch"],
                     help="p2: yolov8-p2-* (P2–P5 outputs, default); p3: yolov8-* (P3–P5)")
-    ap.add_argument("--imgsz", type=int, default=DEFAULTS["imgsz"])
+    ap.add_argument("--imgsz", type=int, default=DEFAULTS["imgsz"], help="input size of YOLO and RetinaNet")
     ap.add_argument("--batch", type=int, default=DEFAULTS["batch"])
     ap.add_argument("--jobs", type=int, default=2, help="runs side by side (default 2)")
     ap.add_argument("--threads", type=int, default=1, help="CPU threads per run (default 1)")
@@ -89,31 +98,56 @@ def main(argv=None) -> dict:
     ap.add_argument("--out", default=None, help="results folder (default ~/.cache/gaussconv_plugin/ablation)")
     ap.add_argument("--publish", default=None, help="also copy tables + plots (no weights) to this folder")
     ap.add_argument("--report-only", action="store_true", help="only write tables/plots from finished runs")
+    ap.add_argument("--evaluate", default=None, metavar="ROOT",
+                    help="evaluate the finished runs (selected by the options above) on the dataset ROOT (SIRST "
+                         "layout) instead of training; tables in <out>/evaluate/<ROOT name>/")
+    ap.add_argument("--eval-split", default="test", help="split of ROOT for --evaluate (default test)")
+    ap.add_argument("--eval-imgsz", default=None,
+                    help="--evaluate input size of the detectors: N (long side), 'native' (each image at its own "
+                         "scale), default: each run's training size")
     a = ap.parse_args(argv)
+    if a.eval_imgsz is not None and a.eval_imgsz != "native" and not (a.eval_imgsz.isdigit() and int(a.eval_imgsz)):
+        raise SystemExit(f"--eval-imgsz {a.eval_imgsz}: give a long side in pixels (e.g. 640) or 'native'")
     if a.epochs is not None:
-        a.yolo_epochs = a.unet_epochs = a.epochs
-    if min(a.yolo_epochs, a.unet_epochs) < 1 or a.jobs < 1 or a.threads < 1:
-        raise SystemExit("--epochs/--yolo-epochs/--unet-epochs, --jobs and --threads must be >= 1")
+        a.yolo_epochs = a.unet_epochs = a.retina_epochs = a.epochs
+    if min(a.yolo_epochs, a.unet_epochs, a.retina_epochs) < 1 or a.jobs < 1 or a.threads < 1:
+        raise SystemExit("--epochs/--yolo-epochs/--unet-epochs/--retina-epochs, --jobs and --threads must be >= 1")
     out = Path(a.out) if a.out else cache_dir("ablation")
     out.mkdir(parents=True, exist_ok=True)
-    root = sirst_root(a.data_root)
-    opts = {"data_root": str(root), "imgsz": a.imgsz, "batch": a.batch, "yolo_arch": a.yolo_arch, "limit": a.limit,
-            "split": a.split}
-    runs = plan(out, a.parts, a.variants, a.seeds, a.yolo_epochs, a.unet_epochs, **opts)
+    try:
+        root = sirst_root(a.data_root)
+    except FileNotFoundError:
+        if not a.evaluate:  # --evaluate only reads the finished runs: their training data need not be here
+            raise
+        root = a.data_root
+    opts = {"data_root": str(root) if root else None, "imgsz": a.imgsz, "batch": a.batch, "yolo_arch": a.yolo_arch,
+            "limit": a.limit, "split": a.split}
+    runs = plan(out, a.parts, a.variants, a.seeds, a.yolo_epochs, a.unet_epochs, a.retina_epochs, **opts)
     meta = {"command": "python tools/ablation.py " + " ".join(argv if argv is not None else sys.argv[1:]),
             "commit": git_commit(), "date": _dt.date.today().isoformat(), "machine": machine(),
             "data_root": str(root), "threads_per_run": a.threads, "jobs": a.jobs, **opts}
+    if a.evaluate:
+        from tools.evidence.evaluate import evaluate_runs
+
+        imgsz = a.eval_imgsz if a.eval_imgsz in (None, "native") else int(a.eval_imgsz)
+        res = evaluate_runs(runs, a.evaluate, out, a.eval_split, imgsz, a.threads, a.jobs, a.limit, meta)
+        print((res["folder"] / "ablation.md").read_text())
+        if res["errors"]:
+            raise SystemExit(f"{len(res['errors'])} evaluation(s) failed; first: {res['errors'][0]}")
+        return res["summary"]
     todo = [r for r in runs if not r.done]
     log(f"ablation: {len(runs)} runs ({len(runs) - len(todo)} done), {a.jobs} side by side × {a.threads} thread(s); "
         f"results in {out}")
     publish = Path(a.publish) if a.publish else None
     if todo and not a.report_only:
-        data = yolo_part.data_yaml(opts) if any(r.part == "yolo" for r in todo) else None
+        parts = {r.part for r in todo}
+        data = {"yolo": yolo_part.data_yaml(opts) if "yolo" in parts else None,
+                "retina": retina_part.coco_dir(opts) if "retina" in parts else None}
         errors = []
 
         def work(r: Run):
             try:
-                run_one(r, data, a.threads, meta["command"])
+                run_one(r, data.get(r.part), a.threads, meta["command"])
             except Exception as e:  # keep the other runs going; report at the end
                 errors.append(str(e))
                 log(f"[fail]  {e}")

@@ -31,25 +31,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from gaussconv_plugin import GaussianShapedConv2d, ScaleIoULoss, location_loss
-
-
-class PConv(nn.Module):
-    """Pinwheel-shaped conv of Yang et al. (AAAI 2025), re-implemented for comparison: four asymmetrically
-    padded 1×k / k×1 branches with c2/4 channels each, concatenated and merged by a 2×2 conv (no BN/act)."""
-
-    def __init__(self, c1: int, c2: int, k: int = 3, s: int = 1):
-        super().__init__()
-        p = [(k, 0, 1, 0), (0, k, 0, 1), (0, 1, k, 0), (1, 0, 0, k)]
-        self.pad = nn.ModuleList(nn.ZeroPad2d(q) for q in p)
-        self.cw = nn.Conv2d(c1, c2 // 4, (1, k), s, 0, bias=False)
-        self.ch = nn.Conv2d(c1, c2 // 4, (k, 1), s, 0, bias=False)
-        self.cat = nn.Conv2d(c2, c2, 2, 1, 0, bias=False)
-
-    def forward(self, x):
-        yw0, yw1 = self.cw(self.pad[0](x)), self.cw(self.pad[1](x))
-        yh0, yh1 = self.ch(self.pad[2](x)), self.ch(self.pad[3](x))
-        return self.cat(torch.cat([yw0, yw1, yh0, yh1], 1))
+from gaussconv_plugin import GaussianShapedConv2d, PConv, ScaleIoULoss, location_loss
 
 
 def location_loss_loop(pred, target):
@@ -184,7 +166,7 @@ def main(argv=None):
             m(x).square().mean().backward()
         return f
 
-    res = bench({"nn.Conv2d": step(conv), "GaussianShapedConv2d": step(gs), "PConv": step(pc)}, rep)
+    res = bench({"nn.Conv2d": step(conv), "GaussianShapedConv2d": step(gs), "PConv (+ its 3 BN/SiLU)": step(pc)}, rep)
     lines += row(f"train step (fwd+bwd), {c} ch, {s}², k=3, batch {b}", res, "nn.Conv2d")
 
     conv.eval(), gs.eval()

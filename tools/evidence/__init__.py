@@ -2,8 +2,10 @@
 
 - :mod:`.variants` — what each variant changes (conv in the stem, its options, the box/mask loss), per part;
 - :mod:`.runs` — a run (part × variant × seed × split), the plan of an ablation, running one in a child process;
-- :mod:`.yolo_part` / :mod:`.unet_part` — the child command and the result record of each part;
-- :mod:`.boxeval` — target-level evaluation of trained detectors (Pd, false alarms, box-size calibration);
+- :mod:`.yolo_part` / :mod:`.unet_part` / :mod:`.retina_part` — the child command and the result record of each part;
+- :mod:`.boxeval` / :mod:`.retina_eval` — target-level evaluation of trained detectors (Pd, false alarms, box-size
+  calibration) for YOLO / MMDetection (RetinaNet, with its COCO mAP50);
+- :mod:`.evaluate` — the finished runs on another dataset (``tools/ablation.py --evaluate ROOT``), same tables;
 - :mod:`.stats` — mean ± std over seeds and paired per-seed differences with a 95 % t interval;
 - :mod:`.report` — results.json / results.csv / ablation.md;
 - :mod:`.plots` — training curves and learned σ/θ.

@@ -4,7 +4,9 @@ Fixed protocol, the same for every variant: each image of the split is predicted
 Ultralytics' predictor at ``--imgsz`` (letterboxed to the long side, minimal padding), confidence ≥ ``--conf``
 (0.3), NMS IoU 0.7; targets are the 8-connected components of the mask (their boxes); a detection matches a
 target when the box centres are ≤ 3 px apart. Prints and writes (``--out``) Pd, false alarms per image and the
-median predicted/target area ratio::
+median predicted/target area ratio. From Python, ``imgsz='native'`` predicts each image at its long side rounded
+up to 32 (:func:`native_imgsz`) and ``per_image=True`` records each image's shape, the size asked for and the
+network's input shape (:mod:`tools.evidence.evaluate` uses both)::
 
     python -m tools.evidence.boxeval --weights runs/detect/train/weights/last.pt --split val
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -23,25 +26,49 @@ if __package__ in (None, ""):  # run as a file: make `tools` and `gaussconv_plug
 from gaussconv_plugin.boxmetrics import BoxTargetMetrics  # noqa: E402
 from gaussconv_plugin.data import load_image, read_split, sirst_root, target_boxes  # noqa: E402
 
-__all__ = ["evaluate_weights", "main"]
+__all__ = ["evaluate_weights", "native_imgsz", "main"]
 
 
-def evaluate_weights(weights, root=None, split: str = "test", imgsz: int = 320, conf: float = 0.3,
-                     radius: float = 3.0, limit: int | None = None, device: str = "cpu") -> dict:
-    """Pd / Fa per image / median area ratio of ``weights`` on ``split`` of the SIRST-layout ``root``."""
+def native_imgsz(height: int, width: int, stride: int = 32) -> int:
+    """The input size that keeps an image at its own scale: its long side rounded up to a multiple of ``stride``."""
+    return int(math.ceil(max(height, width) / stride) * stride)
+
+
+def evaluate_weights(weights, root=None, split: str = "test", imgsz: int | str = 320, conf: float = 0.3,
+                     radius: float = 3.0, limit: int | None = None, device: str = "cpu",
+                     per_image: bool = False) -> dict:
+    """Pd / Fa per image / median area ratio of ``weights`` on ``split`` of the SIRST-layout ``root``.
+
+    ``imgsz``: the long side of the prediction input, or ``'native'`` (:func:`native_imgsz` of each image).
+    ``per_image``: add ``per_image`` = [{name, orig_shape, imgsz, input_shape, targets, detections}]."""
     from ultralytics import YOLO
 
     root = sirst_root(root)
     names = read_split(root, split)[: limit or None]
     model = YOLO(str(weights))
     acc = BoxTargetMetrics(radius)
+    inputs, rows = [], []
+    hook = model.model.register_forward_pre_hook(lambda m, a: inputs.append(tuple(a[0].shape[-2:]))) \
+        if per_image else None
     for n in names:
         img = load_image(root, n)
-        res = model.predict(np.repeat(img[:, :, None], 3, axis=2), imgsz=imgsz, conf=conf, iou=0.7, device=device,
+        size = native_imgsz(*img.shape) if imgsz == "native" else imgsz
+        inputs.clear()
+        res = model.predict(np.repeat(img[:, :, None], 3, axis=2), imgsz=size, conf=conf, iou=0.7, device=device,
                             verbose=False)[0]
-        acc.update(res.boxes.xyxy.cpu().numpy(), target_boxes(root, n)[0])
-    return {**acc.result(), "weights": str(weights), "root": str(root), "split": split, "imgsz": imgsz,
-            "conf": conf, "radius": radius}
+        det, tgt = res.boxes.xyxy.cpu().numpy(), target_boxes(root, n)[0]
+        acc.update(det, tgt)
+        if per_image:
+            rows.append({"name": n, "orig_shape": list(img.shape), "imgsz": size,
+                         "input_shape": list(inputs[-1]) if inputs else None, "targets": len(tgt),
+                         "detections": len(det)})
+    if hook is not None:
+        hook.remove()
+    rec = {**acc.result(), "weights": str(weights), "root": str(root), "split": split, "imgsz": imgsz,
+           "conf": conf, "radius": radius}
+    if per_image:
+        rec["per_image"] = rows
+    return rec
 
 
 def main(argv=None) -> dict:

@@ -10,11 +10,12 @@ from pathlib import Path
 from .runs import REPO, child_env, log
 from .variants import VARIANTS
 
-__all__ = ["COLORS", "plot_curves", "plot_sigma_theta", "learned_sigma_theta"]
+__all__ = ["COLORS", "PART_NAMES", "plot_curves", "plot_sigma_theta", "learned_sigma_theta"]
 
 _PALETTE = ["tab:gray", "tab:blue", "tab:purple", "tab:cyan", "tab:olive", "tab:pink", "tab:brown", "tab:orange",
             "gold", "tab:green", "tab:red"]
 COLORS = {v: _PALETTE[i % len(_PALETTE)] for i, v in enumerate(VARIANTS)}
+PART_NAMES = {"yolo": "YOLOv8n", "unet": "U-Net", "retina": "RetinaNet-R18"}
 
 
 def plot_curves(records: list[dict], out: Path) -> list[Path]:
@@ -28,7 +29,9 @@ def plot_curves(records: list[dict], out: Path) -> list[Path]:
     panels = {"yolo": [("epoch", "box_loss", "train box loss"), ("epoch", "cls_loss", "train cls loss"),
                        ("epoch", "mAP50", "eval mAP50"), ("epoch", "mAP50-95", "eval mAP50-95")],
               "unet": [("epoch", "loss", "train loss (mean per epoch)"), ("val_epoch", "mIoU", "eval mIoU"),
-                       ("val_epoch", "Pd", "eval Pd")]}
+                       ("val_epoch", "Pd", "eval Pd")],
+              "retina": [("epoch", "loss", "train loss (mean per epoch)"), ("epoch", "loss_bbox", "train box loss"),
+                         ("val_epoch", "mAP50", "eval mAP50")]}
     written = []
     for part, cols in panels.items():
         recs = [r for r in records if r["part"] == part]
@@ -52,7 +55,7 @@ def plot_curves(records: list[dict], out: Path) -> list[Path]:
             ax.set_xlabel("epoch")
             ax.grid(alpha=0.3)
         axs[0].legend(fontsize=8)
-        fig.suptitle(f"{'YOLOv8n' if part == 'yolo' else 'U-Net'} on SIRST: training curves per variant", fontsize=11)
+        fig.suptitle(f"{PART_NAMES[part]} on SIRST: training curves per variant", fontsize=11)
         fig.tight_layout()
         p = out / f"curves_{part}.png"
         fig.savefig(p, dpi=110)
@@ -78,7 +81,7 @@ def plot_sigma_theta(records: list[dict], out: Path) -> list[Path]:
     import matplotlib.pyplot as plt
 
     written = []
-    for part in ("yolo", "unet"):
+    for part in ("yolo", "unet", "retina"):
         recs = [r for r in records if r["part"] == part and VARIANTS[r["variant"]].gauss and Path(r["weights"]).is_file()]
         if not recs:
             continue
@@ -109,7 +112,7 @@ def plot_sigma_theta(records: list[dict], out: Path) -> list[Path]:
         axs[1].set_xticks(range(len(layers)))
         axs[1].set_xticklabels([f"{n}\n(k={k})" for n, k in zip(layers, ks)], rotation=30, ha="right", fontsize=7)
         axs[0].legend(fontsize=8)
-        axs[0].set_title(f"{'YOLOv8n' if part == 'yolo' else 'U-Net'}: learned σ and θ per GaussianShapedConv layer "
+        axs[0].set_title(f"{PART_NAMES[part]}: learned σ and θ per GaussianShapedConv layer "
                          f"\n(box: channels × seeds; dashed: initial value)", fontsize=10)
         for ax in axs:
             ax.grid(alpha=0.3)

@@ -18,8 +18,10 @@ METRICS = {
     "yolo": [("mAP50", "mAP50"), ("mAP50-95", "mAP50-95"), ("precision", "P"), ("recall", "R"), ("Pd", "Pd"),
              ("Fa_per_img", "Fa / img"), ("area_ratio_median", "area P/T")],
     "unet": [("mIoU", "mIoU"), ("nIoU", "nIoU"), ("Pd", "Pd"), ("Fa_e6", "Fa (×10⁻⁶)")],
+    "retina": [("mAP50", "mAP50"), ("Pd", "Pd"), ("Fa_per_img", "Fa / img"), ("area_ratio_median", "area P/T")],
 }
-DIFF_METRICS = {"yolo": ["mAP50", "mAP50-95", "Pd", "Fa_per_img"], "unet": ["mIoU", "nIoU", "Pd"]}
+DIFF_METRICS = {"yolo": ["mAP50", "mAP50-95", "Pd", "Fa_per_img"], "unet": ["mIoU", "nIoU", "Pd"],
+                "retina": ["mAP50", "Pd", "Fa_per_img", "area_ratio_median"]}
 REFERENCE = "stock"
 NAMES = {"stock": "stock", "gsconv": "+ GaussianShapedConv", "diff": "+ diff scale loss", "both": "both"}
 
@@ -68,21 +70,35 @@ def _fmt_diff(d: dict, digits: int) -> str:
 
 def markdown(summary: dict, meta: dict) -> str:
     split = meta.get("split", "trainval:test").split(":")
-    lines = [f"Ablation on SIRST v1 (idx_427): train on `{split[0]}`, evaluate on `{split[1]}`; metrics of the last "
-             "epoch, mean ± sample std over seeds.", "",
+    if meta.get("evaluated_on"):  # tools.evidence.evaluate: the trained runs on another dataset
+        head = (f"Runs of the ablation (trained on SIRST v1 `{split[0]}`) evaluated on `{meta['evaluated_on']}`, split "
+                f"`{meta.get('eval_split', 'test')}`, input size {meta.get('eval_imgsz_text', 'as trained')}; final "
+                "weights (last epoch), mean ± sample std over seeds.")
+    else:
+        head = (f"Ablation on SIRST v1 (idx_427): train on `{split[0]}`, evaluate on `{split[1]}`; metrics of the last "
+                "epoch, mean ± sample std over seeds.")
+    notes = meta.get("notes") or [
+        "- YOLO: mAP50 etc. from the last epoch's `yolo val` inside training (batch 32, rect); Pd, Fa / img and "
+        "area P/T from `python -m tools.evidence.boxeval` (one image at a time at the training size, conf ≥ 0.3, "
+        "match = box centres ≤ 3 px apart; area P/T = median predicted/target box area of matched targets)"]
+    if "retina" in summary and not meta.get("notes"):
+        notes = notes + ["- RetinaNet: mAP50 = COCO box AP at IoU 0.5 of the last epoch's validation inside training "
+                         "(`CocoMetric`); Pd, Fa / img and area P/T from `python -m tools.evidence.retina_eval` "
+                         "(`tools/test.py` one image at a time at the training size, score ≥ 0.3, same matching)"]
+    lines = [head, "",
              f"- tables written by: `{meta['command']}`",
              *[f"- runs trained by: `{c}`" for c in meta.get("run_commands", [])],
              f"- commit of the runs: {', '.join(f'`{c}`' for c in meta.get('run_commits', [meta['commit']]))}; "
              f"runs finished on {', '.join(meta.get('run_dates', [meta['date']]))}",
              f"- machine: {meta['machine']}",
-             "- YOLO: mAP50 etc. from the last epoch's `yolo val` inside training (batch 32, rect); Pd, Fa / img and "
-             "area P/T from `python -m tools.evidence.boxeval` (one image at a time at the training size, conf ≥ 0.3, "
-             "match = box centres ≤ 3 px apart; area P/T = median predicted/target box area of matched targets)",
+             *notes,
              "- Δ to stock: paired per-seed difference, mean ± std [95 % t interval]; `*` marks an interval that "
              "excludes 0", ""]
     titles = {"yolo": f"YOLOv8n-{meta.get('yolo_arch', 'p2').upper()} (stock `yolo train`, imgsz {meta.get('imgsz')}, "
                       f"batch {meta.get('batch')})",
-              "unet": "MSHNet U-Net (`tools/train.py mmdet_cfgs/unet_mshnet_base_cpu.py`, CPU schedule)"}
+              "unet": "MSHNet U-Net (`tools/train.py mmdet_cfgs/unet_mshnet_base_cpu.py`, CPU schedule)",
+              "retina": f"RetinaNet-R18 (`tools/train.py mmdet_cfgs/retinanet_r18_fpn_sirst320_cpu[_gauss].py`, imgsz "
+                        f"{meta.get('imgsz')}, batch 4)"}
     digits = {"Fa_e6": 1, "Fa_per_img": 3, "area_ratio_median": 2}
     for part, rows in summary.items():
         cols = [(k, c) for k, c in METRICS[part] if any(k in r for r in rows.values())]

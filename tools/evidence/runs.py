@@ -17,10 +17,13 @@ from pathlib import Path
 
 from .variants import PART_VARIANTS, check_variants, resolved
 
-__all__ = ["PARTS", "SPLITS", "Run", "plan", "run_one", "collect", "child_env", "git_commit", "log", "REPO"]
+__all__ = ["PARTS", "DEFAULT_PARTS", "SPLITS", "Run", "plan", "run_one", "collect", "child_env", "git_commit", "log",
+           "REPO"]
 
 REPO = Path(__file__).resolve().parents[2]
-PARTS = ("yolo", "unet")
+PARTS = ("yolo", "unet", "retina")
+#: the parts an ablation runs unless told otherwise (``--parts``); the RetinaNet part is opt-in
+DEFAULT_PARTS = ("yolo", "unet")
 #: (train split, evaluation split) of SIRST idx_427: the final protocol, and the screen (test kept unseen)
 SPLITS = {"trainval:test": ("trainval", "test"), "train:val": ("train", "val")}
 _print_lock = threading.Lock()
@@ -59,9 +62,11 @@ class Run:
         return f"{self.part}/{'-'.join(self.split)}/{self.variant}/seed{self.seed}"
 
 
-def plan(out: Path, parts, variants, seeds, yolo_epochs: int, unet_epochs: int, **opts) -> list[Run]:
+def plan(out: Path, parts, variants, seeds, yolo_epochs: int, unet_epochs: int, retina_epochs: int | None = None,
+         **opts) -> list[Run]:
     """The runs of an ablation, seed-major (every variant of seed 0 first, so that a cut-off ablation leaves
-    complete seeds) and interleaved so that side-by-side jobs mix parts. Variants a part lacks are skipped."""
+    complete seeds) and interleaved so that side-by-side jobs mix parts. Variants a part lacks are skipped.
+    ``retina_epochs`` defaults to :data:`tools.evidence.retina_part.DEFAULTS`."""
     for p in parts:
         if p not in PARTS:
             raise SystemExit(f"unknown part {p!r}; choose from {', '.join(PARTS)}")
@@ -76,7 +81,11 @@ def plan(out: Path, parts, variants, seeds, yolo_epochs: int, unet_epochs: int, 
             for p in parts:
                 if v not in PART_VARIANTS[p]:
                     continue
-                e = yolo_epochs if p == "yolo" else unet_epochs
+                e = {"yolo": yolo_epochs, "unet": unet_epochs}.get(p, retina_epochs)
+                if e is None:
+                    from .retina_part import DEFAULTS as RD
+
+                    e = RD["retina_epochs"]
                 runs.append(Run(p, v, int(s), int(e), Path(out) / p / tag / f"e{e}" / v / f"seed{s}", dict(opts)))
     return runs
 
@@ -112,14 +121,14 @@ def _call(cmd: list[str], run: Run, threads: int, logname: str, cwd: Path | None
 def run_one(run: Run, data_yaml: Path | None = None, threads: int = 1, invoked_by: str = "") -> dict:
     """Train one run in a child process (skipped if its ``result.json`` exists), evaluate it, and return its
     result record (also written to ``result.json``)."""
-    from . import unet_part, yolo_part
+    from . import retina_part, unet_part, yolo_part
 
     if run.done:
         return json.loads(run.result_file.read_text())
     if run.dir.exists():
         shutil.rmtree(run.dir)  # a run cut off half-way starts again
     run.dir.mkdir(parents=True)
-    part = yolo_part if run.part == "yolo" else unet_part
+    part = {"yolo": yolo_part, "unet": unet_part, "retina": retina_part}[run.part]
     cmd = part.command(run, data_yaml)
     (run.dir / "command.txt").write_text(" ".join(cmd) + "\n")
     log(f"[start] {run.name} ({run.epochs} epochs): {run.dir}/log.txt")

@@ -12,6 +12,8 @@ variant           layers 0–1                                             box l
 ``gsconv-f06``    ``GaussianShapedConv``, ``mask_floor: 0.6``            stock CIoU
 ``gsconv-f1``     ``GaussianShapedConv``, ``mask_floor: 1`` (no pinwheel) stock CIoU
 ``gsconv-lr10``   ``GaussianShapedConv``, ``mask_floor: 0.3``, σ/θ lr ×10 stock CIoU
+``gsconv-norm``   ``GaussianShapedConv``, ``mask_floor: 0.3``,            stock CIoU
+                  ``envelope_norm: mean`` (envelope ÷ its mean)
 ``pconv``         ``PConv`` (Yang et al., AAAI 2025)                      stock CIoU
 ``diff``          ``Conv``                                               CIoU + diff scale term, default form
 ``diff-add``      ``Conv``                                               CIoU + (1 − α), ``scale_loss_form: add``
@@ -21,6 +23,10 @@ variant           layers 0–1                                             box l
 
 MSHNet U-Net (``mmdet_cfgs/unet_mshnet_base_cpu.py``): ``stock`` (no Gaussian conv, SLS ``var`` loss), ``gsconv``
 (``gauss_conv='both'``), ``diff`` (``diff`` mask loss), ``both``.
+
+RetinaNet-R18 (``mmdet_cfgs/retinanet_r18_fpn_sirst320_cpu.py`` and its ``_gauss`` twin): ``stock`` (ResNet-18,
+GIoU), ``gsconv`` (``GaussResNet`` as in the twin, GIoU), ``diff`` (ResNet-18, ``DiffScaleIoULoss`` diff/add),
+``both`` (the twin); see :mod:`tools.evidence.retina_part`.
 
 Variants named after a design (``gsconv-f03``, ``diff-mul`` …) pin their options, so their runs stay what they
 were when the package defaults change; ``gsconv``/``diff``/``both`` follow the defaults, and every run records
@@ -59,14 +65,17 @@ VARIANTS = {
     "gsconv-f06": Variant(GS, {"mask_floor": 0.6}),
     "gsconv-f1": Variant(GS, {"mask_floor": 1.0}),
     "gsconv-lr10": Variant(GS, {"mask_floor": 0.3}, yaml_keys={"shape_lr_mult": 10}),
+    "gsconv-norm": Variant(GS, {"mask_floor": 0.3, "envelope_norm": "mean"}),
     "pconv": Variant("PConv"),
     "diff": Variant(loss="diff"),
     "diff-add": Variant(loss="diff", yaml_keys={"scale_loss_form": "add"}),
     "diff-mul": Variant(loss="diff", yaml_keys={"scale_loss_form": "mul"}),
     "both": Variant(GS, loss="diff"),
 }
-PART_VARIANTS = {"yolo": list(VARIANTS), "unet": ["stock", "gsconv", "diff", "both"]}
-BASELINE_LOSS = {"yolo": "none", "unet": "var"}  # stock CIoU for YOLO; MSHNet's SLS for the U-Net
+PART_VARIANTS = {"yolo": list(VARIANTS), "unet": ["stock", "gsconv", "diff", "both"],
+                 "retina": ["stock", "gsconv", "diff", "both"]}
+# stock CIoU for YOLO; MSHNet's SLS for the U-Net; GIoU (= DiffScaleIoULoss mode 'none') for RetinaNet
+BASELINE_LOSS = {"yolo": "none", "unet": "var", "retina": "none"}
 
 
 def check_variants(parts, variants) -> None:
@@ -88,7 +97,10 @@ def resolved(part: str, name: str) -> dict:
     d = asdict(v)
     d["loss"] = v.loss or BASELINE_LOSS[part]
     if v.gauss:
-        d["conv_opts"] = {"mask_floor": DEFAULT_MASK_FLOOR, **v.conv_opts}
+        d["conv_opts"] = {"mask_floor": DEFAULT_MASK_FLOOR, "envelope_norm": "none", **v.conv_opts}
     if part == "yolo" and v.loss:
         d["yaml_keys"] = {"scale_loss_form": "add", "scale_loss_lambda": 1.0, **d["yaml_keys"]}
+    if part == "retina":  # the twin configs' box loss (tools.evidence.retina_part)
+        d["box_loss"] = ({"type": "DiffScaleIoULoss", "mode": v.loss, "iou_mode": "giou", "form": "add",
+                          "loss_weight": 2.0} if v.loss else {"type": "GIoULoss", "loss_weight": 2.0})
     return d

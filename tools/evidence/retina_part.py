@@ -1,0 +1,213 @@
+"""RetinaNet-R18 part: the ``tools/train.py`` command (the CPU twin configs + cfg-options of the variant), its
+result record, and its target-level evaluation (:mod:`.retina_eval` in a child process).
+
+Variants (``mmdet_cfgs/retinanet_r18_fpn_sirst320_cpu*.py``; the twins differ only in the backbone and the box
+loss, see :data:`VARIANT_OPTIONS`):
+
+===========  ==================================================================  =================================
+variant      backbone                                                            box loss (weight 2)
+===========  ==================================================================  =================================
+``stock``    ResNet-18 (``retinanet_r18_fpn_sirst320_cpu.py``)                    ``GIoULoss``
+``gsconv``   ``GaussResNet``: stem + stage-1 3×3 convs Gaussian, as the twin     ``GIoULoss``
+``diff``     ResNet-18                                                           ``DiffScaleIoULoss`` diff/add
+``both``     the twin ``retinanet_r18_fpn_sirst320_cpu_gauss.py``                ``DiffScaleIoULoss`` diff/add
+===========  ==================================================================  =================================
+
+Data: the run's split pair of SIRST (``trainval:test`` or ``train:val``) converted once to COCO json
+(:func:`gaussconv_plugin.data.coco_format.prepare_coco`, one ``annotations/<split>.json`` per split) in
+:func:`coco_dir`; the train loader reads ``<train>.json``, the val/test loaders and evaluators ``<eval>.json``.
+Input size: ``--imgsz`` (the configs' keep-ratio ``Resize`` to ``(imgsz, imgsz)``; 320 = the configs' own).
+Schedule: the config's (AdamW, batch 4, 100-iteration warm-up) with ``max_epochs`` = the run's epochs and the
+step decays moved with it (after epochs round(⅔E) and round(11⁄12·E) of E, the config's 16 and 22 of 24);
+validation on the evaluation split after every epoch (the curves); one checkpoint, at the last epoch (no
+best-epoch selection).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import statistics
+import sys
+from datetime import datetime
+from pathlib import Path
+
+from .runs import REPO, Run, _call
+
+__all__ = ["command", "result", "evaluate", "coco_dir", "model_config", "CONFIGS", "VARIANT_OPTIONS", "DEFAULTS",
+           "EVAL_CONF"]
+
+#: default epochs of ``--parts retina``: half the configs' 24 (LR steps after epochs 8 and 11). Measured: 98 s per
+#: epoch of train:val (255 images = 64 iterations + validation on the 85 val images; 91 s and 106 s) on one CPU
+#: thread beside two YOLO trainings on a 2-core machine, so ~20 min per run; stock reached mAP50 0.04 / 0.15 on val
+#: after epochs 1 / 2, so 12 epochs is well past the start-up phase for ranking the variants
+DEFAULTS = {"retina_epochs": 12, "retina_batch": 4}
+EVAL_CONF = 0.3  # confidence threshold of the target-level evaluation, as for YOLO
+CONFIGS = {"base": REPO / "mmdet_cfgs" / "retinanet_r18_fpn_sirst320_cpu.py",
+           "gauss": REPO / "mmdet_cfgs" / "retinanet_r18_fpn_sirst320_cpu_gauss.py"}
+#: cfg-options on the baseline config that give the twin's backbone / the twin's box loss
+GAUSS_BACKBONE = ["model.backbone.type=GaussResNet", "model.backbone.gauss_conv_cfg.type=GaussianShapedConv2d",
+                  "model.backbone.gauss_stem=True", "model.backbone.gauss_stages=(True,False,False,False)"]
+DIFF_LOSS = ["model.bbox_head.loss_bbox.type=DiffScaleIoULoss", "model.bbox_head.loss_bbox.mode=diff",
+             "model.bbox_head.loss_bbox.iou_mode=giou", "model.bbox_head.loss_bbox.form=add"]
+VARIANT_OPTIONS = {"stock": ("base", []), "gsconv": ("base", GAUSS_BACKBONE), "diff": ("base", DIFF_LOSS),
+                   "both": ("gauss", [])}
+_LOADERS = ("train_dataloader", "val_dataloader", "test_dataloader")
+
+
+def model_config(variant: str) -> tuple[Path, list[str]]:
+    """``(config file, cfg-options)`` of a variant's model (no data/schedule options)."""
+    if variant not in VARIANT_OPTIONS:
+        raise SystemExit(f"variant {variant!r} has no retina form; the retina part has {', '.join(VARIANT_OPTIONS)}")
+    cfg, opts = VARIANT_OPTIONS[variant]
+    return CONFIGS[cfg], list(opts)
+
+
+def coco_dir(opts: dict) -> Path:
+    """The run's SIRST split pair as COCO json in the cache (converted once; keyed by the data folder and limit)."""
+    from gaussconv_plugin.data import cache_dir, sirst_root
+    from gaussconv_plugin.data.coco_format import prepare_coco
+
+    from .runs import SPLITS
+
+    root = sirst_root(opts.get("data_root")).resolve()
+    limit = opts.get("limit")
+    tag = f"{root.name}-{hashlib.sha1(str(root).encode()).hexdigest()[:8]}" + (f"-limit{limit}" if limit else "")
+    return Path(prepare_coco(root, cache_dir("ablation_coco", tag), splits=SPLITS[opts.get("split", "trainval:test")],
+                             limit=limit, verbose=False))
+
+
+def _milestones(epochs: int) -> list[int]:
+    """The config's LR steps (epochs 16 and 22 of 24) scaled to ``epochs``: ``round(⅔E)``, ``round(11⁄12·E)``,
+    within 1..E−1 (an epoch-E milestone would never be reached)."""
+    ms = sorted({max(1, min(epochs - 1, round(epochs * f))) for f in (2 / 3, 11 / 12)})
+    return ms
+
+
+def _imgsz(run: Run) -> int:
+    from .yolo_part import DEFAULTS as YD
+
+    return int(run.opts.get("imgsz") or YD["imgsz"])
+
+
+def command(run: Run, data=None) -> list[str]:
+    """``tools/train.py`` on the variant's config with the data, schedule, seed and checkpoint options."""
+    cfg, opts = model_config(run.variant)
+    coco = Path(data) if data else coco_dir(run.opts)
+    train, ev = run.split
+    s = _imgsz(run)
+    opts += [f"{d}.dataset.data_root={coco}" for d in _LOADERS]
+    opts += [f"train_dataloader.dataset.ann_file=annotations/{train}.json",
+             f"val_dataloader.dataset.ann_file=annotations/{ev}.json",
+             f"test_dataloader.dataset.ann_file=annotations/{ev}.json",
+             f"val_evaluator.ann_file={coco / 'annotations' / f'{ev}.json'}",
+             f"test_evaluator.ann_file={coco / 'annotations' / f'{ev}.json'}",
+             f"train_dataloader.dataset.pipeline.2.scale=({s},{s})",
+             f"val_dataloader.dataset.pipeline.1.scale=({s},{s})",
+             f"test_dataloader.dataset.pipeline.1.scale=({s},{s})",
+             f"train_dataloader.batch_size={DEFAULTS['retina_batch']}",
+             f"train_cfg.max_epochs={run.epochs}", "train_cfg.val_interval=1",
+             f"param_scheduler.1.end={run.epochs}",
+             "param_scheduler.1.milestones=[" + ",".join(map(str, _milestones(run.epochs))) + "]",
+             f"randomness.seed={run.seed}", f"default_hooks.checkpoint.interval={run.epochs}",
+             "default_hooks.checkpoint.save_best=None", "default_hooks.checkpoint.max_keep_ckpts=1"]
+    for d in _LOADERS:
+        opts += [f"{d}.num_workers=0", f"{d}.persistent_workers=False"]
+    return [sys.executable, str(REPO / "tools" / "train.py"), str(cfg), "--work-dir", str(run.dir),
+            "--cfg-options", *opts]
+
+
+_STAMP = re.compile(r"^(\d\d/\d\d \d\d:\d\d:\d\d) - mmengine - INFO - (.*)$")  # MMEngine: month/day time
+
+
+def _epoch_seconds(log: Path, epochs: int) -> list[float]:
+    """Wall seconds of each epoch (training + its validation) from the timestamps of the MMEngine text log: from
+    'Checkpoints will be saved to' (the start) to each 'Epoch(val) [k][n/n]' line."""
+    start, ends = None, {}
+    for line in log.read_text(errors="replace").splitlines() if log.is_file() else []:
+        m = _STAMP.match(line)
+        if not m:
+            continue
+        t = datetime.strptime("2000/" + m.group(1), "%Y/%m/%d %H:%M:%S").timestamp()  # (a leap year: 02/29)
+        msg = m.group(2)
+        if start is None and msg.startswith("Checkpoints will be saved to"):
+            start = t
+        v = re.match(r"Epoch\(val\) \[(\d+)\]\[(\d+)/(\d+)\]", msg)
+        if v and v.group(2) == v.group(3):
+            ends[int(v.group(1))] = t
+    if start is None or not ends:
+        return []
+    ts = [start] + [ends[e] for e in sorted(ends)]
+    return [b - a for a, b in zip(ts[:-1], ts[1:]) if b >= a]  # (the log has no year: drop a new-year crossing)
+
+
+def result(run: Run) -> dict:
+    scalars = sorted(run.dir.glob("*/vis_data/scalars.json"), key=lambda p: p.stat().st_mtime)
+    if not scalars:
+        raise RuntimeError(f"{run.dir}: no */vis_data/scalars.json (did the training run?)")
+    train: dict[int, dict[str, list[float]]] = {}
+    val: dict[int, dict] = {}
+    for line in scalars[-1].read_text().splitlines():
+        rec = json.loads(line)
+        if "loss" in rec and "epoch" in rec:
+            d = train.setdefault(int(rec["epoch"]), {})
+            for k in ("loss", "loss_cls", "loss_bbox"):
+                if k in rec:
+                    d.setdefault(k, []).append(float(rec[k]))
+        elif "step" in rec and "lr" not in rec:  # an evaluation record (step = epoch)
+            val[int(rec["step"])] = {k.split("/", 1)[1]: float(v) for k, v in rec.items() if k.startswith("coco/")}
+    if run.epochs not in val:
+        raise RuntimeError(f"{run.dir}: no validation at the last epoch {run.epochs} in {scalars[-1]}")
+    # CocoMetric returns nothing when no box of the whole split scores above test_cfg.score_thr (it logs 'The
+    # testing results of the whole dataset is empty'): no detection at all is an AP of 0
+    ap = {e: (v.get("bbox_mAP_50", 0.0), v.get("bbox_mAP", 0.0)) for e, v in val.items()}
+    epochs = sorted(train)
+    mean = lambda xs: sum(xs) / len(xs) if xs else float("nan")  # noqa: E731
+    secs = _epoch_seconds(run.dir / "log.txt", run.epochs)
+    rec = {
+        "metrics": {"mAP50": ap[run.epochs][0], "mAP50-95": ap[run.epochs][1]},
+        "epochs_done": max(epochs) if epochs else 0,
+        "curves": {"epoch": epochs, **{k: [mean(train[e].get(k, [])) for e in epochs]
+                                       for k in ("loss", "loss_cls", "loss_bbox")},
+                   "val_epoch": sorted(ap), "mAP50": [ap[e][0] for e in sorted(ap)],
+                   "mAP50-95": [ap[e][1] for e in sorted(ap)]},
+        "empty_predictions": sorted(e for e, v in val.items() if "bbox_mAP_50" not in v),
+        "imgsz": _imgsz(run),
+        "weights": str(run.dir / f"epoch_{run.epochs}.pth"),
+    }
+    if secs:
+        rec["sec_per_epoch"] = round(statistics.median(secs), 1)
+        rec["epoch_seconds"] = [round(s, 1) for s in secs]
+    return rec
+
+
+def eval_command(config: Path, model_opts: list[str], weights: str, root, split: str, imgsz, out: Path,
+                 work_dir: Path, limit: int | None = None, coco: Path | None = None, conf: float = EVAL_CONF,
+                 per_image: bool = False) -> list[str]:
+    """The :mod:`.retina_eval` child command (``--cfg-options`` last)."""
+    cmd = [sys.executable, "-m", "tools.evidence.retina_eval", "--config", str(config), "--checkpoint", str(weights),
+           "--split", split, "--imgsz", str(imgsz), "--conf", str(conf), "--out", str(out), "--work-dir",
+           str(work_dir)]
+    if root is not None:
+        cmd += ["--data-root", str(root)]
+    if limit:
+        cmd += ["--limit", str(limit)]
+    if coco is not None:
+        cmd += ["--coco-dir", str(coco)]
+    if per_image:
+        cmd += ["--per-image"]
+    if model_opts:
+        cmd += ["--cfg-options", *model_opts]
+    return cmd
+
+
+def evaluate(run: Run, threads: int = 1) -> dict:
+    """Target-level figures of the run's last checkpoint on its evaluation split (child process, see
+    :mod:`.retina_eval`: one image at a time at the training size, score ≥ 0.3, centres ≤ 3 px)."""
+    cfg, opts = model_config(run.variant)
+    out = run.dir / "retina_eval.json"
+    cmd = eval_command(cfg, opts, str(run.dir / f"epoch_{run.epochs}.pth"), run.opts.get("data_root"), run.split[1],
+                       _imgsz(run), out, run.dir / "retina_eval", run.opts.get("limit"), coco_dir(run.opts))
+    _call(cmd, run, threads, "retina_eval.log", cwd=REPO)
+    rec = json.loads(out.read_text())
+    return {"metrics": {k: rec[k] for k in ("Pd", "Fa_per_img", "area_ratio_median")}, "retina_eval": rec}
