@@ -121,3 +121,24 @@ def test_prepare_sirst_cli(tmp_path):
     assert lines[0].startswith("train: 4 images") and lines[1].startswith("val: 4 images")
     assert "VOC xml disagrees with the mask for" in p.stdout
     assert json.loads((out / "manifest.json").read_text())["params"]["limit"] == 4
+
+
+def test_every_sirst_box_lies_in_its_image_even_where_the_mask_has_another_size():
+    """SIRST v1 Misc_111: image 325×220, mask and VOC file 592×400; its boxes are scaled to the image."""
+    from PIL import Image
+
+    from gaussconv_plugin.data import read_split, sirst_root, target_boxes
+
+    root = sirst_root()
+    for n in read_split(root, "trainvaltest"):
+        with Image.open(root / "images" / f"{n}.png") as im:
+            w, h = im.size
+        boxes, _ = target_boxes(root, n)
+        assert len(boxes) and (boxes[:, [0, 2]] <= w).all() and (boxes[:, [1, 3]] <= h).all(), n
+    boxes, problems = target_boxes(root, "Misc_111")
+    assert problems == []  # the VOC check is done in the mask's own coordinates
+    from gaussconv_plugin.data import load_mask, mask_to_boxes
+
+    in_mask = mask_to_boxes(load_mask(root, "Misc_111"))
+    assert load_mask(root, "Misc_111").shape == (400, 592) and len(in_mask) == 1
+    np.testing.assert_allclose(boxes, in_mask * np.array([325 / 592, 220 / 400] * 2), rtol=1e-6)

@@ -235,8 +235,18 @@ def check_boxes_against_voc(boxes: np.ndarray, voc: np.ndarray, tol: float = 2.0
 def target_boxes(root: str | os.PathLike, name: str, tol: float = 2.0,
                  layout: str | None = None) -> tuple[np.ndarray, list[str]]:
     """Boxes of one image from its mask's 8-connected components (the ground truth used everywhere, both
-    layouts), and the problems :func:`check_boxes_against_voc` finds against ``masks/<name>.xml`` where that
-    file exists (SIRST v1; IRSTD folders have none, so the list is empty)."""
-    boxes = mask_to_boxes(load_mask(root, name, layout))
+    layouts), in the image's pixel coordinates, and the problems :func:`check_boxes_against_voc` finds against
+    ``masks/<name>.xml`` where that file exists (SIRST v1; IRSTD folders have none, so the list is empty).
+
+    A mask stored at another size than its image (SIRST v1 ``Misc_111``: image 325×220, mask and VOC file
+    592×400) is read at its own size and its boxes (like the VOC check, done in mask coordinates) are scaled to
+    the image: components are never merged or lost by resizing the mask."""
+    mask = load_mask(root, name, layout)
+    boxes = mask_to_boxes(mask)
     xml = Path(root) / "masks" / f"{name}.xml"
-    return boxes, (check_boxes_against_voc(boxes, load_voc_boxes(root, name), tol) if xml.is_file() else [])
+    problems = check_boxes_against_voc(boxes, load_voc_boxes(root, name), tol) if xml.is_file() else []
+    with Image.open(image_path(root, name)) as im:
+        w, h = im.size
+    if (h, w) != mask.shape:
+        boxes = boxes * np.array([w / mask.shape[1], h / mask.shape[0]] * 2, np.float32)
+    return boxes, problems

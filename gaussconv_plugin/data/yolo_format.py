@@ -46,7 +46,7 @@ __all__ = ["prepare_yolo", "boxes_to_yolo_lines", "read_manifest", "default_yolo
 
 #: SIRST v1's default ``((yolo_split, source_split), ...)``
 DEFAULT_SPLITS = (("train", "trainval"), ("val", "test"))
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2  # 2: boxes of a mask stored at another size than its image are scaled to the image
 
 
 def default_yolo_splits(layout: str) -> tuple[tuple[str, str], ...]:
