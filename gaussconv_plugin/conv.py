@@ -6,10 +6,7 @@ Effective kernel of a k×k conv with weight ``W[o, i, u, v]`` (formulas of the e
     K[o, i, u, v] = W[o, i, u, v] · G_σo(u, v) · (m₀ + (1 − m₀) · M_θo(u, v))
 
 m₀ is the mask floor (default :data:`~gaussconv_plugin.masks.DEFAULT_MASK_FLOOR`): the pinwheel taps weigh 1,
-the others m₀, so no tap is cut and every input pixel reaches the output at every stride and θ. With
-``envelope_norm='mean'`` the envelope ``E = G·M_floor`` is divided by its mean over the k×k taps (per channel),
-``K = W · E / mean(E)``: the same shape, but on average the taps keep the scale (and, under Adam-type optimizers,
-the learning speed) of the plain conv instead of being damped. σ and θ are learnable, one of each per output channel (``per_channel=True``) or one per layer.
+the others m₀, so no tap is cut and every input pixel reaches the output at every stride and θ. σ and θ are learnable, one of each per output channel (``per_channel=True``) or one per layer.
 The mask M is binary in the forward pass and passes the gradient of its soft version to θ
 (straight-through estimator). Parameters: those of the ``nn.Conv2d`` it replaces plus
 ``σ_raw`` and ``θ`` (2 scalars per output channel). In eval the kernel is a constant, so
@@ -31,9 +28,7 @@ from .masks import (
     sigma_to_raw,
 )
 
-__all__ = ["GaussianShapedConv2d", "GaussianShapedConv", "autopad", "fuse_conv_bn", "ENVELOPE_NORMS"]
-
-ENVELOPE_NORMS = ("none", "mean")
+__all__ = ["GaussianShapedConv2d", "GaussianShapedConv", "autopad", "fuse_conv_bn"]
 
 
 def _square_odd_kernel(kernel_size) -> int:
@@ -73,8 +68,6 @@ class GaussianShapedConv2d(nn.Conv2d):
         mask_floor: m₀ ∈ [0, 1], the weight of the taps off the pinwheel (default
             :data:`~gaussconv_plugin.masks.DEFAULT_MASK_FLOOR`). 0 is the hard pinwheel, which leaves input pixels
             unread in strided convs (see :func:`~gaussconv_plugin.masks.blind_input_fraction`); 1 drops the pinwheel.
-        envelope_norm: ``'none'`` (default: ``K = W·E``) or ``'mean'`` (``K = W·E/mean(E)``, mean over the taps of
-            each output channel).
 
     Shapes:
         input ``(N, in_channels, H, W)`` → output ``(N, out_channels, H', W')`` as ``nn.Conv2d``.
@@ -82,7 +75,6 @@ class GaussianShapedConv2d(nn.Conv2d):
 
     # Modules pickled before the floor existed (whole-module checkpoints, e.g. Ultralytics') were hard pinwheels.
     mask_floor: float = 0.0
-    envelope_norm: str = "none"
 
     def __init__(
         self,
@@ -105,12 +97,9 @@ class GaussianShapedConv2d(nn.Conv2d):
         learn_theta: bool = True,
         tau: float = 0.5,
         mask_floor: float = DEFAULT_MASK_FLOOR,
-        envelope_norm: str = "none",
     ):
         k = _square_odd_kernel(kernel_size)
         mask_floor = _check_floor(mask_floor)
-        if envelope_norm not in ENVELOPE_NORMS:
-            raise ValueError(f"envelope_norm must be one of {', '.join(ENVELOPE_NORMS)} (got {envelope_norm!r})")
         if padding is None:
             d = dilation if isinstance(dilation, int) else dilation[0]
             padding = d * (k - 1) // 2
@@ -127,7 +116,6 @@ class GaussianShapedConv2d(nn.Conv2d):
         self.theta = nn.Parameter(torch.full((n,), float(theta_init), **pkw), requires_grad=learn_theta)
         self.tau = float(tau)
         self.mask_floor = mask_floor
-        self.envelope_norm = envelope_norm
         self.per_channel = per_channel
 
     @property
@@ -136,11 +124,9 @@ class GaussianShapedConv2d(nn.Conv2d):
         return sigma_from_raw(self.sigma_raw)
 
     def envelope(self) -> torch.Tensor:
-        """``E = G_σ · (m₀ + (1 − m₀)·M_θ)`` (÷ its mean over the taps with ``envelope_norm='mean'``), shaped
-        ``(C or 1, 1, k, k)`` (mask straight-through)."""
+        """``G_σ · (m₀ + (1 − m₀)·M_θ)`` shaped ``(C or 1, 1, k, k)`` (mask straight-through)."""
         k = self.kernel_size[0]
-        e = gaussian_envelope(self.sigma, k) * floor_mask(pinwheel_mask(self.theta, k, self.tau), self.mask_floor)
-        return e / e.mean(dim=(2, 3), keepdim=True) if self.envelope_norm == "mean" else e
+        return gaussian_envelope(self.sigma, k) * floor_mask(pinwheel_mask(self.theta, k, self.tau), self.mask_floor)
 
     def effective_kernel(self) -> torch.Tensor:
         """``W · G_σ · M_θ``, shaped like ``.weight`` ``(out, in/groups, k, k)``."""
@@ -163,8 +149,7 @@ class GaussianShapedConv2d(nn.Conv2d):
         return conv
 
     def extra_repr(self) -> str:
-        return super().extra_repr() + (f", tau={self.tau}, mask_floor={self.mask_floor}, "
-                                       f"envelope_norm={self.envelope_norm!r}, per_channel={self.per_channel}")
+        return super().extra_repr() + f", tau={self.tau}, mask_floor={self.mask_floor}, per_channel={self.per_channel}"
 
 
 @torch.no_grad()

@@ -203,23 +203,3 @@ def test_k3_mask_family_over_theta():
     for t, want in [(0.0, x), (0.5, x), (0.53, full), (0.78, full), (0.79, plus), (1.5, plus), (math.pi / 2, x)]:
         assert pinwheel_mask_hard(torch.tensor([t]), 3)[0, 0].int().tolist() == want, t
 
-
-def test_envelope_norm_mean_keeps_the_shape_at_unit_mean():
-    torch.manual_seed(0)
-    a = GaussianShapedConv2d(4, 6, 5, 2, envelope_norm="mean")
-    b = GaussianShapedConv2d(4, 6, 5, 2)
-    with torch.no_grad():
-        for p in ("weight", "bias", "sigma_raw", "theta"):
-            getattr(b, p).copy_(getattr(a, p))
-        a.theta.copy_(torch.linspace(-1, 1, 6))
-        b.theta.copy_(a.theta)
-    ea, eb = a.envelope(), b.envelope()
-    torch.testing.assert_close(ea.mean(dim=(2, 3)), torch.ones(6, 1))
-    torch.testing.assert_close(ea, eb / eb.mean(dim=(2, 3), keepdim=True))  # same shape, unit mean
-    x = torch.randn(2, 4, 17, 17)
-    torch.testing.assert_close(a.eval()(x), a.to_conv2d()(x))
-    a.train()
-    a(x).square().sum().backward()
-    assert bool((a.sigma_raw.grad != 0).all()) and bool((a.theta.grad != 0).any())
-    with pytest.raises(ValueError, match="envelope_norm must be one of none, mean"):
-        GaussianShapedConv2d(4, 6, 3, envelope_norm="max")

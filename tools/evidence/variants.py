@@ -12,8 +12,6 @@ variant           layers 0–1                                             box l
 ``gsconv-f06``    ``GaussianShapedConv``, ``mask_floor: 0.6``            stock CIoU
 ``gsconv-f1``     ``GaussianShapedConv``, ``mask_floor: 1`` (no pinwheel) stock CIoU
 ``gsconv-lr10``   ``GaussianShapedConv``, ``mask_floor: 0.3``, σ/θ lr ×10 stock CIoU
-``gsconv-norm``   ``GaussianShapedConv``, ``mask_floor: 0.3``,            stock CIoU
-                  ``envelope_norm: mean`` (envelope ÷ its mean)
 ``pconv``         ``PConv`` (Yang et al., AAAI 2025)                      stock CIoU
 ``diff``          ``Conv``                                               CIoU + diff scale term, default form
 ``diff-add``      ``Conv``                                               CIoU + (1 − α), ``scale_loss_form: add``
@@ -65,7 +63,6 @@ VARIANTS = {
     "gsconv-f06": Variant(GS, {"mask_floor": 0.6}),
     "gsconv-f1": Variant(GS, {"mask_floor": 1.0}),
     "gsconv-lr10": Variant(GS, {"mask_floor": 0.3}, yaml_keys={"shape_lr_mult": 10}),
-    "gsconv-norm": Variant(GS, {"mask_floor": 0.3, "envelope_norm": "mean"}),
     "pconv": Variant("PConv"),
     "diff": Variant(loss="diff"),
     "diff-add": Variant(loss="diff", yaml_keys={"scale_loss_form": "add"}),
@@ -97,7 +94,7 @@ def resolved(part: str, name: str) -> dict:
     d = asdict(v)
     d["loss"] = v.loss or BASELINE_LOSS[part]
     if v.gauss:
-        d["conv_opts"] = {"mask_floor": DEFAULT_MASK_FLOOR, "envelope_norm": "none", **v.conv_opts}
+        d["conv_opts"] = {"mask_floor": DEFAULT_MASK_FLOOR, **v.conv_opts}
     if part == "yolo" and v.loss:
         d["yaml_keys"] = {"scale_loss_form": "add", "scale_loss_lambda": 1.0, **d["yaml_keys"]}
     if part == "retina":  # the twin configs' box loss (tools.evidence.retina_part)
