@@ -1,0 +1,128 @@
+"""``make demo``'s code path at a reduced size (``tools/demo.py --quick``): both hosts learn, the summary is complete.
+
+``--quick`` is the demo's own code (same functions, same synthetic generator settings, same U-Net config options and
+YOLO arguments) with fewer images (48: 36 train, 12 test) and epochs (U-Net 12, YOLO 10, no per-epoch YOLO
+validation). 75 s measured on one CPU thread beside two other trainings. What it asserts (each checked to hold on
+this reduced size, and each would fail if learning broke):
+
+- U-Net: the mean training loss of the last epoch is below that of the first epoch after the soft-IoU warm-up
+  (the warm-up epoch has another loss, ``1 − soft-IoU``), and the test mIoU is above chance (a constant or random
+  map scores the target fraction, ~3e-4, or 0).
+- YOLO: the box loss of epoch 1 is not ~0 (it is ~1e-8 when no target gets a positive anchor: the failure the small-box
+  prior removes), and both the box and the cls loss fall by more than 5 % (mean of the last 3 epochs against the
+  first 3). Ten epochs are too few for a non-zero mAP50 here (it comes after ~15 epochs of the full demo's 9
+  iterations each), so the held-out P/R/mAP50 are only checked to be numbers in [0, 1].
+- The summary prints the metrics a user judges by and says where the weights, masks/overlays and the detections PNG
+  are, and those files exist.
+"""
+from __future__ import annotations
+
+import math
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+for _k, _v in {"YOLO_OFFLINE": "1", "YOLO_AUTOINSTALL": "false", "MPLBACKEND": "Agg", "HF_HUB_OFFLINE": "1"}.items():
+    os.environ.setdefault(_k, _v)
+os.environ.setdefault("YOLO_CONFIG_DIR", tempfile.mkdtemp(prefix="gaussconv_yolo_cfg_"))
+
+pytest.importorskip("ultralytics", reason="ultralytics not installed: make setup")
+pytest.importorskip("mmengine", reason="mmengine not installed: make setup")
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tools import demo  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    import io
+    from contextlib import redirect_stdout
+
+    buf = io.StringIO()
+    with redirect_stdout(buf):  # the summary is printed by this process (the training subprocesses print to the fd)
+        res = demo.main(["--quick", "--threads", "1", "--out", str(out)])
+    res["printed"] = buf.getvalue()
+    return res
+
+
+def test_quick_settings_are_the_demo_settings():
+    full, small = demo.settings("synthetic"), demo.settings("synthetic", quick=True)
+    assert small.unet_opts == full.unet_opts and small.unet_batch == full.unet_batch
+    assert small.imgsz == full.imgsz and small.yolo_batch == full.yolo_batch and small.box_prior == full.box_prior
+    assert [a for a in small.yolo_args if a != "val=False"] == full.yolo_args
+    assert small.images < full.images and small.unet_epochs < full.unet_epochs and small.yolo_epochs < full.yolo_epochs
+
+
+def test_unet_learns(quick):
+    u = quick["unet"]
+    loss = u["loss_by_epoch"]
+    s = quick["settings"]
+    assert sorted(loss) == list(range(1, s.unet_epochs + 1)), loss
+    first = loss[s.unet_warmup + 1]  # first epoch with the diff scale loss
+    last = loss[s.unet_epochs]
+    assert last < first, f"U-Net loss did not fall after the warm-up: {loss}"
+    assert u["n_targets"] > 0
+    # measured (1 thread): loss 1.947 (epoch 2) -> 0.984 (epoch 12); mIoU 0.488, Pd 0.889 on 12 images, 27 targets
+    assert u["mIoU"] > 0.01, f"U-Net test mIoU {u['mIoU']} is not above chance"
+    for k in ("nIoU", "Pd", "Fa_e6"):
+        assert math.isfinite(u[k])
+
+
+def test_yolo_learns(quick):
+    y = quick["yolo"]
+    rows = y["rows"]
+    assert len(rows) == quick["settings"].yolo_epochs
+    mean = lambda k, rr: sum(r[k] for r in rr) / len(rr)  # noqa: E731
+    box0, box1 = mean("train/box_loss", rows[:3]), mean("train/box_loss", rows[-3:])
+    cls0, cls1 = mean("train/cls_loss", rows[:3]), mean("train/cls_loss", rows[-3:])
+    assert rows[0]["train/box_loss"] > 0.1, f"box loss {rows[0]['train/box_loss']}: no target got a positive anchor"
+    # measured (1 thread): box 5.99 -> 5.37, cls 4.95 -> 4.54 (means of the first / last 3 epochs)
+    assert box1 < 0.95 * box0 and cls1 < 0.95 * cls0, \
+        f"YOLO losses did not fall: box {box0:.3f} -> {box1:.3f}, cls {cls0:.3f} -> {cls1:.3f}"
+    for k in ("P", "R", "mAP50", "mAP50_95"):
+        assert 0.0 <= y[k] <= 1.0
+    assert y["gs_layers"] == 2 and y["gs_after_fuse"] == 0 and y["fuse_max_abs_diff"] < 1e-3
+
+
+def test_summary_and_files(quick):
+    text = "\n".join(quick["summary"])
+    assert text in quick["printed"]
+    for key in ("mIoU", "nIoU", "Pd", "Fa", " P ", " R ", "mAP50", "weights:", "predicted masks and overlays",
+                "detections", "next step", "yolo train model=yolov8n-p2-gauss.yaml"):
+        assert key in text, f"summary lacks {key!r}:\n{text}"
+    u, y = quick["unet"], quick["yolo"]
+    assert Path(u["checkpoint"]).is_file() and u["overlays"] and all(p.is_file() for p in u["overlays"])
+    assert Path(y["best"]).is_file() and Path(y["detections"]).is_file()
+    from PIL import Image
+
+    im = Image.open(y["detections"])
+    assert im.mode == "RGB" and im.width >= 3 * 160
+
+
+def test_synthetic_settings(tmp_path):
+    """The generator's new keyword arguments: defaults unchanged, DEMO_SMALL's targets are 3–5 px, bad ranges fail."""
+    import numpy as np
+
+    from gaussconv_plugin.data import load_mask, make_synthetic_sirst, mask_to_boxes, read_split
+    from gaussconv_plugin.data.synthetic import DEMO_SMALL
+
+    root = make_synthetic_sirst(tmp_path / "d", n=24, seed=0, **DEMO_SMALL)
+    sides = []
+    for n in read_split(root, "trainvaltest"):
+        m = load_mask(root, n)
+        assert m.shape[1] == 160 and 120 <= m.shape[0] <= 160
+        b = mask_to_boxes(m)
+        sides += list(np.minimum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]))
+    sides = np.array(sides)
+    assert len(sides) >= 24 and sides.max() <= 5 and (sides >= 3).mean() >= 0.9
+    with pytest.raises(ValueError, match="sigma"):
+        make_synthetic_sirst(tmp_path / "e", n=4, sigma=(2.0, 1.0))
+    with pytest.raises(ValueError, match="n_targets"):
+        make_synthetic_sirst(tmp_path / "e", n=4, n_targets=(0, 2))
+    assert not (tmp_path / "e").exists()  # settings are checked before anything is written
