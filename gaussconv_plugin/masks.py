@@ -79,7 +79,7 @@ __all__ = [
 ]
 
 #: Default mask floor m₀ (see the module docstring); chosen by the SIRST train/val screen (README, Method).
-DEFAULT_MASK_FLOOR = 0.3
+DEFAULT_MASK_FLOOR = 0.6
 
 
 def _check_kernel_size(k: int) -> int:

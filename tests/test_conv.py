@@ -7,6 +7,7 @@ import torch.nn as nn
 
 from gaussconv_plugin import GaussianShapedConv, GaussianShapedConv2d, fuse_gaussian_convs, swap_convs
 from gaussconv_plugin.masks import (
+    DEFAULT_MASK_FLOOR,
     floor_mask,
     gaussian_envelope,
     pinwheel_mask,
@@ -93,13 +94,13 @@ def test_gradcheck_input_weight_sigma():
         conv.weight.data, conv.sigma_raw.data = w, sraw  # route the check's inputs through the module
         k = w * (
             gaussian_envelope(torch.nn.functional.softplus(sraw), 3)
-            * floor_mask(pinwheel_mask(conv.theta, 3), conv.mask_floor)  # m0 + (1 - m0)·M, default m0 = 0.3
+            * floor_mask(pinwheel_mask(conv.theta, 3), conv.mask_floor)  # m0 + (1 - m0)·M, m0 = the default floor
         ).to(w.dtype)
         return conv._conv_forward(x, k, conv.bias)
 
     assert torch.autograd.gradcheck(f, (x, w, sraw), eps=1e-6, atol=1e-5)
     # and the module's own forward agrees with the function checked above
-    assert conv.mask_floor == 0.3
+    assert conv.mask_floor == DEFAULT_MASK_FLOOR > 0
     torch.testing.assert_close(conv(x), f(x, w, sraw))
 
 

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from gaussconv_plugin.masks import DEFAULT_MASK_FLOOR
+
 # offline before ultralytics is imported anywhere in this process (no-ops where the Makefile already set them)
 for _k, _v in {"YOLO_OFFLINE": "1", "YOLO_AUTOINSTALL": "false", "MPLBACKEND": "Agg", "HF_HUB_OFFLINE": "1"}.items():
     os.environ.setdefault(_k, _v)
@@ -242,7 +244,7 @@ def test_shape_param_stats_and_csv_log(model, tmp_path):
     try:
         rows = adapter.shape_param_stats(model)
         assert [r["layer"] for r in rows] == ["model.0.conv", "model.1.conv"]
-        assert [(r["k"], r["stride"], r["mask_floor"]) for r in rows] == [(3, 2, 0.3), (3, 2, 0.3)]
+        assert [(r["k"], r["stride"], r["mask_floor"]) for r in rows] == [(3, 2, DEFAULT_MASK_FLOOR)] * 2
         assert rows[0]["sigma_mean"] == pytest.approx(1.5, abs=1e-5)  # default σ₀ = k/2
         assert rows[0]["theta_min_deg"] == rows[0]["theta_max_deg"] == 0.0
         assert rows[1]["theta_min_deg"] == pytest.approx(-28.6479, abs=1e-3)
