@@ -19,12 +19,7 @@ THETAS = torch.linspace(-math.pi / 2, math.pi / 2, 37).tolist()  # 5° steps, bo
 SIZE = 32  # input side; interior = pixels at least layers·k from the border (as blind_input_fraction)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _conv(cin, cout, k, stride, theta, seed, **kw) -> GaussianShapedConv2d:

@@ -39,12 +39,7 @@ from gaussconv_plugin.yolo import adapter  # noqa: E402
 CFG = "yolov8n-p2-gauss.yaml"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
