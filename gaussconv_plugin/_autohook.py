@@ -32,7 +32,8 @@ import os
 import sys
 import warnings
 
-__all__ = ["PTH_NAME", "pth_line", "TRIGGER", "TRIGGERS", "ENV_OFF", "disabled", "install", "uninstall", "is_installed", "last_error"]
+__all__ = ["PTH_NAME", "pth_line", "TRIGGER", "TRIGGERS", "ENV_OFF", "disabled", "install", "uninstall", "is_installed",
+           "last_error"]
 
 TRIGGER = "ultralytics.nn.tasks"
 TRIGGERS = (TRIGGER, "ultralytics.engine.trainer")
@@ -161,7 +162,6 @@ def is_installed() -> bool:
 
 def install() -> bool:
     """Install the hook (idempotent). Registers immediately if ``ultralytics.nn.tasks`` is already imported.
-
 
     Returns False when switched off by ``$GAUSSCONV_NO_AUTOHOOK``, True otherwise."""
     if disabled():
