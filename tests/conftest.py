@@ -1,4 +1,6 @@
 """Shared fixtures of the test suite."""
+import logging
+
 import pytest
 import torch
 
@@ -11,3 +13,21 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture
+def ultralytics_log():
+    """The messages Ultralytics' ``LOGGER`` emits during the test, as a list of strings (after the logger's own
+    filters, e.g. the adapter's relabelling of the per-layer table)."""
+    from ultralytics.utils import LOGGER
+
+    lines = []
+
+    class _Collect(logging.Handler):
+        def emit(self, record):
+            lines.append(record.getMessage())
+
+    handler = _Collect()
+    LOGGER.addHandler(handler)
+    yield lines
+    LOGGER.removeHandler(handler)

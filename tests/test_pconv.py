@@ -1,7 +1,6 @@
 """PConv (pinwheel-shaped conv of Yang et al., AAAI 2025): geometry, errors, and the Ultralytics YAML row."""
 from __future__ import annotations
 
-import logging
 import os
 import re
 import tempfile
@@ -160,21 +159,10 @@ def test_yaml_pconv_keeps_the_rng_stream_of_the_stock_twin(tasks, tmp_path):
     assert later and all(torch.equal(sm[k], sb[k]) for k in later)
 
 
-def test_yaml_pconv_verbose_row_shows_its_parameter_count(tasks, tmp_path):
+def test_yaml_pconv_verbose_row_shows_its_parameter_count(tasks, tmp_path, ultralytics_log):
     path = _pconv_yaml(tmp_path, rows=(0,))
-    lines = []
-
-    class H(logging.Handler):
-        def emit(self, r):
-            lines.append(r.getMessage())
-
-    h = H()
-    tasks.LOGGER.addHandler(h)
-    try:
-        m = tasks.DetectionModel(str(path), nc=1, verbose=True)
-    finally:
-        tasks.LOGGER.removeHandler(h)
-    (row0,) = [ln for ln in lines if ln[:3].strip() == "0" and "[" in ln]
+    m = tasks.DetectionModel(str(path), nc=1, verbose=True)
+    (row0,) = [ln for ln in ultralytics_log if ln[:3].strip() == "0" and "[" in ln]
     assert "gaussconv_plugin.PConv" in row0
     n = sum(p.numel() for p in m.model[0].parameters())
     assert re.search(rf"\s{n}\s", row0), (n, row0)

@@ -255,22 +255,9 @@ def test_bad_scale_loss_is_one_line_error_naming_the_modes():
         tasks.DetectionModel(d, nc=1, verbose=False)
 
 
-def test_verbose_table_names_the_gaussian_layers(caplog):
-    import logging
-
-    lines = []
-
-    class H(logging.Handler):
-        def emit(self, r):
-            lines.append(r.getMessage())
-
-    h = H()
-    tasks.LOGGER.addHandler(h)
-    try:
-        tasks.DetectionModel("yolov8n-gauss.yaml", nc=1, verbose=True)
-    finally:
-        tasks.LOGGER.removeHandler(h)
-    rows = [ln for ln in lines if ln[:3].strip() in ("0", "1", "3") and "[" in ln]
+def test_verbose_table_names_the_gaussian_layers(ultralytics_log):
+    tasks.DetectionModel("yolov8n-gauss.yaml", nc=1, verbose=True)
+    rows = [ln for ln in ultralytics_log if ln[:3].strip() in ("0", "1", "3") and "[" in ln]
     assert "gaussconv_plugin.GaussianShapedConv" in rows[0] and "496" in rows[0]  # 464 + 2·16
     assert "gaussconv_plugin.GaussianShapedConv" in rows[1] and "4736" in rows[1]  # 4672 + 2·32
     assert "ultralytics.nn.modules.conv.Conv" in rows[2]

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import hashlib
 import json
 import os
 import re
@@ -45,18 +44,13 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file: make `tools` and `gaussconv_plugin` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tools.evidence.runs import REPO, Run, child_env, git_commit, log  # noqa: E402
+from tools.evidence.runs import REPO, Run, call, dataset_tag, git_commit, log  # noqa: E402
 
 __all__ = ["NATIVE", "eval_folder", "train_imgsz", "prepare_yolo_eval", "yolo_val", "evaluate_yolo",
            "evaluate_run", "evaluate_runs", "main"]
 
 NATIVE = "native"
 EVAL_CONF = 0.3
-
-
-def _tag(root: Path, limit: int | None) -> str:
-    root = Path(root).resolve()
-    return f"{root.name}-{hashlib.sha1(str(root).encode()).hexdigest()[:8]}" + (f"-limit{limit}" if limit else "")
 
 
 def eval_folder(out: Path, root: Path, split: str = "test", imgsz=None) -> Path:
@@ -91,7 +85,7 @@ def prepare_yolo_eval(root, split: str = "test", limit: int | None = None, out_d
 
     from tools.evidence.boxeval import native_imgsz
 
-    out = Path(out_dir) if out_dir else cache_dir("eval_yolo", f"{_tag(root, limit)}-{split}")
+    out = Path(out_dir) if out_dir else cache_dir("eval_yolo", f"{dataset_tag(root, limit)}-{split}")
     prepare_yolo(root, out, splits=(("val", split),), limit=limit)
     imgs = [out / "images" / "val" / f"{n}.png" for n in read_split(root, split)[: limit or None]]
     sizes = {}
@@ -183,7 +177,7 @@ def _unet(rec: dict, run: Run, root: Path, split: str, limit, work: Path, thread
            "--cfg-options", *opts]
     work.mkdir(parents=True, exist_ok=True)
     before = set(work.glob("*/*.json"))
-    _child(cmd, work / "test.log", threads, run.name)
+    call(cmd, work / "test.log", threads, REPO, f"{run.name}: evaluation failed")
     logs = sorted(set(work.glob("*/*.json")) - before, key=lambda p: p.stat().st_mtime)
     if not logs:
         raise RuntimeError(f"{run.name}: tools/test.py wrote no metrics json under {work}")
@@ -191,18 +185,6 @@ def _unet(rec: dict, run: Run, root: Path, split: str, limit, work: Path, thread
     metrics = {k.split("/", 1)[1]: float(v) for k, v in m.items() if k.startswith("irstd/")}
     return {"metrics": {k: metrics[k] for k in ("mIoU", "nIoU", "Pd", "Fa_e6")},
             "detail": {**metrics, "command": cmd, "imgsz": NATIVE}}
-
-
-def _child(cmd: list[str], logfile: Path, threads: int, label: str) -> None:
-    """Run ``cmd`` in the repository with its output in ``logfile`` and ``threads`` CPU threads; one-line error."""
-    import subprocess
-
-    with logfile.open("w") as fh:
-        proc = subprocess.run(cmd, cwd=REPO, env=child_env(threads), stdout=fh, stderr=subprocess.STDOUT)
-    if proc.returncode != 0:
-        tail = logfile.read_text(errors="replace").strip().splitlines()[-1:]
-        raise RuntimeError(f"{label}: evaluation failed (exit {proc.returncode}): {tail[0] if tail else ''} — see "
-                           f"{logfile}")
 
 
 def evaluate_run(run: Run, root: Path, split: str, imgsz, folder: Path, threads: int = 1, limit=None,
@@ -236,7 +218,7 @@ def evaluate_run(run: Run, root: Path, split: str, imgsz, folder: Path, threads:
                str(d / "work"), "--out", str(out)]
         if limit:
             cmd += ["--limit", str(limit)]
-        _child(cmd, d / "eval.log", threads, run.name)
+        call(cmd, d / "eval.log", threads, REPO, f"{run.name}: evaluation failed")
         detail = json.loads(out.read_text())
         metrics = {k: detail[k] for k in ("mAP50", "mAP50-95", "precision", "recall", "Pd", "Fa_per_img",
                                           "area_ratio_median")}
@@ -245,7 +227,7 @@ def evaluate_run(run: Run, root: Path, split: str, imgsz, folder: Path, threads:
         out = d / "retina_eval.json"
         cmd = retina_part.eval_command(Path(config), model_opts, str(weights), root, split, size, out, d / "work",
                                        limit, per_image=True)
-        _child(cmd, d / "eval.log", threads, run.name)
+        call(cmd, d / "eval.log", threads, REPO, f"{run.name}: evaluation failed")
         detail = json.loads(out.read_text())
         metrics = {k: detail[k] for k in ("mAP50", "Pd", "Fa_per_img", "area_ratio_median")}
     else:

@@ -19,7 +19,6 @@ preprocessor pads to a multiple of 32). ``--per-image`` adds each image's origin
 from __future__ import annotations
 
 import argparse
-import hashlib
 import importlib.util
 import json
 import math
@@ -41,9 +40,9 @@ def eval_coco_dir(root: Path, limit: int | None = None) -> Path:
     """Cache folder of the COCO conversion of an evaluation folder (keyed by its path and limit)."""
     from gaussconv_plugin.data import cache_dir
 
-    root = Path(root).resolve()
-    tag = f"{root.name}-{hashlib.sha1(str(root).encode()).hexdigest()[:8]}" + (f"-limit{limit}" if limit else "")
-    return cache_dir("eval_coco", tag)
+    from .runs import dataset_tag
+
+    return cache_dir("eval_coco", dataset_tag(root, limit))
 
 
 def _test_tool():

@@ -24,7 +24,6 @@ best-epoch selection).
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import statistics
@@ -32,7 +31,7 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from .runs import REPO, Run, _call
+from .runs import REPO, Run, _call, dataset_tag
 
 __all__ = ["command", "result", "evaluate", "coco_dir", "model_config", "CONFIGS", "VARIANT_OPTIONS", "DEFAULTS",
            "EVAL_CONF"]
@@ -72,8 +71,7 @@ def coco_dir(opts: dict) -> Path:
 
     root = sirst_root(opts.get("data_root")).resolve()
     limit = opts.get("limit")
-    tag = f"{root.name}-{hashlib.sha1(str(root).encode()).hexdigest()[:8]}" + (f"-limit{limit}" if limit else "")
-    return Path(prepare_coco(root, cache_dir("ablation_coco", tag), splits=SPLITS[opts.get("split", "trainval:test")],
+    return Path(prepare_coco(root, cache_dir("ablation_coco", dataset_tag(root, limit)), splits=SPLITS[opts.get("split", "trainval:test")],
                              limit=limit, verbose=False))
 
 

@@ -7,6 +7,7 @@ half-way starts again from scratch). Each run is a child process with its own CP
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import json
 import shutil
 import subprocess
@@ -18,7 +19,7 @@ from pathlib import Path
 from .variants import PART_VARIANTS, check_variants, resolved
 
 __all__ = ["PARTS", "DEFAULT_PARTS", "SPLITS", "Run", "plan", "run_one", "collect", "child_env", "git_commit", "log",
-           "REPO"]
+           "REPO", "call", "dataset_tag"]
 
 REPO = Path(__file__).resolve().parents[2]
 PARTS = ("yolo", "unet", "retina")
@@ -108,14 +109,25 @@ def child_env(threads: int) -> dict:
     return offline_env(threads=threads)
 
 
-def _call(cmd: list[str], run: Run, threads: int, logname: str, cwd: Path | None = None) -> None:
-    """Run ``cmd`` (in ``cwd``, default the run folder) with its output in ``<run>/<logname>``; one-line error."""
-    with (run.dir / logname).open("w") as fh:
-        proc = subprocess.run(cmd, cwd=cwd or run.dir, env=child_env(threads), stdout=fh, stderr=subprocess.STDOUT)
+def call(cmd: list[str], logfile: Path, threads: int, cwd: Path, what: str, hint: str = "") -> None:
+    """Run ``cmd`` in ``cwd`` with ``threads`` CPU threads (:func:`child_env`) and its output in ``logfile``; a failure
+    raises one line: ``<what> (exit N): <last log line> — see <logfile><hint>``."""
+    with Path(logfile).open("w") as fh:
+        proc = subprocess.run(cmd, cwd=cwd, env=child_env(threads), stdout=fh, stderr=subprocess.STDOUT)
     if proc.returncode != 0:
-        tail = (run.dir / logname).read_text(errors="replace").strip().splitlines()[-1:]
-        raise RuntimeError(f"{run.name} failed (exit {proc.returncode}): {tail[0] if tail else ''} — "
-                           f"see {run.dir}/{logname}; rerun the same command to retry it")
+        tail = Path(logfile).read_text(errors="replace").strip().splitlines()[-1:]
+        raise RuntimeError(f"{what} (exit {proc.returncode}): {tail[0] if tail else ''} — see {logfile}{hint}")
+
+
+def _call(cmd: list[str], run: Run, threads: int, logname: str, cwd: Path | None = None) -> None:
+    """:func:`call` for a step of ``run`` (in ``cwd``, default the run folder; output in ``<run>/<logname>``)."""
+    call(cmd, run.dir / logname, threads, cwd or run.dir, f"{run.name} failed", "; rerun the same command to retry it")
+
+
+def dataset_tag(root, limit: int | None = None) -> str:
+    """Cache key of a dataset folder: ``<name>-<sha1 of its absolute path, 8 hex>[-limit<N>]``."""
+    root = Path(root).resolve()
+    return f"{root.name}-{hashlib.sha1(str(root).encode()).hexdigest()[:8]}" + (f"-limit{limit}" if limit else "")
 
 
 def run_one(run: Run, data_yaml: Path | None = None, threads: int = 1, invoked_by: str = "") -> dict:
