@@ -162,3 +162,49 @@ def test_child_env_is_offline_and_single_threaded(tmp_path, monkeypatch):
     assert env["YOLO_OFFLINE"] == "1" and env["YOLO_AUTOINSTALL"] == "false"
     assert env["YOLO_CONFIG_DIR"] == str((tmp_path / "cfg").resolve())
     assert (tmp_path / "cfg" / "Ultralytics" / "Arial.ttf").is_file()  # no font download
+
+
+def test_dataset_split_pairs_and_run_folders(tmp_path):
+    """Any TRAIN:EVAL pair of the folder's lists; SIRST runs keep their folders, other datasets get their name."""
+    from gaussconv_plugin.data import nudt_root, sirst_root
+    from tools.evidence import datasets
+
+    sirst, nudt = sirst_root().resolve(), nudt_root().resolve()
+    assert datasets.check_split(nudt, "train_sub:val_sub") == ("train_sub", "val_sub")
+    assert datasets.check_split(sirst, "train:val") == ("train", "val")
+    with pytest.raises(SystemExit, match=r"--split train:val: .*holds val\.txt"):
+        datasets.check_split(nudt, "train:val")  # NUDT-SIRST has no val list: one line naming the fix
+    with pytest.raises(SystemExit, match="give two list names as TRAIN:EVAL"):
+        datasets.parse_split("trainval")
+    runs = ablation.plan(tmp_path, ["yolo", "unet"], ["stock"], [0], 2, 2, data_root=str(nudt),
+                         split="train_sub:val_sub")
+    assert [r.dir.relative_to(tmp_path).parts[:3] for r in runs] == [
+        ("yolo", "nudt_sirst", "train_sub-val_sub"), ("unet", "nudt_sirst", "train_sub-val_sub")]
+    old = ablation.plan(tmp_path, ["yolo"], ["stock"], [0], 2, 2, data_root=str(sirst), split="train:val")
+    assert old[0].dir.relative_to(tmp_path).parts[:3] == ("yolo", "train-val", "e2")  # resumes pre-dataset runs
+    assert ablation.unet_command(runs[1])[2].endswith("unet_mshnet_base_nudt_cpu.py")
+    assert ablation.unet_command(old[0].__class__("unet", "stock", 0, 2, tmp_path, {}))[2].endswith(
+        "unet_mshnet_base_cpu.py")
+    with pytest.raises(SystemExit, match="unknown dataset 'nudt'; choose from sirst, nudt_sirst"):
+        datasets.resolve("nudt")
+
+
+def test_tiny_ablation_on_nudt_sirst(tmp_path, monkeypatch):
+    """`--dataset nudt_sirst`: both parts train on the IRSTD layout at 256 px, every result records its dataset."""
+    monkeypatch.setenv("GAUSSCONV_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "abl"
+    summary = ablation.main(["--dataset", "nudt_sirst", "--split", "train_sub:val_sub", "--limit", "4", "--epochs",
+                             "1", "--seeds", "0", "--variants", "stock", "--batch", "4", "--jobs", "1",
+                             "--out", str(out)])
+    assert set(summary) == {"yolo", "unet"}
+    recs = [json.loads(p.read_text()) for p in sorted(out.rglob("result.json"))]
+    assert len(recs) == 2
+    for r in recs:
+        assert r["dataset"]["name"] == "nudt_sirst" and r["dataset"]["layout"] == "irstd"
+        assert r["split"] == {"train": "train_sub", "eval": "val_sub"}
+    yolo = next(r for r in recs if r["part"] == "yolo")
+    assert "imgsz=256" in yolo["command"]  # NUDT-SIRST's native size by default
+    assert yolo["eval"]["boxeval"]["n_images"] == 4 and yolo["eval"]["boxeval"]["split"] == "val_sub"
+    rows = list(csv.DictReader((out / "results.csv").open()))
+    assert {r["dataset"] for r in rows} == {"nudt_sirst"}
+    assert (out / "ablation.md").read_text().startswith("Ablation on NUDT-SIRST (50_50): train on `train_sub`")

@@ -137,9 +137,10 @@ def trained(env):
 
 def test_tiny_retina_run_through_the_ablation(env, trained):
     assert set(trained) == {"yolo", "retina"} and set(trained["retina"]) == {"stock"}
-    res = env["out"] / "retina" / "trainval-test" / "e1" / "stock" / "seed0"
+    res = env["out"] / "retina" / "train_root" / "trainval-test" / "e1" / "stock" / "seed0"  # named by its folder
     rec = json.loads((res / "result.json").read_text())
     assert rec["part"] == "retina" and rec["split"] == {"train": "trainval", "eval": "test"} and rec["imgsz"] == 128
+    assert rec["dataset"] == {"name": "train_root", "root": str(env["train"].resolve()), "layout": "sirst"}
     m = rec["metrics"]
     assert set(m) == {"mAP50", "mAP50-95", "Pd", "Fa_per_img", "area_ratio_median"}
     assert 0 <= m["mAP50"] <= 1 and 0 <= m["Pd"] <= 1 and m["Fa_per_img"] >= 0

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Ablation on SIRST: stock / +GaussianShapedConv (and its screened designs) / +scale loss / both, for YOLOv8n,
+"""Ablation on SIRST v1 or NUDT-SIRST: stock / +GaussianShapedConv (and its screened designs) / +scale loss / both, for YOLOv8n,
 the MSHNet U-Net and (``--parts retina``) RetinaNet-R18. The pieces live in :mod:`tools.evidence` (variants, runs,
 parts, evaluation, statistics, report, plots); this file is the command line.
 
@@ -10,9 +10,12 @@ One command runs every (part, variant, seed) that is not done yet, then writes t
     python tools/ablation.py --report-only                     # tables + plots from the runs already done
     python tools/ablation.py --split train:val --parts retina --seeds 0 1     # RetinaNet-R18 CPU twins
     python tools/ablation.py --evaluate DIR --eval-imgsz native  # the finished runs on another dataset
+    python tools/ablation.py --dataset nudt_sirst --parts unet yolo --variants stock both --seeds 0 1 2
 
 ``--split train:val`` trains on ``train`` and evaluates on ``val`` (the screen: designs are chosen there);
-the default ``trainval:test`` is the final protocol. Variants: see :mod:`tools.evidence.variants`. Each run is a
+the default ``trainval:test`` is the final protocol. ``--dataset nudt_sirst`` (or ``--data-root`` of any folder in
+the IRSTD layout) trains on NUDT-SIRST: ``train:test`` by default, ``train_sub:val_sub`` (the committed carve of
+``train``) for choices; see :mod:`tools.evidence.datasets`. Variants: see :mod:`tools.evidence.variants`. Each run is a
 child process (the stock ``yolo`` CLI, or ``tools/train.py``) with one CPU thread; ``--jobs`` runs that many side
 by side; finished runs are skipped (rerunning resumes). The metrics are those of the **last** epoch (no
 checkpoint selection on the evaluation split); the detectors are also scored per target (:mod:`tools.evidence.boxeval`,
@@ -39,12 +42,13 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from gaussconv_plugin.data import cache_dir, sirst_root  # noqa: E402
+from gaussconv_plugin.data import cache_dir  # noqa: E402
 from tools.evidence import retina_part, unet_part, yolo_part  # noqa: E402
+from tools.evidence.datasets import DATASETS, check_split, resolve  # noqa: E402
 from tools.evidence.plots import plot_curves, plot_sigma_theta  # noqa: E402
 from tools.evidence.report import machine, markdown, summarize, write_tables  # noqa: E402
 from tools.evidence.runs import (  # noqa: E402
-    DEFAULT_PARTS, PARTS, SPLITS, Run, child_env, collect, git_commit, log, plan, run_one,
+    DEFAULT_PARTS, PARTS, Run, child_env, collect, git_commit, log, plan, run_one,
 )
 from tools.evidence.variants import VARIANTS  # noqa: E402
 
@@ -81,19 +85,25 @@ def main(argv=None) -> dict:
     ap.add_argument("--variants", nargs="+", default=["stock", "gsconv", "diff", "both"],
                     help="subset of: " + " ".join(VARIANTS) + " (default: stock gsconv diff both)")
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
-    ap.add_argument("--split", default="trainval:test", choices=list(SPLITS),
-                    help="train:eval splits of SIRST idx_427 (default trainval:test; train:val for screening)")
+    ap.add_argument("--dataset", default="sirst", choices=list(DATASETS),
+                    help="sirst (SIRST v1, default) or nudt_sirst (NUDT-SIRST); --data-root overrides its folder")
+    ap.add_argument("--split", default=None, metavar="TRAIN:EVAL",
+                    help="two split lists of the dataset (default: sirst trainval:test, nudt_sirst train:test; "
+                         "screens: sirst train:val, nudt_sirst train_sub:val_sub)")
     ap.add_argument("--epochs", type=int, default=None, help="epochs for every part (overrides the three below)")
     ap.add_argument("--yolo-epochs", type=int, default=DEFAULTS["yolo_epochs"])
     ap.add_argument("--unet-epochs", type=int, default=DEFAULTS["unet_epochs"])
     ap.add_argument("--retina-epochs", type=int, default=DEFAULTS["retina_epochs"])
     ap.add_argument("--yolo-arch", choices=("p2", "p3"), default=DEFAULTS["yolo_arch"],
                     help="p2: yolov8-p2-* (P2–P5 outputs, default); p3: yolov8-* (P3–P5)")
-    ap.add_argument("--imgsz", type=int, default=DEFAULTS["imgsz"], help="input size of YOLO and RetinaNet")
+    ap.add_argument("--imgsz", type=int, default=None,
+                    help="input size of YOLO and RetinaNet (default: sirst 320, nudt_sirst 256)")
     ap.add_argument("--batch", type=int, default=DEFAULTS["batch"])
     ap.add_argument("--jobs", type=int, default=2, help="runs side by side (default 2)")
     ap.add_argument("--threads", type=int, default=1, help="CPU threads per run (default 1)")
-    ap.add_argument("--data-root", default=None, help="SIRST folder (default: gaussconv_plugin.data.sirst_root())")
+    ap.add_argument("--data-root", default=None,
+                    help="dataset folder in either layout (default: the --dataset's folder, gaussconv_plugin.data."
+                         "sirst_root() / nudt_root())")
     ap.add_argument("--limit", type=int, default=None, help="use only the first N images per split (smoke runs)")
     ap.add_argument("--out", default=None, help="results folder (default ~/.cache/gaussconv_plugin/ablation)")
     ap.add_argument("--publish", default=None, help="also copy tables + plots (no weights) to this folder")
@@ -114,18 +124,25 @@ def main(argv=None) -> dict:
         raise SystemExit("--epochs/--yolo-epochs/--unet-epochs/--retina-epochs, --jobs and --threads must be >= 1")
     out = Path(a.out) if a.out else cache_dir("ablation")
     out.mkdir(parents=True, exist_ok=True)
+    ds = DATASETS[a.dataset]
+    a.split = a.split or ds.final
+    a.imgsz = a.imgsz or ds.imgsz
     try:
-        root = sirst_root(a.data_root)
-    except FileNotFoundError:
+        root = resolve(a.dataset, a.data_root)
+        check_split(root, a.split)
+    except SystemExit:
         if not a.evaluate:  # --evaluate only reads the finished runs: their training data need not be here
             raise
-        root = a.data_root
+        root = Path(a.data_root).resolve() if a.data_root else None
     opts = {"data_root": str(root) if root else None, "imgsz": a.imgsz, "batch": a.batch, "yolo_arch": a.yolo_arch,
             "limit": a.limit, "split": a.split}
     runs = plan(out, a.parts, a.variants, a.seeds, a.yolo_epochs, a.unet_epochs, a.retina_epochs, **opts)
     meta = {"command": "python tools/ablation.py " + " ".join(argv if argv is not None else sys.argv[1:]),
             "commit": git_commit(), "date": _dt.date.today().isoformat(), "machine": machine(),
-            "data_root": str(root), "threads_per_run": a.threads, "jobs": a.jobs, **opts}
+            "data_root": str(root), "dataset": root.name if root else a.dataset,
+            "dataset_label": ds.label if root is None or root.name == a.dataset else f"{root.name} ({root})",
+            "unet_config": unet_part.config(root) if root else None,
+            "threads_per_run": a.threads, "jobs": a.jobs, **opts}
     if a.evaluate:
         from tools.evidence.evaluate import evaluate_runs
 

@@ -45,6 +45,7 @@ if __package__ in (None, ""):  # run as a file: make `tools` and `gaussconv_plug
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from tools.evidence.runs import REPO, Run, call, dataset_tag, git_commit, log  # noqa: E402
+from gaussconv_plugin.data.layout import detect_layout  # noqa: E402
 
 __all__ = ["NATIVE", "eval_folder", "train_imgsz", "prepare_yolo_eval", "yolo_val", "evaluate_yolo",
            "evaluate_run", "evaluate_runs", "main"]
@@ -169,7 +170,8 @@ def _model_options(rec: dict) -> tuple[str, list[str]]:
 def _unet(rec: dict, run: Run, root: Path, split: str, limit, work: Path, threads: int) -> dict:
     config, model_opts = _model_options(rec)
     opts = [f"test_dataloader.dataset.data_root={root}", f"test_dataloader.dataset.split={split}",
-            "test_dataloader.num_workers=0", "test_dataloader.persistent_workers=False",
+            "test_dataloader.dataset.idx=None", "test_dataloader.num_workers=0",
+            "test_dataloader.persistent_workers=False",
             *model_opts]
     if limit:
         opts.append(f"test_dataloader.dataset.max_images={limit}")
@@ -236,7 +238,8 @@ def evaluate_run(run: Run, root: Path, split: str, imgsz, folder: Path, threads:
     record = {k: rec[k] for k in ("part", "variant", "spec", "seed", "epochs", "sec_per_epoch", "wall_s", "threads",
                                   "commit", "finished", "ablation_command", "weights") if k in rec}
     record.update(split={"train": rec["split"]["train"], "eval": f"{root.name}/{split}"},
-                  trained_eval_split=rec["split"]["eval"], dataset=str(root), eval_imgsz=size,
+                  trained_eval_split=rec["split"]["eval"], trained_dataset=rec.get("dataset"),
+                  dataset={"name": root.name, "root": str(root), "layout": detect_layout(root)}, eval_imgsz=size,
                   trained_imgsz=train_imgsz(rec), metrics=metrics, eval=detail,
                   evaluated=_dt.datetime.now().isoformat(timespec="seconds"))
     cached.write_text(json.dumps({"stamp": stamp, "record": record}, indent=1))

@@ -70,12 +70,13 @@ def _fmt_diff(d: dict, digits: int) -> str:
 
 def markdown(summary: dict, meta: dict) -> str:
     split = meta.get("split", "trainval:test").split(":")
+    label = meta.get("dataset_label", "SIRST v1 (idx_427)")
     if meta.get("evaluated_on"):  # tools.evidence.evaluate: the trained runs on another dataset
-        head = (f"Runs of the ablation (trained on SIRST v1 `{split[0]}`) evaluated on `{meta['evaluated_on']}`, split "
+        head = (f"Runs of the ablation (trained on {label} `{split[0]}`) evaluated on `{meta['evaluated_on']}`, split "
                 f"`{meta.get('eval_split', 'test')}`, input size {meta.get('eval_imgsz_text', 'as trained')}; final "
                 "weights (last epoch), mean ± sample std over seeds.")
     else:
-        head = (f"Ablation on SIRST v1 (idx_427): train on `{split[0]}`, evaluate on `{split[1]}`; metrics of the last "
+        head = (f"Ablation on {label}: train on `{split[0]}`, evaluate on `{split[1]}`; metrics of the last "
                 "epoch, mean ± sample std over seeds.")
     notes = meta.get("notes") or [
         "- YOLO: mAP50 etc. from the last epoch's `yolo val` inside training (batch 32, rect); Pd, Fa / img and "
@@ -96,7 +97,8 @@ def markdown(summary: dict, meta: dict) -> str:
              "excludes 0", ""]
     titles = {"yolo": f"YOLOv8n-{meta.get('yolo_arch', 'p2').upper()} (stock `yolo train`, imgsz {meta.get('imgsz')}, "
                       f"batch {meta.get('batch')})",
-              "unet": "MSHNet U-Net (`tools/train.py mmdet_cfgs/unet_mshnet_base_cpu.py`, CPU schedule)",
+              "unet": f"MSHNet U-Net (`tools/train.py mmdet_cfgs/{meta.get('unet_config', 'unet_mshnet_base_cpu.py')}`, "
+                      "CPU schedule)",
               "retina": f"RetinaNet-R18 (`tools/train.py mmdet_cfgs/retinanet_r18_fpn_sirst320_cpu[_gauss].py`, imgsz "
                         f"{meta.get('imgsz')}, batch 4)"}
     digits = {"Fa_e6": 1, "Fa_per_img": 3, "area_ratio_median": 2}
@@ -131,11 +133,12 @@ def write_tables(records: list[dict], out: Path, meta: dict) -> dict:
     keys = sorted({k for r in records for k in r["metrics"]})
     with (out / "results.csv").open("w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["part", "variant", "seed", "epochs", "train_split", "eval_split", *keys, "sec_per_epoch", "wall_s",
+        w.writerow(["part", "variant", "seed", "epochs", "dataset", "train_split", "eval_split", *keys, "sec_per_epoch", "wall_s",
                     "commit", "weights"])
         for r in records:
             sp = r.get("split", {"train": "trainval", "eval": "test"})
-            w.writerow([r["part"], r["variant"], r["seed"], r["epochs"], sp["train"], sp["eval"],
+            ds = r.get("dataset") or {"name": "sirst"}  # runs made before datasets were recorded: SIRST v1
+            w.writerow([r["part"], r["variant"], r["seed"], r["epochs"], ds["name"], sp["train"], sp["eval"],
                         *[r["metrics"].get(k, "") for k in keys], r["sec_per_epoch"], r["wall_s"], r["commit"],
                         r["weights"]])
     (out / "ablation.md").write_text(markdown(summary, meta))

@@ -67,11 +67,12 @@ def coco_dir(opts: dict) -> Path:
     from gaussconv_plugin.data import cache_dir, sirst_root
     from gaussconv_plugin.data.coco_format import prepare_coco
 
-    from .runs import SPLITS
+    from .datasets import parse_split
 
     root = sirst_root(opts.get("data_root")).resolve()
     limit = opts.get("limit")
-    return Path(prepare_coco(root, cache_dir("ablation_coco", dataset_tag(root, limit)), splits=SPLITS[opts.get("split", "trainval:test")],
+    return Path(prepare_coco(root, cache_dir("ablation_coco", dataset_tag(root, limit)),
+                             splits=parse_split(opts.get("split", "trainval:test")),
                              limit=limit, verbose=False))
 
 

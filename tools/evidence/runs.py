@@ -16,16 +16,18 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .datasets import parse_split, run_tag
 from .variants import PART_VARIANTS, check_variants, resolved
 
 __all__ = ["PARTS", "DEFAULT_PARTS", "SPLITS", "Run", "plan", "run_one", "collect", "child_env", "git_commit", "log",
-           "REPO", "call", "dataset_tag"]
+           "REPO", "call", "dataset_tag", "dataset_record"]
 
 REPO = Path(__file__).resolve().parents[2]
 PARTS = ("yolo", "unet", "retina")
 #: the parts an ablation runs unless told otherwise (``--parts``); the RetinaNet part is opt-in
 DEFAULT_PARTS = ("yolo", "unet")
-#: (train split, evaluation split) of SIRST idx_427: the final protocol, and the screen (test kept unseen)
+#: (train split, evaluation split) of SIRST idx_427: the final protocol, and the screen (test kept unseen); any
+#: other ``TRAIN:EVAL`` pair of list names works too (:mod:`.datasets`)
 SPLITS = {"trainval:test": ("trainval", "test"), "train:val": ("train", "val")}
 _print_lock = threading.Lock()
 
@@ -48,7 +50,7 @@ class Run:
 
     @property
     def split(self) -> tuple[str, str]:
-        return SPLITS[self.opts.get("split", "trainval:test")]
+        return parse_split(self.opts.get("split", "trainval:test"))
 
     @property
     def result_file(self) -> Path:
@@ -65,17 +67,14 @@ class Run:
 
 def plan(out: Path, parts, variants, seeds, yolo_epochs: int, unet_epochs: int, retina_epochs: int | None = None,
          **opts) -> list[Run]:
-    """The runs of an ablation, seed-major (every variant of seed 0 first, so that a cut-off ablation leaves
+    """The runs of an ablation (folders: :func:`tools.evidence.datasets.run_tag`), seed-major (every variant of seed 0 first, so that a cut-off ablation leaves
     complete seeds) and interleaved so that side-by-side jobs mix parts. Variants a part lacks are skipped.
     ``retina_epochs`` defaults to :data:`tools.evidence.retina_part.DEFAULTS`."""
     for p in parts:
         if p not in PARTS:
             raise SystemExit(f"unknown part {p!r}; choose from {', '.join(PARTS)}")
     check_variants(parts, variants)
-    split = opts.setdefault("split", "trainval:test")
-    if split not in SPLITS:
-        raise SystemExit(f"unknown split {split!r}; choose from {', '.join(SPLITS)}")
-    tag = "-".join(SPLITS[split])
+    tag = run_tag(opts.get("data_root"), parse_split(opts.setdefault("split", "trainval:test")))
     runs = []
     for s in seeds:
         for v in variants:
@@ -130,6 +129,15 @@ def dataset_tag(root, limit: int | None = None) -> str:
     return f"{root.name}-{hashlib.sha1(str(root).encode()).hexdigest()[:8]}" + (f"-limit{limit}" if limit else "")
 
 
+def dataset_record(run: Run) -> dict:
+    """``{"name", "root", "layout"}`` of the folder ``run`` trains on (recorded in each ``result.json``)."""
+    from gaussconv_plugin.data import sirst_root
+    from gaussconv_plugin.data.layout import detect_layout
+
+    root = sirst_root(run.opts.get("data_root")).resolve()
+    return {"name": root.name, "root": str(root), "layout": detect_layout(root)}
+
+
 def run_one(run: Run, data_yaml: Path | None = None, threads: int = 1, invoked_by: str = "") -> dict:
     """Train one run in a child process (skipped if its ``result.json`` exists), evaluate it, and return its
     result record (also written to ``result.json``)."""
@@ -152,6 +160,7 @@ def run_one(run: Run, data_yaml: Path | None = None, threads: int = 1, invoked_b
     extra = part.evaluate(run, threads) if hasattr(part, "evaluate") else {}
     rec = {"part": run.part, "variant": run.variant, "spec": resolved(run.part, run.variant), "seed": run.seed,
            "epochs": run.epochs, "split": {"train": run.split[0], "eval": run.split[1]},
+           "dataset": dataset_record(run),
            "wall_s": round(wall, 1), "threads": threads, "commit": commit,
            "finished": _dt.datetime.now().isoformat(timespec="seconds"), "command": cmd,
            "ablation_command": invoked_by, **res}

@@ -7,7 +7,7 @@ import sys
 from .runs import REPO, Run
 from .variants import BASELINE_LOSS, VARIANTS
 
-__all__ = ["command", "result", "DEFAULTS"]
+__all__ = ["command", "config", "result", "DEFAULTS"]
 
 DEFAULTS = {"unet_epochs": 15}
 _LOADERS = ("train_dataloader", "val_dataloader", "test_dataloader")
@@ -18,7 +18,7 @@ def command(run: Run, data=None) -> list[str]:
 
     v = VARIANTS[run.variant]
     o = run.opts
-    root = str(sirst_root(o.get("data_root")))
+    root = sirst_root(o.get("data_root")).resolve()
     train, ev = run.split
     val_every = max(1, int(o.get("val_interval") or max(1, run.epochs // 5)))
     opts = [f"{d}.dataset.data_root={root}" for d in _LOADERS]
@@ -33,8 +33,19 @@ def command(run: Run, data=None) -> list[str]:
         opts += [f"{d}.num_workers=0", f"{d}.persistent_workers=False"]
     if o.get("limit"):
         opts += [f"{d}.dataset.max_images={o['limit']}" for d in ("train_dataloader", "val_dataloader")]
-    return [sys.executable, str(REPO / "tools" / "train.py"), str(REPO / "mmdet_cfgs" / "unet_mshnet_base_cpu.py"),
+    return [sys.executable, str(REPO / "tools" / "train.py"), str(REPO / "mmdet_cfgs" / config(root)),
             "--work-dir", str(run.dir), "--cfg-options", *opts]
+
+
+def config(root) -> str:
+    """The U-Net config of the dataset folder ``root``: the named dataset's (NUDT-SIRST: native 256-px crops), else
+    the SIRST v1 CPU config (whose dataset reads either layout; ``idx=None`` finds the split folder)."""
+    from pathlib import Path
+
+    from .datasets import DATASETS
+
+    d = DATASETS.get(Path(root).name)
+    return d.unet_config if d else DATASETS["sirst"].unet_config
 
 
 def result(run: Run) -> dict:

@@ -40,18 +40,23 @@ def model_yaml(run: Run) -> Path:
 
 
 def data_yaml(opts: dict) -> Path:
-    """The SIRST split pair of ``opts['split']`` as a YOLO dataset in the cache (converted once)."""
-    from gaussconv_plugin.data import cache_dir
+    """The split pair of ``opts['split']`` of ``opts['data_root']`` as a YOLO dataset in the cache (converted once;
+    the default SIRST folder keeps its ``sirst_yolo[_<train>-<eval>]`` cache names)."""
+    from gaussconv_plugin.data import cache_dir, sirst_root
     from gaussconv_plugin.data.yolo_format import prepare_yolo
 
-    from .runs import SPLITS
+    from .datasets import parse_split, run_tag
+    from .runs import dataset_tag
 
-    train, ev = SPLITS[opts.get("split", "trainval:test")]
+    train, ev = parse_split(opts.get("split", "trainval:test"))
     limit = opts.get("limit")
-    sub = "sirst_yolo" if (train, ev) == ("trainval", "test") else f"sirst_yolo_{train}-{ev}"
-    sub += f"_limit{limit}" if limit else ""
-    return Path(prepare_yolo(opts.get("data_root"), cache_dir(sub), splits=(("train", train), ("val", ev)),
-                             limit=limit))
+    root = sirst_root(opts.get("data_root")).resolve()
+    if "/" not in run_tag(root, (train, ev)):  # the default SIRST folder
+        sub = "sirst_yolo" if (train, ev) == ("trainval", "test") else f"sirst_yolo_{train}-{ev}"
+        sub += f"_limit{limit}" if limit else ""
+    else:
+        sub = f"yolo_{dataset_tag(root, limit)}_{train}-{ev}"
+    return Path(prepare_yolo(root, cache_dir(sub), splits=(("train", train), ("val", ev)), limit=limit))
 
 
 def command(run: Run, data: Path) -> list[str]:

@@ -1,0 +1,100 @@
+"""The dataset an ablation trains on: its folder, its layout, its split pair and where its runs live.
+
+Two datasets have defaults; any folder in either layout (:mod:`gaussconv_plugin.data.layout`) works with
+``--data-root``:
+
+- ``sirst``: SIRST v1 (:func:`~gaussconv_plugin.data.sirst_root`, SIRST layout); final split ``trainval:test``,
+  screen ``train:val``; YOLO at 320; U-Net config ``unet_mshnet_base_cpu.py`` (128-px crops).
+- ``nudt_sirst``: NUDT-SIRST (:func:`~gaussconv_plugin.data.nudt_root`, IRSTD layout); final ``train:test``, screen
+  ``train_sub:val_sub``; YOLO at its native 256; U-Net config ``unet_mshnet_base_nudt_cpu.py`` (256-px crops).
+
+A split pair is ``TRAIN:EVAL``, two list names of the folder (``idx_427/<name>.txt`` in SIRST v1; NUDT-SIRST's
+``50_50/`` lists plus the committed ``train_sub``/``val_sub`` carve). Runs of the default SIRST folder live in
+``<out>/<part>/<train>-<eval>/`` (the layout of every run made before other datasets existed, so they resume);
+runs of any other folder in ``<out>/<part>/<folder name>/<train>-<eval>/``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["DATASETS", "Dataset", "resolve", "parse_split", "check_split", "default_split", "dataset_name", "run_tag"]
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Defaults of a named dataset: ``final``/``screen`` split pairs, YOLO ``imgsz``, the U-Net ``unet_config``
+    (a file of ``mmdet_cfgs/``) and a ``label`` for the tables."""
+
+    final: str
+    screen: str
+    imgsz: int
+    unet_config: str
+    label: str
+
+
+DATASETS = {
+    "sirst": Dataset("trainval:test", "train:val", 320, "unet_mshnet_base_cpu.py", "SIRST v1 (idx_427)"),
+    "nudt_sirst": Dataset("train:test", "train_sub:val_sub", 256, "unet_mshnet_base_nudt_cpu.py",
+                          "NUDT-SIRST (50_50)"),
+}
+
+
+def resolve(dataset: str = "sirst", data_root=None) -> Path:
+    """The dataset folder: ``data_root`` if given, else the named dataset's default folder (its env variable, then
+    ``../shared/data/<name>``). Raises ``SystemExit`` with one line naming the fix."""
+    from gaussconv_plugin.data import nudt_root, sirst_root
+
+    if dataset not in DATASETS:
+        raise SystemExit(f"unknown dataset {dataset!r}; choose from {', '.join(DATASETS)} (or pass --data-root DIR)")
+    try:
+        root = (nudt_root if dataset == "nudt_sirst" else sirst_root)(data_root)
+    except FileNotFoundError as e:
+        raise SystemExit(str(e)) from None
+    return Path(root).resolve()
+
+
+def parse_split(split: str) -> tuple[str, str]:
+    """``'TRAIN:EVAL'`` → ``(TRAIN, EVAL)``."""
+    parts = str(split).split(":")
+    if len(parts) != 2 or not all(p.strip() for p in parts):
+        raise SystemExit(f"split {split!r}: give two list names as TRAIN:EVAL, e.g. trainval:test or train_sub:val_sub")
+    return parts[0].strip(), parts[1].strip()
+
+
+def check_split(root, split: str) -> tuple[str, str]:
+    """Parse ``split`` and check both lists exist (and are non-empty) in ``root``; one-line ``SystemExit`` else."""
+    from gaussconv_plugin.data import read_split
+
+    pair = parse_split(split)
+    for name in pair:
+        try:
+            read_split(root, name)
+        except (FileNotFoundError, ValueError) as e:
+            raise SystemExit(f"--split {split}: {e}") from None
+    return pair
+
+
+def default_split(dataset: str, screen: bool = False) -> str:
+    d = DATASETS[dataset]
+    return d.screen if screen else d.final
+
+
+def dataset_name(root) -> str:
+    """Name of a dataset folder in run paths and records (the folder's name)."""
+    return Path(root).resolve().name
+
+
+def run_tag(root, split: tuple[str, str]) -> str:
+    """Sub-path of a run below ``<out>/<part>/``: ``<train>-<eval>`` for the default SIRST folder, else
+    ``<folder name>/<train>-<eval>`` (module docstring)."""
+    pair = "-".join(split)
+    if root is None:
+        return pair
+    from gaussconv_plugin.data import sirst_root
+
+    try:
+        default = sirst_root(None).resolve()
+    except FileNotFoundError:
+        default = None
+    return pair if Path(root).resolve() == default else f"{dataset_name(root)}/{pair}"
