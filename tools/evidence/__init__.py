@@ -5,6 +5,8 @@
 - :mod:`.yolo_part` / :mod:`.unet_part` / :mod:`.retina_part` — the child command and the result record of each part;
 - :mod:`.boxeval` / :mod:`.retina_eval` — target-level evaluation of trained detectors (Pd, false alarms, box-size
   calibration) for YOLO / MMDetection (RetinaNet, with its COCO mAP50);
+- :mod:`.anchor_scale` — predicted/target box area where the box loss acts (the assigner's foreground anchors);
+- :mod:`.datasets` — the dataset of an ablation (SIRST v1, NUDT-SIRST, any folder), its split pair, its run folders;
 - :mod:`.evaluate` — the finished runs on another dataset (``tools/ablation.py --evaluate ROOT``), same tables;
 - :mod:`.stats` — mean ± std over seeds and paired per-seed differences with a 95 % t interval;
 - :mod:`.report` — results.json / results.csv / ablation.md;
