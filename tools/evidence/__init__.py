@@ -3,6 +3,7 @@
 - :mod:`.variants` — what each variant changes (conv in the stem, its options, the box/mask loss), per part;
 - :mod:`.runs` — a run (part × variant × seed × split), the plan of an ablation, running one in a child process;
 - :mod:`.yolo_part` / :mod:`.unet_part` / :mod:`.retina_part` — the child command and the result record of each part;
+- :mod:`.mmlogs` — an MMEngine run's work dir across resumes: merged scalar records, epoch seconds, resume command;
 - :mod:`.boxeval` / :mod:`.retina_eval` — target-level evaluation of trained detectors (Pd, false alarms, box-size
   calibration) for YOLO / MMDetection (RetinaNet, with its COCO mAP50);
 - :mod:`.anchor_scale` — predicted/target box area where the box loss acts (the assigner's foreground anchors);

@@ -19,21 +19,21 @@ Data: the run's split pair of SIRST (``trainval:test`` or ``train:val``) convert
 Input size: ``--imgsz`` (the configs' keep-ratio ``Resize`` to ``(imgsz, imgsz)``; 320 = the configs' own).
 Schedule: the config's (AdamW, batch 4, 100-iteration warm-up) with ``max_epochs`` = the run's epochs and the
 step decays moved with it (after epochs round(⅔E) and round(11⁄12·E) of E, the config's 16 and 22 of 24);
-validation on the evaluation split after every epoch (the curves); one checkpoint, at the last epoch (no
-best-epoch selection).
+validation on the evaluation split after every epoch (the curves); a checkpoint at every epoch end, only the
+latest kept, so a cut-off run resumes (:mod:`.mmlogs`); the last epoch's is scored (no best-epoch selection).
 """
 from __future__ import annotations
 
 import json
-import re
 import statistics
 import sys
-from datetime import datetime
 from pathlib import Path
 
+from . import mmlogs
+from .mmlogs import CHECKPOINT_OPTS
 from .runs import REPO, Run, _call, dataset_tag
 
-__all__ = ["command", "result", "evaluate", "coco_dir", "model_config", "CONFIGS", "VARIANT_OPTIONS", "DEFAULTS",
+__all__ = ["command", "resume_command", "result", "evaluate", "coco_dir", "model_config", "CONFIGS", "VARIANT_OPTIONS", "DEFAULTS",
            "EVAL_CONF"]
 
 #: default epochs of ``--parts retina``: half the configs' 24 (LR steps after epochs 8 and 11). Measured: 98 s per
@@ -108,46 +108,25 @@ def command(run: Run, data=None) -> list[str]:
              f"train_cfg.max_epochs={run.epochs}", "train_cfg.val_interval=1",
              f"param_scheduler.1.end={run.epochs}",
              "param_scheduler.1.milestones=[" + ",".join(map(str, _milestones(run.epochs))) + "]",
-             f"randomness.seed={run.seed}", f"default_hooks.checkpoint.interval={run.epochs}",
-             "default_hooks.checkpoint.save_best=None", "default_hooks.checkpoint.max_keep_ckpts=1"]
+             f"randomness.seed={run.seed}", *CHECKPOINT_OPTS]
     for d in _LOADERS:
         opts += [f"{d}.num_workers=0", f"{d}.persistent_workers=False"]
     return [sys.executable, str(REPO / "tools" / "train.py"), str(cfg), "--work-dir", str(run.dir),
             "--cfg-options", *opts]
 
 
-_STAMP = re.compile(r"^(\d\d/\d\d \d\d:\d\d:\d\d) - mmengine - INFO - (.*)$")  # MMEngine: month/day time
-
-
-def _epoch_seconds(log: Path, epochs: int) -> list[float]:
-    """Wall seconds of each epoch (training + its validation) from the timestamps of the MMEngine text log: from
-    'Checkpoints will be saved to' (the start) to each 'Epoch(val) [k][n/n]' line."""
-    start, ends = None, {}
-    for line in log.read_text(errors="replace").splitlines() if log.is_file() else []:
-        m = _STAMP.match(line)
-        if not m:
-            continue
-        t = datetime.strptime("2000/" + m.group(1), "%Y/%m/%d %H:%M:%S").timestamp()  # (a leap year: 02/29)
-        msg = m.group(2)
-        if start is None and msg.startswith("Checkpoints will be saved to"):
-            start = t
-        v = re.match(r"Epoch\(val\) \[(\d+)\]\[(\d+)/(\d+)\]", msg)
-        if v and v.group(2) == v.group(3):
-            ends[int(v.group(1))] = t
-    if start is None or not ends:
-        return []
-    ts = [start] + [ends[e] for e in sorted(ends)]
-    return [b - a for a, b in zip(ts[:-1], ts[1:]) if b >= a]  # (the log has no year: drop a new-year crossing)
+def resume_command(run: Run, data=None) -> list[str] | None:
+    """``tools/train.py --resume`` from the run's last end-of-epoch checkpoint (:func:`.mmlogs.resume_command`)."""
+    return mmlogs.resume_command(run.dir, run.epochs, command(run, data))
 
 
 def result(run: Run) -> dict:
-    scalars = sorted(run.dir.glob("*/vis_data/scalars.json"), key=lambda p: p.stat().st_mtime)
+    records, scalars = mmlogs.scalar_records(run.dir)
     if not scalars:
         raise RuntimeError(f"{run.dir}: no */vis_data/scalars.json (did the training run?)")
     train: dict[int, dict[str, list[float]]] = {}
     val: dict[int, dict] = {}
-    for line in scalars[-1].read_text().splitlines():
-        rec = json.loads(line)
+    for rec in records:
         if "loss" in rec and "epoch" in rec:
             d = train.setdefault(int(rec["epoch"]), {})
             for k in ("loss", "loss_cls", "loss_bbox"):
@@ -162,7 +141,7 @@ def result(run: Run) -> dict:
     ap = {e: (v.get("bbox_mAP_50", 0.0), v.get("bbox_mAP", 0.0)) for e, v in val.items()}
     epochs = sorted(train)
     mean = lambda xs: sum(xs) / len(xs) if xs else float("nan")  # noqa: E731
-    secs = _epoch_seconds(run.dir / "log.txt", run.epochs)
+    secs = mmlogs.epoch_seconds(run.dir / "log.txt")
     rec = {
         "metrics": {"mAP50": ap[run.epochs][0], "mAP50-95": ap[run.epochs][1]},
         "epochs_done": max(epochs) if epochs else 0,

@@ -1,8 +1,12 @@
 """A run of the ablation (part × variant × seed × split × epochs), the plan of runs, and running one.
 
-A run lives in ``<out>/<part>/<train>-<eval>/e<epochs>/<variant>/seed<k>/`` and is done when that folder holds
-``result.json``; finished runs are skipped, so an interrupted ablation resumes where it stopped (a run cut off
-half-way starts again from scratch). Each run is a child process with its own CPU thread budget.
+A run lives in ``<out>/<part>/[<dataset>/]<train>-<eval>/e<epochs>/<variant>/seed<k>/`` and is done when that
+folder holds ``result.json``; finished runs are skipped, so an interrupted ablation resumes where it stopped. A run
+cut off half-way resumes from its last end-of-epoch checkpoint (each part's ``resume_command``: ``yolo train resume``
+from ``last.pt``, ``tools/train.py --resume`` for the MMDetection parts); one cut off before its first checkpoint
+starts again. Each stretch of training is a *segment* (``segments.json``: commit, start, wall seconds — ``null``
+for a segment that was cut off — and command); the result's ``wall_s`` sums the finished segments and
+``resumed`` counts the restarts. Each run is a child process with its own CPU thread budget.
 """
 from __future__ import annotations
 
@@ -20,7 +24,8 @@ from .datasets import parse_split, run_tag
 from .variants import PART_VARIANTS, check_variants, resolved
 
 __all__ = ["PARTS", "DEFAULT_PARTS", "SPLITS", "Run", "plan", "run_one", "collect", "child_env", "git_commit", "log",
-           "REPO", "call", "dataset_tag", "dataset_record"]
+           "REPO", "call", "dataset_tag", "dataset_record",
+           "segments", "SEGMENTS"]
 
 REPO = Path(__file__).resolve().parents[2]
 PARTS = ("yolo", "unet", "retina")
@@ -108,25 +113,38 @@ def child_env(threads: int) -> dict:
     return offline_env(threads=threads)
 
 
-def call(cmd: list[str], logfile: Path, threads: int, cwd: Path, what: str, hint: str = "") -> None:
-    """Run ``cmd`` in ``cwd`` with ``threads`` CPU threads (:func:`child_env`) and its output in ``logfile``; a failure
-    raises one line: ``<what> (exit N): <last log line> — see <logfile><hint>``."""
-    with Path(logfile).open("w") as fh:
+def call(cmd: list[str], logfile: Path, threads: int, cwd: Path, what: str, hint: str = "",
+         append: bool = False) -> None:
+    """Run ``cmd`` in ``cwd`` with ``threads`` CPU threads (:func:`child_env`) and its output in ``logfile`` (appended
+    to it with ``append``); a failure raises one line: ``<what> (exit N): <last log line> — see <logfile><hint>``."""
+    with Path(logfile).open("a" if append else "w") as fh:
         proc = subprocess.run(cmd, cwd=cwd, env=child_env(threads), stdout=fh, stderr=subprocess.STDOUT)
     if proc.returncode != 0:
         tail = Path(logfile).read_text(errors="replace").strip().splitlines()[-1:]
         raise RuntimeError(f"{what} (exit {proc.returncode}): {tail[0] if tail else ''} — see {logfile}{hint}")
 
 
-def _call(cmd: list[str], run: Run, threads: int, logname: str, cwd: Path | None = None) -> None:
+def _call(cmd: list[str], run: Run, threads: int, logname: str, cwd: Path | None = None,
+          append: bool = False) -> None:
     """:func:`call` for a step of ``run`` (in ``cwd``, default the run folder; output in ``<run>/<logname>``)."""
-    call(cmd, run.dir / logname, threads, cwd or run.dir, f"{run.name} failed", "; rerun the same command to retry it")
+    call(cmd, run.dir / logname, threads, cwd or run.dir, f"{run.name} failed", "; rerun the same command to retry it "
+         "(it resumes from the run's last checkpoint; delete the run folder to start it afresh)", append)
 
 
 def dataset_tag(root, limit: int | None = None) -> str:
     """Cache key of a dataset folder: ``<name>-<sha1 of its absolute path, 8 hex>[-limit<N>]``."""
     root = Path(root).resolve()
     return f"{root.name}-{hashlib.sha1(str(root).encode()).hexdigest()[:8]}" + (f"-limit{limit}" if limit else "")
+
+
+#: the file of a run's training segments (module docstring)
+SEGMENTS = "segments.json"
+
+
+def segments(run: Run) -> list[dict]:
+    """The training segments of ``run`` so far (``[]`` for a fresh run)."""
+    f = run.dir / SEGMENTS
+    return json.loads(f.read_text()) if f.is_file() else []
 
 
 def dataset_record(run: Run) -> dict:
@@ -145,25 +163,38 @@ def run_one(run: Run, data_yaml: Path | None = None, threads: int = 1, invoked_b
 
     if run.done:
         return json.loads(run.result_file.read_text())
-    if run.dir.exists():
-        shutil.rmtree(run.dir)  # a run cut off half-way starts again
-    run.dir.mkdir(parents=True)
     part = {"yolo": yolo_part, "unet": unet_part, "retina": retina_part}[run.part]
-    cmd = part.command(run, data_yaml)
-    (run.dir / "command.txt").write_text(" ".join(cmd) + "\n")
-    log(f"[start] {run.name} ({run.epochs} epochs): {run.dir}/log.txt")
-    commit = git_commit()
+    cmd = part.resume_command(run, data_yaml) if (run.dir / "command.txt").is_file() else None
+    if cmd is None:
+        if run.dir.exists():
+            shutil.rmtree(run.dir)  # cut off before its first checkpoint: starts again
+        run.dir.mkdir(parents=True)
+        cmd = part.command(run, data_yaml)
+        (run.dir / "command.txt").write_text(" ".join(cmd) + "\n")
+        log(f"[start] {run.name} ({run.epochs} epochs): {run.dir}/log.txt")
+    else:
+        log(f"[resume] {run.name} ({run.epochs} epochs) from its last checkpoint: {run.dir}/log.txt")
+    segs = segments(run)
+    segs.append({"commit": git_commit(), "started": _dt.datetime.now().isoformat(timespec="seconds"),
+                 "wall_s": None, "command": cmd})
+    seg_file = run.dir / SEGMENTS
+    seg_file.write_text(json.dumps(segs, indent=1))
     t0 = time.time()
-    _call(cmd, run, threads, "log.txt")
-    wall = time.time() - t0
+    if cmd:  # [] = training finished before the cut (the evaluation was not): nothing to train
+        _call(cmd, run, threads, "log.txt", append=len(segs) > 1)
+    segs[-1]["wall_s"] = round(time.time() - t0, 1)
+    seg_file.write_text(json.dumps(segs, indent=1))
+    wall = sum(s["wall_s"] for s in segs if s["wall_s"] is not None)
     res = part.result(run)
     extra = part.evaluate(run, threads) if hasattr(part, "evaluate") else {}
     rec = {"part": run.part, "variant": run.variant, "spec": resolved(run.part, run.variant), "seed": run.seed,
            "epochs": run.epochs, "split": {"train": run.split[0], "eval": run.split[1]},
            "dataset": dataset_record(run),
-           "wall_s": round(wall, 1), "threads": threads, "commit": commit,
-           "finished": _dt.datetime.now().isoformat(timespec="seconds"), "command": cmd,
-           "ablation_command": invoked_by, **res}
+           "wall_s": round(wall, 1), "threads": threads, "commit": segs[0]["commit"],
+           "finished": _dt.datetime.now().isoformat(timespec="seconds"), "command": segs[0]["command"],
+           "resumed": len(segs) - 1, "ablation_command": invoked_by, **res}
+    if len({s["commit"] for s in segs}) > 1:
+        rec["commits"] = [s["commit"] for s in segs]
     rec["metrics"] = {**rec["metrics"], **extra.get("metrics", {})}
     if extra:
         rec["eval"] = extra

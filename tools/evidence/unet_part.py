@@ -1,13 +1,14 @@
 """MSHNet U-Net part: the ``tools/train.py`` command (CPU config + cfg-options of the variant) and its result."""
 from __future__ import annotations
 
-import json
 import sys
 
+from . import mmlogs
+from .mmlogs import CHECKPOINT_OPTS
 from .runs import REPO, Run
 from .variants import BASELINE_LOSS, VARIANTS
 
-__all__ = ["command", "config", "result", "DEFAULTS"]
+__all__ = ["command", "resume_command", "config", "result", "DEFAULTS"]
 
 DEFAULTS = {"unet_epochs": 15}
 _LOADERS = ("train_dataloader", "val_dataloader", "test_dataloader")
@@ -27,8 +28,7 @@ def command(run: Run, data=None) -> list[str]:
     opts += [f"model.net.gauss_conv={'both' if v.gauss else 'none'}", f"model.loss.mode={v.loss or BASELINE_LOSS['unet']}",
              f"train_cfg.max_epochs={run.epochs}", f"train_cfg.val_interval={val_every}",
              f"model.warmup_epochs={min(2, max(0, run.epochs - 1))}", f"randomness.seed={run.seed}",
-             f"default_hooks.checkpoint.interval={run.epochs}", "default_hooks.checkpoint.save_best=None",
-             "default_hooks.logger.interval=5"]
+             *CHECKPOINT_OPTS, "default_hooks.logger.interval=5"]
     for d in _LOADERS:
         opts += [f"{d}.num_workers=0", f"{d}.persistent_workers=False"]
     if o.get("limit"):
@@ -48,14 +48,18 @@ def config(root) -> str:
     return d.unet_config if d else DATASETS["sirst"].unet_config
 
 
+def resume_command(run: Run, data=None) -> list[str] | None:
+    """``tools/train.py --resume`` from the run's last end-of-epoch checkpoint (:func:`.mmlogs.resume_command`)."""
+    return mmlogs.resume_command(run.dir, run.epochs, command(run, data))
+
+
 def result(run: Run) -> dict:
-    scalars = sorted(run.dir.glob("*/vis_data/scalars.json"), key=lambda p: p.stat().st_mtime)
+    records, scalars = mmlogs.scalar_records(run.dir)
     if not scalars:
         raise RuntimeError(f"{run.dir}: no */vis_data/scalars.json (did the training run?)")
     train: dict[int, list[float]] = {}
     val: dict[int, dict] = {}
-    for line in scalars[-1].read_text().splitlines():
-        rec = json.loads(line)
+    for rec in records:
         if "loss" in rec and "epoch" in rec:
             train.setdefault(int(rec["epoch"]), []).append(float(rec["loss"]))
         elif "irstd/mIoU" in rec:

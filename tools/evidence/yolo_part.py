@@ -11,7 +11,7 @@ from pathlib import Path
 from .runs import REPO, Run, _call
 from .variants import BASELINE_LOSS, VARIANTS
 
-__all__ = ["model_yaml", "data_yaml", "command", "result", "evaluate", "EVAL_CONF", "DEFAULTS"]
+__all__ = ["model_yaml", "data_yaml", "command", "resume_command", "result", "evaluate", "EVAL_CONF", "DEFAULTS"]
 
 DEFAULTS = {"yolo_epochs": 15, "imgsz": 320, "batch": 16, "yolo_arch": "p2"}
 EVAL_CONF = 0.3  # confidence threshold of the target-level evaluation (Pd, false alarms, area ratio)
@@ -68,14 +68,47 @@ def command(run: Run, data: Path) -> list[str]:
             f"project={run.dir}", "name=train", "exist_ok=True", "plots=False", "amp=False"]
 
 
+def resume_command(run: Run, data=None) -> list[str] | None:
+    """``yolo train resume`` from the run's ``last.pt`` (saved at every epoch end); ``[]`` if its training already
+    reached the last epoch; None if there is no checkpoint yet (the run starts again)."""
+    last = run.dir / "train" / "weights" / "last.pt"
+    if not last.is_file():
+        return None
+    csv_file = run.dir / "train" / "results.csv"
+    if csv_file.is_file() and len(csv_file.read_text().strip().splitlines()) - 1 >= run.epochs:
+        return []
+    if not checkpoint_ok(last):  # killed while it was being written
+        return None
+    return [str(Path(sys.executable).with_name("yolo")), "train", "resume", f"model={last}"]
+
+
+def _last_per_key(rows: list[dict], keys: tuple[str, ...]) -> list[dict]:
+    """``rows`` with one row per ``keys`` value, the last one written (a resumed run logs the epoch it was cut off
+    in again), in order of ``keys`` (epoch numerically)."""
+    last = {tuple(r[k] for k in keys): r for r in rows}
+    return sorted(last.values(), key=lambda r: (int(float(r[keys[0]])), *(r[k] for k in keys[1:])))
+
+
+def checkpoint_ok(path: Path) -> bool:
+    """Whether the Ultralytics checkpoint ``path`` loads (one cut off while being written does not)."""
+    import torch
+
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception:  # noqa: BLE001 — any failure to read it means it cannot be resumed
+        return False
+    return isinstance(ckpt, dict) and "epoch" in ckpt
+
+
 def result(run: Run) -> dict:
     rows = list(csv.DictReader((run.dir / "train" / "results.csv").open()))
-    rows = [{k.strip(): v for k, v in r.items()} for r in rows]
+    rows = _last_per_key([{k.strip(): v for k, v in r.items()} for r in rows], ("epoch",))
     if not rows:
         raise RuntimeError(f"{run.dir}/train/results.csv has no epochs")
     last = rows[-1]
     times = [float(r["time"]) for r in rows]
-    per_epoch = [b - a for a, b in zip([0.0] + times[:-1], times)]
+    # the clock restarts at 0 when a run is resumed: that epoch's time is its own value
+    per_epoch = [b - a if b >= a else b for a, b in zip([0.0] + times[:-1], times)]
     curves = {k: [float(r[c]) for r in rows] for k, c in [
         ("box_loss", "train/box_loss"), ("cls_loss", "train/cls_loss"), ("dfl_loss", "train/dfl_loss"),
         ("mAP50", "metrics/mAP50(B)"), ("mAP50-95", "metrics/mAP50-95(B)")]}
@@ -86,7 +119,7 @@ def result(run: Run) -> dict:
         "epochs_done": len(rows),
         "sec_per_epoch": statistics.median(per_epoch),
         "curves": {"epoch": [int(float(r["epoch"])) for r in rows], **curves},
-        "shape_log": list(csv.DictReader(shape.open())) if shape.is_file() else [],
+        "shape_log": _last_per_key(list(csv.DictReader(shape.open())), ("epoch", "layer")) if shape.is_file() else [],
         "weights": str(run.dir / "train" / "weights" / "last.pt"),
     }
 

@@ -1,0 +1,116 @@
+"""A run of tools/ablation.py that is killed half-way resumes from its last end-of-epoch checkpoint (YOLO: `yolo
+train resume`; U-Net: `tools/train.py --resume`), and its result covers every epoch."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tools import ablation  # noqa: E402
+from tools.evidence import mmlogs  # noqa: E402
+from tools.evidence.yolo_part import checkpoint_ok  # noqa: E402
+
+
+def _kill_after_first_epoch(argv: list[str], ready, env: dict, timeout: float = 420) -> None:
+    """Start ``tools/ablation.py argv`` in its own process group and kill the group once ``ready()`` is true."""
+    proc = subprocess.Popen([sys.executable, str(REPO / "tools" / "ablation.py"), *argv], cwd=REPO, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    t0 = time.time()
+    try:
+        while not ready():
+            assert proc.poll() is None, "the ablation ended before its first checkpoint"
+            assert time.time() - t0 < timeout, "no checkpoint in time"
+            time.sleep(0.2)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+@pytest.mark.parametrize("part, epochs", [("yolo", 4), ("unet", 3)])
+def test_a_killed_run_resumes_from_its_last_checkpoint(part, epochs, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("GAUSSCONV_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "abl"
+    argv = ["--parts", part, "--variants", "stock", "--seeds", "0", "--limit", "8", "--epochs", str(epochs),
+            "--imgsz", "128", "--batch", "4", "--jobs", "1", "--out", str(out)]
+    run = ablation.plan(out, [part], ["stock"], [0], epochs, epochs, split="trainval:test")[0]
+    if part == "yolo":
+        csv_file = run.dir / "train" / "results.csv"
+        last = run.dir / "train" / "weights" / "last.pt"
+
+        def ready():  # a complete last.pt of an epoch before the last
+            return last.is_file() and len(csv_file.read_text().splitlines()) <= epochs and checkpoint_ok(last)
+
+    else:
+        def ready():
+            return (run.dir / "last_checkpoint").is_file() and not (run.dir / f"epoch_{epochs}.pth").is_file()
+
+    env = {**os.environ, "GAUSSCONV_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
+    _kill_after_first_epoch(argv, ready, env)
+    assert not run.done and (run.dir / "command.txt").is_file()
+    cut = json.loads((run.dir / "segments.json").read_text())
+    assert len(cut) == 1 and cut[0]["wall_s"] is None  # the segment that was killed
+
+    ablation.main(argv)
+    assert f"[resume] {part}/trainval-test/stock/seed0" in capsys.readouterr().out
+    rec = json.loads(run.result_file.read_text())
+    assert rec["resumed"] == 1 and rec["epochs_done"] == epochs
+    segs = json.loads((run.dir / "segments.json").read_text())
+    assert len(segs) == 2 and segs[1]["wall_s"] > 0
+    assert {"resume", "--resume"} & set(segs[1]["command"])  # yolo train resume … / tools/train.py … --resume
+    assert rec["command"] == segs[0]["command"]  # the run's own command, not the resume
+    if part == "yolo":
+        assert rec["curves"]["epoch"] == list(range(1, epochs + 1))  # every epoch once, in order (the last log of
+        assert len(rec["curves"]["mAP50"]) == epochs                # an epoch trained twice wins)
+    else:
+        assert rec["curves"]["val_epoch"][-1] == epochs and sorted(rec["curves"]["epoch"]) == list(range(1, epochs + 1))
+        assert len(list(run.dir.glob("*/vis_data/scalars.json"))) == 2  # one per segment, merged
+    assert Path(rec["weights"]).is_file()
+
+    # a run whose training finished but whose evaluation did not: rerunning trains nothing
+    run.result_file.unlink()
+    ablation.main(argv)
+    assert json.loads(run.result_file.read_text())["resumed"] == 2
+    assert json.loads((run.dir / "segments.json").read_text())[-1]["command"] == []
+
+
+def test_mmengine_logs_across_segments(tmp_path):
+    """Records of a resumed MMEngine run: the later segment wins for the epoch trained twice; epoch seconds are
+    timed within each segment."""
+    a, b = tmp_path / "20260101_000000" / "vis_data", tmp_path / "20260101_010000" / "vis_data"
+    a.mkdir(parents=True)
+    b.mkdir(parents=True)
+    (a / "scalars.json").write_text("\n".join(json.dumps(r) for r in [
+        {"epoch": 1, "loss": 3.0, "lr": 0.1, "step": 5}, {"step": 1, "irstd/mIoU": 0.1},
+        {"epoch": 2, "loss": 9.0, "lr": 0.1, "step": 10}]))  # epoch 2 cut off
+    time.sleep(0.01)
+    (b / "scalars.json").write_text("\n".join(json.dumps(r) for r in [
+        {"epoch": 2, "loss": 2.0, "lr": 0.1, "step": 10}, {"step": 2, "irstd/mIoU": 0.2}]))
+    os.utime(b / "scalars.json", (time.time() + 5, time.time() + 5))
+    recs, files = mmlogs.scalar_records(tmp_path)
+    assert len(files) == 2
+    assert [(r.get("epoch"), r.get("loss"), r.get("irstd/mIoU")) for r in recs] == [
+        (1, 3.0, None), (None, None, 0.1), (2, 2.0, None), (None, None, 0.2)]
+    log = tmp_path / "log.txt"
+    log.write_text("\n".join([
+        "11/25 10:00:00 - mmengine - INFO - Checkpoints will be saved to /x.",
+        "11/25 10:01:40 - mmengine - INFO - Epoch(val) [1][21/21]    irstd/mIoU: 0.1",
+        "11/25 10:02:00 - mmengine - INFO - Epoch(val) [2][10/21]",  # killed during validation
+        "11/25 11:00:00 - mmengine - INFO - Checkpoints will be saved to /x.",
+        "11/25 11:01:30 - mmengine - INFO - Epoch(val) [2][21/21]    irstd/mIoU: 0.2"]))
+    assert mmlogs.epoch_seconds(log) == [100.0, 90.0]
+    cmd = ["python", "tools/train.py", "cfg.py", "--work-dir", str(tmp_path), "--cfg-options", "a=1"]
+    assert mmlogs.resume_command(tmp_path, 2, cmd) is None  # no checkpoint yet
+    (tmp_path / "epoch_1.pth").write_bytes(b"")
+    (tmp_path / "last_checkpoint").write_text(str(tmp_path / "epoch_0.pth"))  # cut between delete and rename
+    assert mmlogs.resume_command(tmp_path, 2, cmd) == [*cmd[:5], "--resume", str(tmp_path / "epoch_1.pth"), *cmd[5:]]
+    (tmp_path / "epoch_2.pth").write_bytes(b"")
+    assert mmlogs.resume_command(tmp_path, 2, cmd) == []

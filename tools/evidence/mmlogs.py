@@ -1,0 +1,81 @@
+"""What an MMEngine training leaves in its work dir, read across resumes: the scalar records, the seconds of
+each epoch, and whether (and how) to resume it. Shared by the U-Net and RetinaNet parts.
+
+A resumed MMEngine run writes a new ``<work_dir>/<timestamp>/vis_data/scalars.json`` per segment and appends its
+text log to the run's ``log.txt`` (:func:`tools.evidence.runs.run_one`); the epoch that was cut off is trained
+again, so its records come from the latest segment that holds them.
+"""
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime
+from pathlib import Path
+
+__all__ = ["CHECKPOINT_OPTS", "resume_command", "scalar_records", "epoch_seconds"]
+
+#: ``--cfg-options`` of the ablation's MMEngine runs: a checkpoint at every epoch end (only the latest kept), so
+#: that a run cut off resumes from its last finished epoch, and none chosen on the evaluation split
+CHECKPOINT_OPTS = ["default_hooks.checkpoint.interval=1", "default_hooks.checkpoint.save_best=None",
+                   "default_hooks.checkpoint.max_keep_ckpts=1"]
+
+
+def resume_command(work_dir, epochs: int, command: list[str]) -> list[str] | None:
+    """``command`` + ``--resume CKPT`` (``tools/train.py``) from the work dir's latest checkpoint if one exists;
+    ``[]`` if the last epoch's checkpoint ``epoch_<epochs>.pth`` is already there; None if there is none.
+
+    The latest is the one ``last_checkpoint`` names, or, if a cut left that name pointing at a checkpoint already
+    deleted (MMEngine saves the new one, deletes the old, then writes the name), the newest ``epoch_<k>.pth``."""
+    work_dir = Path(work_dir)
+    if (work_dir / f"epoch_{epochs}.pth").is_file():
+        return []
+    named = work_dir / "last_checkpoint"
+    ckpt = Path(named.read_text().strip()) if named.is_file() else None
+    if ckpt is None or not ckpt.is_file():
+        found = sorted(work_dir.glob("epoch_*.pth"), key=lambda p: int(p.stem.split("_")[1]))
+        ckpt = found[-1] if found else None
+    if ckpt is None:
+        return None
+    i = command.index("--cfg-options") if "--cfg-options" in command else len(command)
+    return [*command[:i], "--resume", str(ckpt), *command[i:]]
+
+
+def scalar_records(work_dir) -> tuple[list[dict], list[Path]]:
+    """The records of every ``*/vis_data/scalars.json`` under ``work_dir``, oldest segment first; a training
+    epoch (records with ``epoch``) or an evaluation step (records without ``lr``) that a later segment holds too
+    is taken from the later one. Returns ``(records, files)``."""
+    files = sorted(Path(work_dir).glob("*/vis_data/scalars.json"), key=lambda p: p.stat().st_mtime)
+    merged: list[dict] = []
+    for f in files:
+        recs = [json.loads(line) for line in f.read_text().splitlines() if line.strip()]
+        epochs = {r["epoch"] for r in recs if "epoch" in r}
+        steps = {r.get("step") for r in recs if "epoch" not in r and "lr" not in r}
+        merged = [r for r in merged if not ("epoch" in r and r["epoch"] in epochs)
+                  and not ("epoch" not in r and "lr" not in r and r.get("step") in steps)]
+        merged += recs
+    return merged, files
+
+
+_STAMP = re.compile(r"^(\d\d/\d\d \d\d:\d\d:\d\d) - mmengine - INFO - (.*)$")  # MMEngine: month/day time
+
+
+def epoch_seconds(log: Path) -> list[float]:
+    """Wall seconds of each epoch (training + its validation) from the timestamps of the MMEngine text log: from
+    'Checkpoints will be saved to' (the start of a segment) or the previous epoch's end to each
+    'Epoch(val) [k][n/n]' line. A resumed epoch is timed from its segment's start; an epoch cut off is not timed."""
+    ends: dict[int, float] = {}
+    prev = None
+    for line in log.read_text(errors="replace").splitlines() if log.is_file() else []:
+        m = _STAMP.match(line)
+        if not m:
+            continue
+        t = datetime.strptime("2000/" + m.group(1), "%Y/%m/%d %H:%M:%S").timestamp()  # (a leap year: 02/29)
+        msg = m.group(2)
+        if msg.startswith("Checkpoints will be saved to"):
+            prev = t
+        v = re.match(r"Epoch\(val\) \[(\d+)\]\[(\d+)/(\d+)\]", msg)
+        if v and v.group(2) == v.group(3) and prev is not None:
+            if t >= prev:  # (the log has no year: drop a new-year crossing)
+                ends[int(v.group(1))] = t - prev
+            prev = t
+    return [ends[e] for e in sorted(ends)]
