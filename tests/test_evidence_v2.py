@@ -235,3 +235,20 @@ def test_evaluate_at_native_size(env, trained):
         assert p["input_shape"] == p["orig_shape"]
     md = (folder / "ablation.md").read_text()
     assert "input size native" in md
+
+
+def test_evaluate_on_an_irstd_layout_root(env, trained, tmp_path):
+    """`--evaluate` reads the common IRSTD layout too (masks/<name>.png, 50_50/test.txt, boxes from the masks)."""
+    irstd = make_synthetic_sirst(tmp_path / "irstd_root", n=8, seed=2, layout="irstd")
+    names = (irstd / "50_50" / "test.txt").read_text().split()
+    summary = ablation.main(["--parts", "yolo", "retina", *TINY, "--data-root", str(env["train"]), "--out",
+                             str(env["out"]), "--evaluate", str(irstd)])
+    assert set(summary) == {"yolo", "retina"}
+    recs, data = _records(env["out"] / "evaluate" / "irstd_root")
+    assert data["meta"]["evaluated_on"] == str(irstd.resolve())
+    for rec in recs.values():
+        assert rec["split"]["eval"] == "irstd_root/test"
+        assert rec["dataset"] == {"name": "irstd_root", "root": str(irstd.resolve()), "layout": "irstd"}
+        assert rec["trained_dataset"]["layout"] == "sirst"
+        assert {p["name"] for p in rec["eval"]["per_image"]} == set(names)
+        assert 0 <= rec["metrics"]["Pd"] <= 1 and rec["eval"]["n_targets"] > 0

@@ -20,7 +20,7 @@ child process (the stock ``yolo`` CLI, or ``tools/train.py``) with one CPU threa
 by side; finished runs are skipped (rerunning resumes). The metrics are those of the **last** epoch (no
 checkpoint selection on the evaluation split); the detectors are also scored per target (:mod:`tools.evidence.boxeval`,
 :mod:`tools.evidence.retina_eval`). ``--evaluate DIR`` scores the finished runs (selected by the same options) on
-another dataset in the SIRST layout (:mod:`tools.evidence.evaluate`) and writes the same tables to
+another dataset in either layout (:mod:`tools.evidence.evaluate`) and writes the same tables to
 ``<out>/evaluate/<DIR name>/``.
 
 Outputs under ``--out`` (default ``~/.cache/gaussconv_plugin/ablation``, outside the repository):

@@ -1,5 +1,5 @@
-"""Evaluation of an ablation's finished runs on another dataset in the SIRST layout (``images/``,
-``masks/<name>_pixels0.png``, ``idx_427/<split>.txt``): ``python tools/ablation.py --evaluate ROOT``.
+"""Evaluation of an ablation's finished runs on another dataset in either layout (SIRST v1: ``images/``,
+``masks/<name>_pixels0.png``, ``idx_427/<split>.txt``; IRSTD: ``masks/<name>.png``, ``<idx>/<split>.txt``): ``python tools/ablation.py --evaluate ROOT``.
 
 Every selected run that is done (``result.json``) is evaluated with its **final** weights on ``split`` of ``ROOT``
 (default ``test``), in a child process with the run's thread budget, and the same tables as the training ones
