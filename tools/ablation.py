@@ -109,7 +109,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--publish", default=None, help="also copy tables + plots (no weights) to this folder")
     ap.add_argument("--report-only", action="store_true", help="only write tables/plots from finished runs")
     ap.add_argument("--evaluate", default=None, metavar="ROOT",
-                    help="evaluate the finished runs (selected by the options above) on the dataset ROOT (SIRST "
+                    help="evaluate the finished runs (selected by the options above) on the dataset ROOT (either "
                          "layout) instead of training; tables in <out>/evaluate/<ROOT name>/")
     ap.add_argument("--eval-split", default="test", help="split of ROOT for --evaluate (default test)")
     ap.add_argument("--eval-imgsz", default=None,
