@@ -42,12 +42,15 @@ def test_plan_covers_every_variant_seed_and_part(tmp_path):
     assert len(screen) == 9 and all(r.split == ("train", "val") and "train-val" in r.dir.parts for r in screen)
 
 
-@pytest.mark.parametrize("variant,stem,floor,loss,form", [
-    ("stock", "Conv", None, "none", None), ("gsconv", "GaussianShapedConv", DEFAULT_MASK_FLOOR, "none", None),
-    ("gsconv-hard", "GaussianShapedConv", 0.0, "none", None), ("gsconv-f06", "GaussianShapedConv", 0.6, "none", None),
-    ("pconv", "PConv", None, "none", None), ("diff", "Conv", None, "diff", "add"),
-    ("diff-mul", "Conv", None, "diff", "mul"), ("both", "GaussianShapedConv", DEFAULT_MASK_FLOOR, "diff", "add")])
-def test_yolo_variant_yaml_builds_the_intended_model(tmp_path, variant, stem, floor, loss, form):
+@pytest.mark.parametrize("variant,stem,floor,loss,form,lam", [
+    ("stock", "Conv", None, "none", None, None), ("gsconv", "GaussianShapedConv", DEFAULT_MASK_FLOOR, "none", None, None),
+    ("gsconv-hard", "GaussianShapedConv", 0.0, "none", None, None),
+    ("gsconv-f06", "GaussianShapedConv", 0.6, "none", None, None), ("pconv", "PConv", None, "none", None, None),
+    ("diff", "Conv", None, "diff", "add", 1.0), ("diff-mul", "Conv", None, "diff", "mul", 1.0),
+    ("diff-l025", "Conv", None, "diff", "add", 0.25),
+    ("both", "GaussianShapedConv", DEFAULT_MASK_FLOOR, "diff", "add", 1.0),
+    ("both-l025", "GaussianShapedConv", DEFAULT_MASK_FLOOR, "diff", "add", 0.25)])
+def test_yolo_variant_yaml_builds_the_intended_model(tmp_path, variant, stem, floor, loss, form, lam):
     from ultralytics.nn.tasks import DetectionModel
 
     from gaussconv_plugin.yolo.adapter import ScaleBboxLoss
@@ -64,6 +67,7 @@ def test_yolo_variant_yaml_builds_the_intended_model(tmp_path, variant, stem, fl
     model.args = types.SimpleNamespace(box=7.5, cls=0.5, dfl=1.5)
     bl = model.init_criterion().bbox_loss
     assert (type(bl) is ScaleBboxLoss) == (loss != "none") and (form is None or bl.form == form)
+    assert lam is None or bl.lam == lam
 
 
 @pytest.mark.parametrize("variant,gauss,mode", [("stock", "none", "var"), ("gsconv", "both", "var"),

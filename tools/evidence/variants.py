@@ -16,7 +16,9 @@ variant           layers 0–1                                             box l
 ``diff``          ``Conv``                                               CIoU + diff scale term, default form
 ``diff-add``      ``Conv``                                               CIoU + (1 − α), ``scale_loss_form: add``
 ``diff-mul``      ``Conv``                                               1 − α·IoU + (IoU − CIoU) (``mul``)
+``diff-l025``     ``Conv``                                               CIoU + 0.25·(1 − α) (``add``, λ = 0.25)
 ``both``          ``GaussianShapedConv`` defaults                         diff, default form
+``both-l025``     ``GaussianShapedConv`` defaults                         CIoU + 0.25·(1 − α)
 ================  =====================================================  ======================================
 
 MSHNet U-Net (``mmdet_cfgs/unet_mshnet_base_cpu.py``): ``stock`` (no Gaussian conv, SLS ``var`` loss), ``gsconv``
@@ -67,7 +69,9 @@ VARIANTS = {
     "diff": Variant(loss="diff"),
     "diff-add": Variant(loss="diff", yaml_keys={"scale_loss_form": "add"}),
     "diff-mul": Variant(loss="diff", yaml_keys={"scale_loss_form": "mul"}),
+    "diff-l025": Variant(loss="diff", yaml_keys={"scale_loss_form": "add", "scale_loss_lambda": 0.25}),
     "both": Variant(GS, loss="diff"),
+    "both-l025": Variant(GS, loss="diff", yaml_keys={"scale_loss_form": "add", "scale_loss_lambda": 0.25}),
 }
 PART_VARIANTS = {"yolo": list(VARIANTS), "unet": ["stock", "gsconv", "diff", "both"],
                  "retina": ["stock", "gsconv", "diff", "both"]}
