@@ -212,3 +212,20 @@ def test_tiny_ablation_on_nudt_sirst(tmp_path, monkeypatch):
     rows = list(csv.DictReader((out / "results.csv").open()))
     assert {r["dataset"] for r in rows} == {"nudt_sirst"}
     assert (out / "ablation.md").read_text().startswith("Ablation on NUDT-SIRST (50_50): train on `train_sub`")
+
+
+def test_last_k_mean_column_from_the_curves():
+    from tools.evidence import report
+
+    recs = [{"part": "yolo", "variant": v, "seed": k, "epochs": 4, "sec_per_epoch": 1.0,
+             "metrics": {"mAP50": c[-1]}, "curves": {"mAP50": c}}
+            for v, k, c in [("stock", 0, [0.1, 0.6, 0.9, 0.3]), ("stock", 1, [0.0, 0.5, 0.5, 0.5]),
+                            ("both", 0, [0.2, 0.7, 0.7, 0.7]), ("both", 1, [0.1, 0.2, 0.8, 0.5])]]
+    assert report.last_k_mean(recs[0]) == pytest.approx(0.6) and report.last_k_mean({"curves": {"mAP50": [1]}}) is None
+    s = report.summarize(recs)["yolo"]
+    assert s["stock"]["mAP50_last3"][0] == pytest.approx(0.55) and s["both"]["mAP50_last3"][0] == pytest.approx(0.6)
+    # paired on the last-3 means: seed 0 0.7 - 0.6, seed 1 0.5 - 0.5
+    assert s["both"]["paired"]["mAP50_last3"]["mean"] == pytest.approx(0.05)
+    assert s["both"]["paired"]["mAP50"]["mean"] == pytest.approx(0.2)  # the last epoch alone: (0.4 + 0.0) / 2
+    assert report.summarize([{**recs[0], "part": "unet", "metrics": {"mIoU": 0.5}}])["unet"]["stock"].get(
+        "mAP50_last3") is None
