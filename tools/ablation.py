@@ -1,6 +1,6 @@
 #!/usr/bin/env python
-"""Ablation on SIRST v1 or NUDT-SIRST: stock / +GaussianShapedConv (and its screened designs) / +scale loss / both, for YOLOv8n,
-the MSHNet U-Net and (``--parts retina``) RetinaNet-R18. The pieces live in :mod:`tools.evidence` (variants, runs,
+"""Ablation on SIRST v1 or NUDT-SIRST: stock / +GaussianShapedConv (and its screened designs) / +scale loss / both,
+for YOLOv8n, the MSHNet U-Net and (``--parts retina``) RetinaNet-R18. The pieces live in :mod:`tools.evidence` (variants, runs,
 parts, evaluation, statistics, report, plots); this file is the command line.
 
 One command runs every (part, variant, seed) that is not done yet, then writes the tables and plots::
@@ -17,8 +17,9 @@ the default ``trainval:test`` is the final protocol. ``--dataset nudt_sirst`` (o
 the IRSTD layout) trains on NUDT-SIRST: ``train:test`` by default, ``train_sub:val_sub`` (the committed carve of
 ``train``) for choices; see :mod:`tools.evidence.datasets`. Variants: see :mod:`tools.evidence.variants`. Each run is a
 child process (the stock ``yolo`` CLI, or ``tools/train.py``) with one CPU thread; ``--jobs`` runs that many side
-by side; finished runs are skipped (rerunning resumes). The metrics are those of the **last** epoch (no
-checkpoint selection on the evaluation split); the detectors are also scored per target (:mod:`tools.evidence.boxeval`,
+by side; finished runs are skipped and a run cut off resumes from its last checkpoint (rerunning resumes). The
+metrics are those of the **last** epoch, plus the detectors' mean mAP50 of the last three (no checkpoint selection on
+the evaluation split); the detectors are also scored per target (:mod:`tools.evidence.boxeval`,
 :mod:`tools.evidence.retina_eval`). ``--evaluate DIR`` scores the finished runs (selected by the same options) on
 another dataset in either layout (:mod:`tools.evidence.evaluate`) and writes the same tables to
 ``<out>/evaluate/<DIR name>/``.
