@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["DATASETS", "Dataset", "resolve", "parse_split", "check_split", "default_split", "dataset_name", "run_tag"]
+__all__ = ["DATASETS", "Dataset", "resolve", "parse_split", "check_split", "is_default_sirst", "run_tag"]
 
 
 @dataclass(frozen=True)
@@ -75,26 +75,19 @@ def check_split(root, split: str) -> tuple[str, str]:
     return pair
 
 
-def default_split(dataset: str, screen: bool = False) -> str:
-    d = DATASETS[dataset]
-    return d.screen if screen else d.final
+def is_default_sirst(root) -> bool:
+    """Whether ``root`` is the default SIRST v1 folder (:func:`~gaussconv_plugin.data.sirst_root` without a path),
+    whose runs and caches keep the names they had before other datasets existed."""
+    from gaussconv_plugin.data import sirst_root
 
-
-def dataset_name(root) -> str:
-    """Name of a dataset folder in run paths and records (the folder's name)."""
-    return Path(root).resolve().name
+    try:
+        return Path(root).resolve() == sirst_root(None).resolve()
+    except FileNotFoundError:
+        return False
 
 
 def run_tag(root, split: tuple[str, str]) -> str:
     """Sub-path of a run below ``<out>/<part>/``: ``<train>-<eval>`` for the default SIRST folder, else
     ``<folder name>/<train>-<eval>`` (module docstring)."""
     pair = "-".join(split)
-    if root is None:
-        return pair
-    from gaussconv_plugin.data import sirst_root
-
-    try:
-        default = sirst_root(None).resolve()
-    except FileNotFoundError:
-        default = None
-    return pair if Path(root).resolve() == default else f"{dataset_name(root)}/{pair}"
+    return pair if root is None or is_default_sirst(root) else f"{Path(root).resolve().name}/{pair}"

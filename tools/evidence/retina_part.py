@@ -33,8 +33,8 @@ from . import mmlogs
 from .mmlogs import CHECKPOINT_OPTS
 from .runs import REPO, Run, _call, dataset_tag
 
-__all__ = ["command", "resume_command", "result", "evaluate", "coco_dir", "model_config", "CONFIGS", "VARIANT_OPTIONS", "DEFAULTS",
-           "EVAL_CONF"]
+__all__ = ["command", "resume_command", "result", "evaluate", "coco_dir", "model_config", "CONFIGS", "VARIANT_OPTIONS",
+           "DEFAULTS", "EVAL_CONF"]
 
 #: default epochs of ``--parts retina``: half the configs' 24 (LR steps after epochs 8 and 11). Measured: 98 s per
 #: epoch of train:val (255 images = 64 iterations + validation on the 85 val images; 91 s and 106 s) on one CPU

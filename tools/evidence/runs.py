@@ -23,7 +23,7 @@ from pathlib import Path
 from .datasets import parse_split, run_tag
 from .variants import PART_VARIANTS, check_variants, resolved
 
-__all__ = ["PARTS", "DEFAULT_PARTS", "SPLITS", "Run", "plan", "run_one", "collect", "child_env", "git_commit", "log",
+__all__ = ["PARTS", "DEFAULT_PARTS", "Run", "plan", "run_one", "collect", "child_env", "git_commit", "log",
            "REPO", "call", "dataset_tag", "dataset_record",
            "segments", "SEGMENTS"]
 
@@ -31,9 +31,6 @@ REPO = Path(__file__).resolve().parents[2]
 PARTS = ("yolo", "unet", "retina")
 #: the parts an ablation runs unless told otherwise (``--parts``); the RetinaNet part is opt-in
 DEFAULT_PARTS = ("yolo", "unet")
-#: (train split, evaluation split) of SIRST idx_427: the final protocol, and the screen (test kept unseen); any
-#: other ``TRAIN:EVAL`` pair of list names works too (:mod:`.datasets`)
-SPLITS = {"trainval:test": ("trainval", "test"), "train:val": ("train", "val")}
 _print_lock = threading.Lock()
 
 
@@ -72,8 +69,9 @@ class Run:
 
 def plan(out: Path, parts, variants, seeds, yolo_epochs: int, unet_epochs: int, retina_epochs: int | None = None,
          **opts) -> list[Run]:
-    """The runs of an ablation (folders: :func:`tools.evidence.datasets.run_tag`), seed-major (every variant of seed 0 first, so that a cut-off ablation leaves
-    complete seeds) and interleaved so that side-by-side jobs mix parts. Variants a part lacks are skipped.
+    """The runs of an ablation (folders: :func:`tools.evidence.datasets.run_tag`; split pairs: the datasets'
+    ``final``/``screen`` defaults or any ``TRAIN:EVAL``), seed-major (every variant of seed 0 first, so that a
+    cut-off ablation leaves complete seeds) and interleaved so that side-by-side jobs mix parts. Variants a part lacks are skipped.
     ``retina_epochs`` defaults to :data:`tools.evidence.retina_part.DEFAULTS`."""
     for p in parts:
         if p not in PARTS:

@@ -45,13 +45,13 @@ def data_yaml(opts: dict) -> Path:
     from gaussconv_plugin.data import cache_dir, sirst_root
     from gaussconv_plugin.data.yolo_format import prepare_yolo
 
-    from .datasets import parse_split, run_tag
+    from .datasets import is_default_sirst, parse_split
     from .runs import dataset_tag
 
     train, ev = parse_split(opts.get("split", "trainval:test"))
     limit = opts.get("limit")
     root = sirst_root(opts.get("data_root")).resolve()
-    if "/" not in run_tag(root, (train, ev)):  # the default SIRST folder
+    if is_default_sirst(root):
         sub = "sirst_yolo" if (train, ev) == ("trainval", "test") else f"sirst_yolo_{train}-{ev}"
         sub += f"_limit{limit}" if limit else ""
     else:
