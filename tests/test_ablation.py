@@ -36,6 +36,9 @@ def test_plan_covers_every_variant_seed_and_part(tmp_path):
         ablation.plan(tmp_path, ["yolo"], ["gauss"], [0], 1, 1)
     with pytest.raises(SystemExit, match="variant\\(s\\) pconv have no unet form"):
         ablation.plan(tmp_path, ["unet"], ["pconv"], [0], 1, 1)
+    mixed = ablation.plan(tmp_path, ["yolo", "unet"], ["stock"], [0, 1, 2, 3, 4], 3, 3, part_seeds={"unet": [0, 1, 2]})
+    assert [(r.part, r.seed) for r in mixed] == [("yolo", 0), ("unet", 0), ("yolo", 1), ("unet", 1), ("yolo", 2),
+                                                 ("unet", 2), ("yolo", 3), ("yolo", 4)]
     screen = ablation.plan(tmp_path, ["yolo", "unet"], ["stock", "pconv"], [0, 1, 2], 3, 3, split="train:val")
     assert [(r.part, r.variant, r.seed) for r in screen[:3]] == [("yolo", "stock", 0), ("unet", "stock", 0),
                                                                  ("yolo", "pconv", 0)]  # seed-major; no unet pconv
@@ -212,6 +215,16 @@ def test_tiny_ablation_on_nudt_sirst(tmp_path, monkeypatch):
     rows = list(csv.DictReader((out / "results.csv").open()))
     assert {r["dataset"] for r in rows} == {"nudt_sirst"}
     assert (out / "ablation.md").read_text().startswith("Ablation on NUDT-SIRST (50_50): train on `train_sub`")
+    assert (out / "curves_yolo.png").is_file() and (out / "curves_unet.png").is_file()
+
+
+def test_figure_titles_name_the_dataset():
+    from tools.evidence.plots import dataset_title
+
+    nudt = {"dataset": {"name": "nudt_sirst", "root": "/x", "layout": "irstd"}}
+    assert dataset_title([nudt, nudt]) == "NUDT-SIRST"
+    assert dataset_title([{}]) == "SIRST v1"  # records made before runs recorded their dataset
+    assert dataset_title([{"dataset": {"name": "my_root"}}, nudt]) == "my_root + NUDT-SIRST"
 
 
 def test_last_k_mean_column_from_the_curves():

@@ -86,6 +86,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--variants", nargs="+", default=["stock", "gsconv", "diff", "both"],
                     help="subset of: " + " ".join(VARIANTS) + " (default: stock gsconv diff both)")
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
+    ap.add_argument("--unet-seeds", nargs="+", type=int, default=None,
+                    help="seeds of the U-Net part if not --seeds (e.g. 0 1 2 beside five detector seeds)")
     ap.add_argument("--dataset", default="sirst", choices=list(DATASETS),
                     help="sirst (SIRST v1, default) or nudt_sirst (NUDT-SIRST); --data-root overrides its folder")
     ap.add_argument("--split", default=None, metavar="TRAIN:EVAL",
@@ -137,7 +139,8 @@ def main(argv=None) -> dict:
         root = Path(a.data_root).resolve() if a.data_root else None
     opts = {"data_root": str(root) if root else None, "imgsz": a.imgsz, "batch": a.batch, "yolo_arch": a.yolo_arch,
             "limit": a.limit, "split": a.split}
-    runs = plan(out, a.parts, a.variants, a.seeds, a.yolo_epochs, a.unet_epochs, a.retina_epochs, **opts)
+    runs = plan(out, a.parts, a.variants, a.seeds, a.yolo_epochs, a.unet_epochs, a.retina_epochs,
+                part_seeds={"unet": a.unet_seeds}, **opts)
     meta = {"command": "python tools/ablation.py " + " ".join(argv if argv is not None else sys.argv[1:]),
             "commit": git_commit(), "date": _dt.date.today().isoformat(), "machine": machine(),
             "data_root": str(root), "dataset": root.name if root else a.dataset,

@@ -7,15 +7,23 @@ import subprocess
 import sys
 from pathlib import Path
 
+from .datasets import DATASETS
 from .runs import REPO, child_env, log
 from .variants import VARIANTS
 
-__all__ = ["COLORS", "PART_NAMES", "plot_curves", "plot_sigma_theta", "learned_sigma_theta"]
+__all__ = ["COLORS", "PART_NAMES", "dataset_title", "plot_curves", "plot_sigma_theta", "learned_sigma_theta"]
 
 _PALETTE = ["tab:gray", "tab:blue", "tab:purple", "tab:cyan", "tab:olive", "tab:pink", "tab:brown", "tab:orange",
             "gold", "tab:green", "tab:red"]
 COLORS = {v: _PALETTE[i % len(_PALETTE)] for i, v in enumerate(VARIANTS)}
 PART_NAMES = {"yolo": "YOLOv8n", "unet": "U-Net", "retina": "RetinaNet-R18"}
+
+
+def dataset_title(records: list[dict]) -> str:
+    """The dataset(s) the records trained on, for a figure title (``SIRST v1`` for records made before runs
+    recorded their dataset)."""
+    names = sorted({(r.get("dataset") or {}).get("name", "sirst") for r in records})
+    return " + ".join(DATASETS[n].label.split(" (")[0] if n in DATASETS else n for n in names)
 
 
 def plot_curves(records: list[dict], out: Path) -> list[Path]:
@@ -55,7 +63,7 @@ def plot_curves(records: list[dict], out: Path) -> list[Path]:
             ax.set_xlabel("epoch")
             ax.grid(alpha=0.3)
         axs[0].legend(fontsize=8)
-        fig.suptitle(f"{PART_NAMES[part]} on SIRST: training curves per variant", fontsize=11)
+        fig.suptitle(f"{PART_NAMES[part]} on {dataset_title(recs)}: training curves per variant", fontsize=11)
         fig.tight_layout()
         p = out / f"curves_{part}.png"
         fig.savefig(p, dpi=110)

@@ -68,21 +68,24 @@ class Run:
 
 
 def plan(out: Path, parts, variants, seeds, yolo_epochs: int, unet_epochs: int, retina_epochs: int | None = None,
-         **opts) -> list[Run]:
+         part_seeds: dict | None = None, **opts) -> list[Run]:
     """The runs of an ablation (folders: :func:`tools.evidence.datasets.run_tag`; split pairs: the datasets'
     ``final``/``screen`` defaults or any ``TRAIN:EVAL``), seed-major (every variant of seed 0 first, so that a
     cut-off ablation leaves complete seeds) and interleaved so that side-by-side jobs mix parts. Variants a part lacks are skipped.
-    ``retina_epochs`` defaults to :data:`tools.evidence.retina_part.DEFAULTS`."""
+    ``retina_epochs`` defaults to :data:`tools.evidence.retina_part.DEFAULTS`; ``part_seeds`` (``{part: seeds}``)
+    gives a part its own seeds instead of ``seeds`` (e.g. 3 U-Net seeds beside 5 detector seeds)."""
     for p in parts:
         if p not in PARTS:
             raise SystemExit(f"unknown part {p!r}; choose from {', '.join(PARTS)}")
     check_variants(parts, variants)
     tag = run_tag(opts.get("data_root"), parse_split(opts.setdefault("split", "trainval:test")))
+    part_seeds = {p: [int(s) for s in ss] for p, ss in (part_seeds or {}).items() if ss is not None}
     runs = []
-    for s in seeds:
+    seeds = [int(s) for s in seeds]
+    for s in dict.fromkeys(seeds + [s for ss in part_seeds.values() for s in ss]):  # in order, once each
         for v in variants:
             for p in parts:
-                if v not in PART_VARIANTS[p]:
+                if v not in PART_VARIANTS[p] or s not in part_seeds.get(p, seeds):
                     continue
                 e = {"yolo": yolo_epochs, "unet": unet_epochs}.get(p, retina_epochs)
                 if e is None:
