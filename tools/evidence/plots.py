@@ -120,8 +120,8 @@ def plot_sigma_theta(records: list[dict], out: Path) -> list[Path]:
         axs[1].set_xticks(range(len(layers)))
         axs[1].set_xticklabels([f"{n}\n(k={k})" for n, k in zip(layers, ks)], rotation=30, ha="right", fontsize=7)
         axs[0].legend(fontsize=8)
-        axs[0].set_title(f"{PART_NAMES[part]}: learned σ and θ per GaussianShapedConv layer "
-                         f"\n(box: channels × seeds; dashed: initial value)", fontsize=10)
+        axs[0].set_title(f"{PART_NAMES[part]} on {dataset_title(recs)}: learned σ and θ per GaussianShapedConv "
+                         f"layer\n(box: channels × seeds; dashed: initial value)", fontsize=10)
         for ax in axs:
             ax.grid(alpha=0.3)
         fig.tight_layout()
