@@ -168,6 +168,15 @@ def test_resume_continues_from_checkpoint(tmp_path):
     assert resumed_rows and all(r["warmup"] == 0.0 for r in resumed_rows)
 
 
+def _init_checkpoint(tmp_path) -> Path:
+    """An untrained (seed 0) checkpoint of the base config's model."""
+    cfg = Config.fromfile(BASE)
+    ckpt = tmp_path / "init.pth"
+    torch.manual_seed(0)
+    torch.save({"state_dict": IRSTDSegmentor(**{k: v for k, v in cfg.model.items() if k != "type"}).state_dict()}, ckpt)
+    return ckpt
+
+
 @pytest.fixture(scope="module")
 def target_free_root(tmp_path_factory):
     """A temporary SIRST-layout folder: two synthetic images, one of them with no target."""
@@ -203,15 +212,27 @@ def test_target_free_image_loss_and_metrics(target_free_root, tmp_path):
             out["loss_seg"].backward()
     # evaluation through the Runner: a test set holding a target-free image gives in-range metrics; the
     # empty image adds no target to Pd (1 target in the set) and its predicted pixels count as false alarms
-    cfg = Config.fromfile(BASE)
-    ckpt = tmp_path / "init.pth"
-    torch.manual_seed(0)
-    torch.save({"state_dict": IRSTDSegmentor(**{k: v for k, v in cfg.model.items() if k != "type"}).state_dict()}, ckpt)
     _new_second()
-    metrics = test_tool.main([BASE, str(ckpt), "--work-dir", str(tmp_path), "--cfg-options", *TINY,
+    metrics = test_tool.main([BASE, str(_init_checkpoint(tmp_path)), "--work-dir", str(tmp_path), "--cfg-options", *TINY,
                               f"test_dataloader.dataset.data_root={target_free_root}"])
     _check_metrics(metrics)
     assert metrics["irstd/Pd"] in (0.0, 1.0)
+
+
+def test_cfg_options_keep_paths_with_spaces_and_commas(target_free_root, tmp_path):
+    """MMEngine's DictAction deletes spaces and splits at commas; the tools keep a value naming an existing path."""
+    import shutil
+
+    root = tmp_path / "my sets, v1"
+    shutil.copytree(target_free_root, root)
+    args = train_tool.parse_args([BASE, "--cfg-options", f"test_dataloader.dataset.data_root={root}", "a=[1,2]",
+                                  "b=3", "c=None", "d=/no such/dir", "e=(4,5)"])
+    assert args.cfg_options == {"test_dataloader.dataset.data_root": str(root), "a": [1, 2], "b": 3, "c": None,
+                                "d": "/nosuch/dir", "e": (4, 5)}  # all but the existing path: as MMEngine parses
+    _new_second()
+    metrics = test_tool.main([BASE, str(_init_checkpoint(tmp_path)), "--work-dir", str(tmp_path), "--cfg-options",
+                              *TINY, f"test_dataloader.dataset.data_root={root}"])
+    _check_metrics(metrics)
 
 
 def test_model_modes_and_warmup_from_message_hub():

@@ -24,10 +24,10 @@ import importlib.util
 import sys
 from pathlib import Path
 
-from mmengine.config import DictAction
-
 if importlib.util.find_spec("gaussconv_plugin") is None:  # source checkout that was never pip-installed
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from gaussconv_plugin.mmdet.runner import CfgOptionsAction  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -39,7 +39,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--show", action="store_true", help="show prediction results in a window")
     p.add_argument("--show-dir", help="save painted predictions here (relative: under work_dir/timestamp)")
     p.add_argument("--wait-time", type=float, default=2, help="the interval of --show (s)")
-    p.add_argument("--cfg-options", nargs="+", action=DictAction,
+    p.add_argument("--cfg-options", nargs="+", action=CfgOptionsAction,
                    help="override config settings, key=value (e.g. test_dataloader.batch_size=4)")
     p.add_argument("--launcher", choices=["none", "pytorch", "slurm", "mpi"], default="none", help="job launcher")
     p.add_argument("--tta", action="store_true", help="test-time augmentation with cfg.tta_model/cfg.tta_pipeline")

@@ -22,10 +22,10 @@ import importlib.util
 import sys
 from pathlib import Path
 
-from mmengine.config import DictAction
-
 if importlib.util.find_spec("gaussconv_plugin") is None:  # source checkout that was never pip-installed
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from gaussconv_plugin.mmdet.runner import CfgOptionsAction  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -37,7 +37,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--auto-scale-lr", action="store_true", help="scale the LR by the real batch size (auto_scale_lr)")
     p.add_argument("--resume", nargs="?", type=str, const="auto",
                    help="resume from CKPT, or from the latest checkpoint in the work dir if no CKPT is given")
-    p.add_argument("--cfg-options", nargs="+", action=DictAction,
+    p.add_argument("--cfg-options", nargs="+", action=CfgOptionsAction,
                    help="override config settings, key=value (e.g. train_cfg.max_epochs=2 "
                         "train_dataloader.batch_size=4); lists as key=\"[a,b]\"")
     p.add_argument("--launcher", choices=["none", "pytorch", "slurm", "mpi"], default="none", help="job launcher")

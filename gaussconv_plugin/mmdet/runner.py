@@ -13,15 +13,35 @@ their own ``default_scope``). What it adds to MMDetection's own ``tools/train.py
   traceback (``--debug`` shows the traceback).
 - :func:`~gaussconv_plugin.mmdet.check_conv_cfgs` before the build (MMCV's error for an unknown
   ``conv_cfg`` type does not name the type).
+- **Paths in** ``--cfg-options``: :class:`CfgOptionsAction` keeps a value that names an existing file or folder
+  as it is; MMEngine's ``DictAction`` deletes its spaces and splits it at commas.
 """
 from __future__ import annotations
 
 import os
 import os.path as osp
 
+from mmengine.config import DictAction
+
 __all__ = [
-    "load_config", "setup_launcher", "build_runner", "one_line", "set_visualization", "local_rank_env", "check_amp",
+    "CfgOptionsAction", "load_config", "setup_launcher", "build_runner", "one_line", "set_visualization", "local_rank_env", "check_amp",
 ]
+
+
+class CfgOptionsAction(DictAction):
+    """MMEngine's ``DictAction`` (``--cfg-options key=value ...``), except that a value naming an existing file or
+    folder (it contains a path separator and exists) is kept as it is, where ``DictAction`` would delete its
+    spaces and split it at commas (``data_root=/data/my sets/sirst`` would become ``/data/mysets/sirst``). Every
+    other value is parsed as MMEngine parses it (numbers, booleans, ``None``, ``[a,b]``, ``(a,b)``)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        super().__call__(parser, namespace, values, option_string)
+        options = getattr(namespace, self.dest)
+        for kv in values or ():
+            key, val = kv.split("=", maxsplit=1)
+            raw = val.strip("'\"")
+            if os.sep in raw and osp.exists(raw):
+                options[key] = raw
 
 
 def load_config(config: str, cfg_options: dict | None = None, work_dir: str | None = None, launcher: str = "none"):

@@ -53,10 +53,10 @@ def _test_tool():
 
 
 def _parse_options(options: list[str]) -> dict:
-    from mmengine.config import DictAction
+    from gaussconv_plugin.mmdet.runner import CfgOptionsAction
 
     p = argparse.ArgumentParser()
-    p.add_argument("--o", nargs="+", action=DictAction, default={})
+    p.add_argument("--o", nargs="+", action=CfgOptionsAction, default={})
     return p.parse_args(["--o", *options]).o if options else {}
 
 
