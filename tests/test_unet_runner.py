@@ -213,8 +213,8 @@ def test_target_free_image_loss_and_metrics(target_free_root, tmp_path):
     # evaluation through the Runner: a test set holding a target-free image gives in-range metrics; the
     # empty image adds no target to Pd (1 target in the set) and its predicted pixels count as false alarms
     _new_second()
-    metrics = test_tool.main([BASE, str(_init_checkpoint(tmp_path)), "--work-dir", str(tmp_path), "--cfg-options", *TINY,
-                              f"test_dataloader.dataset.data_root={target_free_root}"])
+    metrics = test_tool.main([BASE, str(_init_checkpoint(tmp_path)), "--work-dir", str(tmp_path), "--cfg-options",
+                              *TINY, f"test_dataloader.dataset.data_root={target_free_root}"])
     _check_metrics(metrics)
     assert metrics["irstd/Pd"] in (0.0, 1.0)
 

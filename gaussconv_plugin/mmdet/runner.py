@@ -24,7 +24,8 @@ import os.path as osp
 from mmengine.config import DictAction
 
 __all__ = [
-    "CfgOptionsAction", "load_config", "setup_launcher", "build_runner", "one_line", "set_visualization", "local_rank_env", "check_amp",
+    "CfgOptionsAction", "load_config", "setup_launcher", "build_runner", "one_line", "set_visualization",
+    "local_rank_env", "check_amp",
 ]
 
 
@@ -34,14 +35,10 @@ class CfgOptionsAction(DictAction):
     spaces and split it at commas (``data_root=/data/my sets/sirst`` would become ``/data/mysets/sirst``). Every
     other value is parsed as MMEngine parses it (numbers, booleans, ``None``, ``[a,b]``, ``(a,b)``)."""
 
-    def __call__(self, parser, namespace, values, option_string=None):
-        super().__call__(parser, namespace, values, option_string)
-        options = getattr(namespace, self.dest)
-        for kv in values or ():
-            key, val = kv.split("=", maxsplit=1)
-            raw = val.strip("'\"")
-            if os.sep in raw and osp.exists(raw):
-                options[key] = raw
+    @staticmethod
+    def _parse_iterable(val: str):  # DictAction.__call__ parses each value through self._parse_iterable
+        raw = val.strip("'\"")
+        return raw if os.sep in raw and osp.exists(raw) else DictAction._parse_iterable(val)
 
 
 def load_config(config: str, cfg_options: dict | None = None, work_dir: str | None = None, launcher: str = "none"):
