@@ -67,7 +67,8 @@ def write_reports(runs: list[Run], out: Path, meta: dict, publish: Path | None =
         raise SystemExit(f"no finished runs under {out}; run without --report-only first")
     meta = dict(meta, run_commits=sorted({r["commit"] for r in records}),
                 run_commands=sorted({r["ablation_command"] for r in records if r.get("ablation_command")}),
-                run_dates=sorted({r["finished"][:10] for r in records}))
+                run_dates=sorted({r["finished"][:10] for r in records}),
+                run_machines=sorted({r["machine"] for r in records if r.get("machine")}))
     summary = write_tables(records, out, meta)
     pngs = plot_curves(records, out) + plot_sigma_theta(records, out)
     if publish:

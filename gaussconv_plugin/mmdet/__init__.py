@@ -24,9 +24,13 @@ It also makes MMEngine checkpoints loadable under torch ≥ 2.6 (see :func:`allo
 offers :func:`check_conv_cfgs`, a config check with a one-line error for unknown ``conv_cfg`` types (MMCV's
 own message is ``Cannot find None in registry``).
 
-Modules: :mod:`.detection` (MMDetection models), :mod:`.runner` (config → Runner plumbing of ``tools/train.py``
-and ``tools/test.py``: CPU distributed training, one-line errors). Other OpenMMLab task modules are imported at
-the end of this file, one line each.
+Modules: :mod:`.detection` (MMDetection models), :mod:`.segmentation` (the U-Net task), :mod:`.runner` (config →
+Runner plumbing of ``tools/train.py`` and ``tools/test.py``: CPU distributed training, one-line errors). Other
+OpenMMLab task modules are imported at the end of this file, one line each.
+
+The U-Net segmentation task needs MMEngine alone: where MMDetection or a compiled MMCV is missing (a GPU machine
+with only ``pip install mmengine``, say), this package still imports and registers the conv and the U-Net task;
+then ``GaussResNet`` and ``DiffScaleIoULoss`` raise an ``ImportError`` that names the fix.
 """
 from __future__ import annotations
 
@@ -124,14 +128,23 @@ def _conv_cfgs(node: Any, path: str) -> Iterator[tuple[str, Any]]:
             yield from _conv_cfgs(v, f"{path}.{i}")
 
 
+def conv_type_registered(conv_type) -> bool:
+    """Whether MMCV's ``build_conv_layer`` can resolve ``conv_type`` in the current default scope (it looks in
+    that scope's ``MODELS`` and then in MMEngine's root ``MODELS``, where MMCV 2.x keeps its conv layers)."""
+    import torch.nn as nn
+
+    if not isinstance(conv_type, str):
+        return isinstance(conv_type, type) and issubclass(conv_type, nn.Module)
+    with ROOT_MODELS.switch_scope_and_registry(None) as registry:
+        return registry.get(conv_type) is not None
+
+
 def check_conv_cfgs(cfg, root: str = "model") -> None:
     """Raise one clear ``ValueError`` for the first ``*conv_cfg=dict(type=...)`` under ``cfg[root]`` whose
     type MMCV's ``build_conv_layer`` cannot resolve (it looks in ``cfg.default_scope``'s ``MODELS``, then in
     MMEngine's root ``MODELS``). Call it before building the model: MMCV's own error for an unknown conv type
     is ``KeyError: Cannot find None in registry under scope name ...``, which does not name the type."""
     from mmengine.registry import DefaultScope
-
-    from .detection import conv_type_registered
 
     node = cfg.get(root) if hasattr(cfg, "get") else None
     if node is None:
@@ -145,5 +158,22 @@ def check_conv_cfgs(cfg, root: str = "model") -> None:
                 )
 
 
-from .detection import DiffScaleIoULoss, GaussResNet, conv_type_registered  # noqa: E402  (registers them)
-from . import segmentation  # noqa: F401,E402  (registers the U-Net segmentation task)
+from . import segmentation  # noqa: F401,E402  (registers the U-Net segmentation task: MMEngine only)
+
+#: why the MMDetection models are unavailable (``None`` when they are registered)
+DETECTION_IMPORT_ERROR: str | None = None
+try:
+    from .detection import DiffScaleIoULoss, GaussResNet  # noqa: E402  (registers them)
+except ImportError as _e:  # only a missing MMDetection / MMCV (or MMCV's compiled ops) is tolerated
+    if (_e.name or "").split(".")[0] not in ("mmdet", "mmcv"):
+        raise
+    DETECTION_IMPORT_ERROR = (
+        f"GaussResNet and DiffScaleIoULoss need MMDetection 3.3 with a compiled MMCV 2.1 ({_e.name} did not import: "
+        f"{_e}); run `bash tools/setup_env.sh` (or pip install -e '.[mmdet]'); the U-Net task needs MMEngine alone"
+    )
+    del _e
+
+    def __getattr__(name: str):
+        if name in ("GaussResNet", "DiffScaleIoULoss"):
+            raise ImportError(DETECTION_IMPORT_ERROR)
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

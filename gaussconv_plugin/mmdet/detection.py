@@ -38,8 +38,8 @@ from mmcv.cnn import build_conv_layer
 from mmdet.models.backbones.resnet import ResNet
 from mmdet.models.losses.utils import weight_reduce_loss
 from mmdet.registry import MODELS
-from mmengine.registry import MODELS as ROOT_MODELS
 
+from . import conv_type_registered
 from ..losses import _check_lambda, box_area, check_form, check_mode, scale_box_loss
 
 __all__ = ["GaussResNet", "DiffScaleIoULoss", "diff_scale_iou_loss", "IOU_MODES"]
@@ -196,15 +196,6 @@ class DiffScaleIoULoss(nn.Module):
 
 
 # ------------------------------------------------------------------------------------------- backbone
-def conv_type_registered(conv_type) -> bool:
-    """Whether MMCV's ``build_conv_layer`` can resolve ``conv_type`` in the current default scope (it looks in
-    that scope's ``MODELS`` and then in MMEngine's root ``MODELS``, where MMCV 2.x keeps its conv layers)."""
-    if not isinstance(conv_type, str):
-        return isinstance(conv_type, type) and issubclass(conv_type, nn.Module)
-    with ROOT_MODELS.switch_scope_and_registry(None) as registry:
-        return registry.get(conv_type) is not None
-
-
 @MODELS.register_module()
 class GaussResNet(ResNet):
     """MMDetection ``ResNet`` whose stem and chosen stages use a Gaussian-shaped (or any other) k×k conv.

@@ -111,7 +111,8 @@ def markdown(summary: dict, meta: dict) -> str:
              *[f"- runs trained by: `{c}`" for c in meta.get("run_commands", [])],
              f"- commit of the runs: {', '.join(f'`{c}`' for c in meta.get('run_commits', [meta['commit']]))}; "
              f"runs finished on {', '.join(meta.get('run_dates', [meta['date']]))}",
-             f"- machine: {meta['machine']}",
+             *([f"- runs trained on: {'; '.join(meta['run_machines'])}"] if meta.get("run_machines") else []),
+             f"- machine{' (tables)' if meta.get('run_machines') else ''}: {meta['machine']}",
              *notes,
              "- Δ to stock: paired per-seed difference, mean ± std [95 % t interval]; `*` marks an interval that "
              "excludes 0", ""]
@@ -177,4 +178,5 @@ def machine() -> str:
         pass
     import torch
 
-    return f"{os.cpu_count()}-core CPU ({cpu}), Python {platform.python_version()}, torch {torch.__version__}"
+    gpu = f"{torch.cuda.get_device_name(0)} GPU + " if torch.cuda.is_available() else ""
+    return f"{gpu}{os.cpu_count()}-core CPU ({cpu}), Python {platform.python_version()}, torch {torch.__version__}"

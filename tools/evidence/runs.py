@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import threading
@@ -97,6 +98,8 @@ def plan(out: Path, parts, variants, seeds, yolo_epochs: int, unet_epochs: int, 
 
 
 def git_commit() -> str:
+    """Short hash of the checkout (``+dirty`` with uncommitted changes to tracked files); outside a git checkout (a
+    copy of the tree on a GPU machine, say) ``$GAUSSCONV_COMMIT`` if set, else ``unknown``."""
     try:
         c = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                            check=True).stdout.strip()
@@ -104,7 +107,7 @@ def git_commit() -> str:
                                capture_output=True, text=True).stdout.strip()
         return c + ("+dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+        return os.environ.get("GAUSSCONV_COMMIT") or "unknown"
 
 
 def child_env(threads: int) -> dict:
@@ -161,6 +164,7 @@ def run_one(run: Run, data_yaml: Path | None = None, threads: int = 1, invoked_b
     """Train one run in a child process (skipped if its ``result.json`` exists), evaluate it, and return its
     result record (also written to ``result.json``)."""
     from . import retina_part, unet_part, yolo_part
+    from .report import machine
 
     if run.done:
         return json.loads(run.result_file.read_text())
@@ -191,7 +195,7 @@ def run_one(run: Run, data_yaml: Path | None = None, threads: int = 1, invoked_b
     rec = {"part": run.part, "variant": run.variant, "spec": resolved(run.part, run.variant), "seed": run.seed,
            "epochs": run.epochs, "split": {"train": run.split[0], "eval": run.split[1]},
            "dataset": dataset_record(run),
-           "wall_s": round(wall, 1), "threads": threads, "commit": segs[0]["commit"],
+           "wall_s": round(wall, 1), "threads": threads, "machine": machine(), "commit": segs[0]["commit"],
            "finished": _dt.datetime.now().isoformat(timespec="seconds"), "command": segs[0]["command"],
            "resumed": len(segs) - 1, "ablation_command": invoked_by, **res}
     if len({s["commit"] for s in segs}) > 1:
