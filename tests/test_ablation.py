@@ -89,6 +89,7 @@ def test_unet_variant_config(tmp_path, variant, gauss, mode):
     screen = ablation.unet_command(ablation.Run("unet", variant, 3, 15, tmp_path, {"split": "train:val"}))
     assert "train_dataloader.dataset.split=train" in screen and "val_dataloader.dataset.split=val" in screen
     assert cfg.randomness.seed == 3 and cfg.train_cfg.max_epochs == 15
+    assert cfg.train_cfg.val_interval == 3 and cfg.train_cfg.dynamic_intervals == [(14, 1)]  # epochs 3 … 12, 13, 14, 15
     assert cfg.default_hooks.checkpoint.save_best is None  # last epoch, no selection on the test split
 
 
@@ -103,6 +104,22 @@ def test_summary_mean_and_sample_std():
     assert math.isnan(s["unet"]["stock"]["mIoU"][1]) and s["unet"]["stock"]["n"] == 1
     md = ablation.markdown(s, {"command": "x", "commit": "c", "date": "d", "machine": "m"})
     assert "| both | 0,1 | 0.5000 ± 0.1414 |" in md and "| stock | 0 | 0.5000 |" in md
+
+
+def test_unet_last3_only_from_the_last_three_epochs():
+    def rec(v, seed, val_epoch, miou):
+        return {"part": "unet", "variant": v, "seed": seed, "epochs": 15, "sec_per_epoch": 1,
+                "metrics": {"mIoU": miou[-1], "nIoU": 0.5, "Pd": 1.0, "Fa_e6": 1.0},
+                "curves": {"val_epoch": val_epoch, "mIoU": miou}}
+
+    every = [3, 6, 9, 12, 13, 14, 15]
+    s = ablation.summarize([rec("stock", 0, every, [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.1]),
+                            rec("diff", 0, every, [0.1, 0.2, 0.3, 0.4, 0.6, 0.7, 0.5]),
+                            rec("both", 0, [3, 6, 9, 12, 15], [0.1, 0.2, 0.3, 0.4, 0.5])])  # no last-epoch vals
+    assert s["unet"]["stock"]["mIoU_last3"][0] == pytest.approx(0.4)  # (0.5 + 0.6 + 0.1) / 3, not the last 0.1
+    assert s["unet"]["diff"]["paired"]["mIoU_last3"]["mean"] == pytest.approx(0.2)
+    assert "mIoU_last3" not in s["unet"]["both"]  # its last three validations are not the last three epochs
+    assert "mIoU (last 3)" in ablation.markdown(s, {"command": "x", "commit": "c", "date": "d", "machine": "m"})
 
 
 def test_paired_difference_and_t_interval():

@@ -21,11 +21,12 @@ METRICS = {
     "yolo": [("mAP50", "mAP50"), ("mAP50_last3", f"mAP50 (last {LAST_K})"), ("mAP50-95", "mAP50-95"),
              ("precision", "P"), ("recall", "R"), ("Pd", "Pd"),
              ("Fa_per_img", "Fa / img"), ("area_ratio_median", "area P/T")],
-    "unet": [("mIoU", "mIoU"), ("nIoU", "nIoU"), ("Pd", "Pd"), ("Fa_e6", "Fa (×10⁻⁶)")],
+    "unet": [("mIoU", "mIoU"), ("mIoU_last3", f"mIoU (last {LAST_K})"), ("nIoU", "nIoU"), ("Pd", "Pd"),
+             ("Fa_e6", "Fa (×10⁻⁶)")],
     "retina": [("mAP50", "mAP50"), ("mAP50_last3", f"mAP50 (last {LAST_K})"), ("Pd", "Pd"),
                ("Fa_per_img", "Fa / img"), ("area_ratio_median", "area P/T")],
 }
-DIFF_METRICS = {"yolo": ["mAP50", "mAP50_last3", "mAP50-95", "Pd", "Fa_per_img"], "unet": ["mIoU", "nIoU", "Pd"],
+DIFF_METRICS = {"yolo": ["mAP50", "mAP50_last3", "mAP50-95", "Pd", "Fa_per_img"], "unet": ["mIoU", "mIoU_last3", "nIoU", "Pd"],
                 "retina": ["mAP50", "mAP50_last3", "Pd", "Fa_per_img", "area_ratio_median"]}
 REFERENCE = "stock"
 NAMES = {"stock": "stock", "gsconv": "+ GaussianShapedConv", "diff": "+ diff scale loss", "both": "both"}
@@ -38,14 +39,22 @@ def last_k_mean(rec: dict, key: str = "mAP50", k: int = LAST_K) -> float | None:
 
 
 def _with_derived(rec: dict) -> dict:
-    m = last_k_mean(rec) if rec["part"] in ("yolo", "retina") else None
-    return {**rec, "metrics": {**rec["metrics"], "mAP50_last3": m}} if m is not None else rec
+    """``rec`` with ``mAP50_last3`` (detectors: validated every epoch) or ``mIoU_last3`` (U-Net: only where its
+    last ``LAST_K`` validations are the last ``LAST_K`` epochs, see :mod:`.unet_part`)."""
+    if rec["part"] in ("yolo", "retina"):
+        key, m = "mAP50_last3", last_k_mean(rec)
+    else:
+        e, done = rec.get("epochs") or 0, (rec.get("curves") or {}).get("val_epoch", [])
+        ok = e >= LAST_K and done[-LAST_K:] == list(range(e - LAST_K + 1, e + 1))
+        key, m = "mIoU_last3", last_k_mean(rec, "mIoU") if ok else None
+    return {**rec, "metrics": {**rec["metrics"], key: m}} if m is not None else rec
 
 
 def summarize(records: list[dict]) -> dict:
     """``{part: {variant: {"n", "seeds", "epochs", metric: (mean, std), "sec_per_epoch": (mean, std),
     "paired": {metric: paired_difference to stock}}}}``; std is the sample standard deviation over seeds.
-    ``mAP50_last3`` (detectors) is derived here from each run's curves (:func:`last_k_mean`)."""
+    ``mAP50_last3`` (detectors) and ``mIoU_last3`` (U-Net) are derived here from each run's curves
+    (:func:`last_k_mean`)."""
     records = [_with_derived(r) for r in records]
     out: dict = {}
     for part in METRICS:
@@ -102,6 +111,9 @@ def markdown(summary: dict, meta: dict) -> str:
         "match = box centres ≤ 3 px apart; area P/T = median predicted/target box area of matched targets)",
         f"- mAP50 (last {LAST_K}): mean of the last {LAST_K} epochs' validation mAP50 (no epoch chosen; less noisy "
         "than the last epoch alone)"]
+    if "unet" in summary and not meta.get("notes"):
+        notes = notes + [f"- U-Net: mIoU (last {LAST_K}) = mean test mIoU of the last {LAST_K} epochs (validated every "
+                         "epoch from there on; runs without those validations leave it blank)"]
     if "retina" in summary and not meta.get("notes"):
         notes = notes + ["- RetinaNet: mAP50 = COCO box AP at IoU 0.5 of the last epoch's validation inside training "
                          "(`CocoMetric`); Pd, Fa / img and area P/T from `python -m tools.evidence.retina_eval` "

@@ -5,6 +5,7 @@ import sys
 
 from . import mmlogs
 from .mmlogs import CHECKPOINT_OPTS
+from .report import LAST_K
 from .runs import REPO, Run
 from .variants import BASELINE_LOSS, VARIANTS
 
@@ -22,11 +23,16 @@ def command(run: Run, data=None) -> list[str]:
     root = sirst_root(o.get("data_root")).resolve()
     train, ev = run.split
     val_every = max(1, int(o.get("val_interval") or max(1, run.epochs // 5)))
+    # validate after each of the last LAST_K epochs too (MMEngine's dynamic_intervals: after epoch k it uses the
+    # interval of the last milestone ≤ k + 1, so milestone E − LAST_K + 2 → epochs E − LAST_K + 1 … E), so that the
+    # report can average the last LAST_K epochs as it does for the detectors (no epoch chosen on the evaluation split)
+    milestone = max(1, run.epochs - LAST_K + 2)
     opts = [f"{d}.dataset.data_root={root}" for d in _LOADERS]
     opts += [f"train_dataloader.dataset.split={train}", f"val_dataloader.dataset.split={ev}",
              f"test_dataloader.dataset.split={ev}"]
     opts += [f"model.net.gauss_conv={'both' if v.gauss else 'none'}", f"model.loss.mode={v.loss or BASELINE_LOSS['unet']}",
              f"train_cfg.max_epochs={run.epochs}", f"train_cfg.val_interval={val_every}",
+             f"train_cfg.dynamic_intervals=[({milestone},1)]",
              f"model.warmup_epochs={min(2, max(0, run.epochs - 1))}", f"randomness.seed={run.seed}",
              *CHECKPOINT_OPTS, "default_hooks.logger.interval=5"]
     for d in _LOADERS:
