@@ -10,7 +10,8 @@ the others m₀, so no tap is cut and every input pixel reaches the output at ev
 The mask M is binary in the forward pass and passes the gradient of its soft version to θ
 (straight-through estimator). Parameters: those of the ``nn.Conv2d`` it replaces plus
 ``σ_raw`` and ``θ`` (2 scalars per output channel). In eval the kernel is a constant, so
-:meth:`GaussianShapedConv2d.to_conv2d` returns a plain ``nn.Conv2d`` with identical outputs.
+:meth:`GaussianShapedConv2d.to_conv2d` returns a plain ``nn.Conv2d`` with identical outputs, and an unfused module in
+eval mode without autograd computes it once and reuses it until a parameter changes.
 """
 from __future__ import annotations
 
@@ -29,6 +30,13 @@ from .masks import (
 )
 
 __all__ = ["GaussianShapedConv2d", "GaussianShapedConv", "autopad", "fuse_conv_bn"]
+
+
+def _tracing() -> bool:
+    """Inside ``torch.jit`` scripting/tracing, ONNX export or ``torch.compile`` (no Python-side kernel cache)."""
+    compiling = getattr(getattr(torch, "compiler", None), "is_compiling", None)
+    return bool(torch.jit.is_scripting() or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
+                or (compiling is not None and compiling()))
 
 
 def _square_odd_kernel(kernel_size) -> int:
@@ -133,7 +141,31 @@ class GaussianShapedConv2d(nn.Conv2d):
         return self.weight * self.envelope().to(self.weight.dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._conv_forward(x, self.effective_kernel(), self.bias)
+        if self.training or torch.is_grad_enabled() or _tracing():
+            return self._conv_forward(x, self.effective_kernel(), self.bias)
+        return self._conv_forward(x, self._eval_kernel(), self.bias)
+
+    def _eval_kernel(self) -> torch.Tensor:
+        """:meth:`effective_kernel` computed once and reused while nothing changes it (eval mode, no grad: a
+        validation pass or unfused inference). The key holds each tensor's version counter and storage, which
+        in-place updates (optimizer steps, ``load_state_dict``, ``.to()``) change, and the mask settings."""
+        ps = (self.weight, self.sigma_raw, self.theta)
+        key = (*(t._version for t in ps), *(t.data_ptr() for t in ps), self.weight.dtype, self.tau, self.mask_floor)
+        cached = self.__dict__.get("_kernel_cache")
+        if cached is None or cached[0] != key:
+            cached = (key, self.effective_kernel())
+            self.__dict__["_kernel_cache"] = cached
+        return cached[1]
+
+    def __getstate__(self):
+        state = super().__getstate__() if hasattr(super(), "__getstate__") else self.__dict__.copy()
+        state = dict(state)
+        state.pop("_kernel_cache", None)  # never pickled or deep-copied (whole-module checkpoints stay as they were)
+        return state
+
+    def train(self, mode: bool = True):
+        self.__dict__.pop("_kernel_cache", None)
+        return super().train(mode)
 
     @torch.no_grad()
     def to_conv2d(self) -> nn.Conv2d:

@@ -259,3 +259,36 @@ def test_last_k_mean_column_from_the_curves():
     assert s["both"]["paired"]["mAP50"]["mean"] == pytest.approx(0.2)  # the last epoch alone: (0.4 + 0.0) / 2
     assert report.summarize([{**recs[0], "part": "unet", "metrics": {"mIoU": 0.5}}])["unet"]["stock"].get(
         "mAP50_last3") is None
+
+
+def test_restore_marks_published_runs_done(tmp_path):
+    """--restore carries finished runs (another session's, another machine's) into a fresh results folder: only the
+    planned runs with the same part, variant, seed, epochs, split pair and dataset are marked done."""
+    from tools.evidence import runs as runs_mod
+
+    def rec(variant, seed, epochs=15, dataset="sirst"):
+        return {"part": "unet", "variant": variant, "seed": seed, "epochs": epochs,
+                "split": {"train": "trainval", "eval": "test"}, "dataset": {"name": dataset},
+                "metrics": {"mIoU": 0.4 + seed / 10, "nIoU": 0.5, "Pd": 0.9, "Fa_e6": 10.0}, "sec_per_epoch": 50,
+                "wall_s": 750, "commit": "abc1234", "finished": "2026-11-26T10:00:00", "weights": "/gone/epoch_15.pth",
+                "curves": {"epoch": [1, 2], "loss": [0.9, 0.8], "val_epoch": [2], "mIoU": [0.4], "Pd": [0.9]}}
+
+    pub = tmp_path / "pub"
+    pub.mkdir()
+    (pub / "results.json").write_text(json.dumps({"meta": {}, "runs": [
+        rec("stock", 0), rec("both", 0), rec("stock", 1, epochs=20), rec("stock", 1, dataset="nudt_sirst")]}))
+    out = tmp_path / "abl"
+    planned = ablation.plan(out, ["unet"], ["stock", "both"], [0, 1], 15, 15)
+    done = runs_mod.restore(planned, pub)
+    assert sorted((r.variant, r.seed) for r in done) == [("both", 0), ("stock", 0)]
+    got = json.loads(done[0].result_file.read_text())
+    assert got["restored_from"] == str(pub / "results.json") and got["metrics"]["mIoU"] == 0.4
+    assert runs_mod.restore(planned, pub / "results.json") == []  # already done: nothing rewritten
+    summary = ablation.main(["--parts", "unet", "--variants", "stock", "both", "--seeds", "0", "1", "--unet-epochs",
+                             "15", "--out", str(out), "--report-only"])
+    assert summary["unet"]["stock"]["n"] == 1 and summary["unet"]["both"]["n"] == 1
+    (pub / "bad.json").write_text("[]")
+    with pytest.raises(SystemExit, match="not a results.json"):
+        runs_mod.restore(planned, pub / "bad.json")
+    with pytest.raises(SystemExit, match="no results.json there"):
+        runs_mod.restore(planned, tmp_path)

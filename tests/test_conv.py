@@ -204,3 +204,34 @@ def test_k3_mask_family_over_theta():
     for t, want in [(0.0, x), (0.5, x), (0.53, full), (0.78, full), (0.79, plus), (1.5, plus), (math.pi / 2, x)]:
         assert pinwheel_mask_hard(torch.tensor([t]), 3)[0, 0].int().tolist() == want, t
 
+
+
+def test_eval_kernel_cached_until_a_parameter_changes():
+    """Eval mode without autograd reuses the effective kernel; every in-place change, load_state_dict, train mode and
+    autograd recompute it, and the cache is never pickled or deep-copied."""
+    import copy
+    import pickle
+
+    torch.manual_seed(0)
+    m = GaussianShapedConv2d(4, 6, 3, stride=2).eval()
+    x = torch.randn(2, 4, 16, 16)
+    with torch.no_grad():
+        y = m(x)
+        k = m._eval_kernel()
+        assert m._eval_kernel() is k and torch.equal(y, m.to_conv2d()(x))
+        for p, delta in ((m.sigma_raw, 0.5), (m.theta, 1.0), (m.weight, 0.1)):
+            p.add_(delta)
+            assert m._eval_kernel() is not k
+            k = m._eval_kernel()
+            assert torch.equal(m(x), m.to_conv2d()(x))
+        sd = {n: t.clone() for n, t in m.state_dict().items()}
+        sd["weight"].mul_(-1)
+        m.load_state_dict(sd)
+        assert torch.allclose(m(x), m.to_conv2d()(x)) and torch.allclose(m._eval_kernel(), -k)
+    assert "_kernel_cache" not in pickle.loads(pickle.dumps(m)).__dict__
+    assert "_kernel_cache" not in copy.deepcopy(m).__dict__
+    m.train()
+    assert "_kernel_cache" not in m.__dict__
+    m.eval()
+    m(x).sum().backward()  # autograd on: no cache, gradients reach σ and θ's soft mask
+    assert "_kernel_cache" not in m.__dict__ and m.sigma_raw.grad is not None and m.theta.grad is not None

@@ -8,6 +8,7 @@ One command runs every (part, variant, seed) that is not done yet, then writes t
     python tools/ablation.py                                   # the README's schedule, 2 runs side by side
     python tools/ablation.py --split train:val --parts yolo --variants stock gsconv-f03 pconv --seeds 0 1 2
     python tools/ablation.py --report-only                     # tables + plots from the runs already done
+    python tools/ablation.py --parts unet --seeds 0 1 2 --restore docs/ablation/unet_trainval_test  # go on from those
     python tools/ablation.py --split train:val --parts retina --seeds 0 1     # RetinaNet-R18 CPU twins
     python tools/ablation.py --evaluate DIR --eval-imgsz native  # the finished runs on another dataset
     python tools/ablation.py --dataset nudt_sirst --parts unet yolo --variants stock both --seeds 0 1 2
@@ -49,7 +50,7 @@ from tools.evidence.datasets import DATASETS, check_split, resolve  # noqa: E402
 from tools.evidence.plots import plot_curves, plot_sigma_theta  # noqa: E402
 from tools.evidence.report import machine, markdown, summarize, write_tables  # noqa: E402
 from tools.evidence.runs import (  # noqa: E402
-    DEFAULT_PARTS, PARTS, Run, child_env, collect, git_commit, log, plan, run_one,
+    DEFAULT_PARTS, PARTS, Run, child_env, collect, git_commit, log, plan, restore, run_one,
 )
 from tools.evidence.variants import VARIANTS  # noqa: E402
 
@@ -112,6 +113,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--out", default=None, help="results folder (default ~/.cache/gaussconv_plugin/ablation)")
     ap.add_argument("--publish", default=None, help="also copy tables + plots (no weights) to this folder")
     ap.add_argument("--report-only", action="store_true", help="only write tables/plots from finished runs")
+    ap.add_argument("--restore", default=None, metavar="RESULTS",
+                    help="first mark as done the planned runs that a published results.json (or its folder) holds, "
+                         "e.g. runs finished in an earlier session or on another machine (their weights stay there)")
     ap.add_argument("--evaluate", default=None, metavar="ROOT",
                     help="evaluate the finished runs (selected by the options above) on the dataset ROOT (either "
                          "layout) instead of training; tables in <out>/evaluate/<ROOT name>/")
@@ -157,6 +161,8 @@ def main(argv=None) -> dict:
         if res["errors"]:
             raise SystemExit(f"{len(res['errors'])} evaluation(s) failed; first: {res['errors'][0]}")
         return res["summary"]
+    if a.restore:
+        restore(runs, a.restore)
     todo = [r for r in runs if not r.done]
     log(f"ablation: {len(runs)} runs ({len(runs) - len(todo)} done), {a.jobs} side by side × {a.threads} thread(s); "
         f"results in {out}")

@@ -210,5 +210,46 @@ def run_one(run: Run, data_yaml: Path | None = None, threads: int = 1, invoked_b
     return rec
 
 
+def _dataset_name(run: Run) -> str:
+    from gaussconv_plugin.data import sirst_root
+
+    return sirst_root(run.opts.get("data_root")).resolve().name
+
+
+def restore(runs: list[Run], source) -> list[Run]:
+    """Mark as done the planned runs that a published ``results.json`` (``source``: the file or its folder) holds:
+    each run not done whose part, variant, seed, epochs, split pair and dataset name match a record gets that
+    record as its ``result.json`` (with ``restored_from``). Returns the restored runs. This carries finished runs
+    from one machine to another (a new session, a GPU machine) through git, without their weights, so that an
+    ablation cut across sittings goes on where it stopped and its tables hold every run."""
+    f = Path(source)
+    f = f / "results.json" if f.is_dir() else f
+    if not f.is_file():
+        raise SystemExit(f"--restore {source}: no results.json there; name a folder written by --publish or its file")
+    try:
+        records = json.loads(f.read_text())["runs"]
+    except (ValueError, KeyError, TypeError):
+        raise SystemExit(f"--restore {f}: not a results.json of tools/ablation.py (no 'runs' list)") from None
+
+    def key(part, variant, seed, epochs, train, ev, dataset):
+        return part, variant, int(seed), int(epochs), train, ev, dataset
+
+    have = {}
+    for r in records:
+        sp = r.get("split") or {"train": "trainval", "eval": "test"}
+        have[key(r["part"], r["variant"], r["seed"], r["epochs"], sp["train"], sp["eval"],
+                 (r.get("dataset") or {}).get("name", "sirst"))] = r
+    done = []
+    for run in runs:
+        rec = None if run.done else have.get(key(run.part, run.variant, run.seed, run.epochs, *run.split,
+                                                 _dataset_name(run)))
+        if rec is not None:
+            run.dir.mkdir(parents=True, exist_ok=True)
+            run.result_file.write_text(json.dumps({**rec, "restored_from": str(f)}, indent=1))
+            log(f"[restored] {run.name} from {f}")
+            done.append(run)
+    return done
+
+
 def collect(runs: list[Run]) -> list[dict]:
     return [json.loads(r.result_file.read_text()) for r in runs if r.done]
