@@ -8,6 +8,8 @@ the median per-call time of each is reported with the ratio to the reference. Ru
     python tools/bench_conv.py --quick      # fewer repeats
     python tools/bench_conv.py --e2e-epochs 3 --threads 1   # + end-to-end rows: `yolo train` of yolov8n-gauss
                                                            #   vs yolov8n on SIRST, seconds/epoch + peak memory
+    python tools/bench_conv.py --unet       # + MSHNet U-Net rows: train step and validation forward, stock vs
+                                           #   GaussianShapedConv ('both'), on the GPU if there is one
 
 The end-to-end rows train both models with the stock ``yolo`` CLI in fresh processes, in alternation
 (stock, gauss, stock, gauss, … for ``--e2e-rounds``), with ``val=False``; seconds per epoch is the median over
@@ -72,6 +74,58 @@ def bench(fns: dict, repeats: int, warmup: int = 2) -> dict:
             f()
             times[k].append(time.perf_counter() - t)
     return {k: statistics.median(v) for k, v in times.items()}
+
+
+def unet_rows(repeats: int, size: int, batch: int, device: str) -> list[str]:
+    """MSHNet U-Net (stock, ``var`` loss) vs its GaussianShapedConv twin (``both``, ``diff`` loss): one Adagrad train
+    step (deep supervision) on ``batch`` random ``size``² images, and the validation forward of one image with the
+    Gaussian convs unfused (kernel cached in eval) and fused into plain convs."""
+    import copy
+
+    from gaussconv_plugin import fuse_gaussian_convs
+    from gaussconv_plugin.unet import MSHUNet, deep_supervision_loss
+
+    def sync():
+        if device == "cuda":
+            torch.cuda.synchronize()
+
+    torch.manual_seed(0)
+    x = torch.rand(batch, 1, size, size, device=device)
+    t = (torch.rand(batch, 1, size, size, device=device) > 0.995).float()
+    nets = {g: MSHUNet(gauss_conv=g).to(device) for g in ("none", "both")}
+
+    def step(g):
+        net, lf = nets[g], ScaleIoULoss("var" if g == "none" else "diff")
+        opt = torch.optim.Adagrad(net.parameters(), lr=0.05)
+
+        def f():
+            fused, sides = net.train()(x, return_sides=True)
+            loss, _ = deep_supervision_loss(fused, sides, t, lf)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sync()
+        return f
+
+    names = {"none": "MSHNet U-Net (stock)", "both": "U-Net + GaussianShapedConv ('both')"}
+    res = bench({names[g]: step(g) for g in nets}, repeats)
+    out = row(f"U-Net train step, batch {batch}, {size}², {device}", res, names["none"])
+    fused = copy.deepcopy(nets["both"]).eval()
+    fuse_gaussian_convs(fused)
+    xv = x[:1]
+
+    def infer(net):
+        net.eval()
+
+        def f():
+            with torch.no_grad():
+                net(xv)
+            sync()
+        return f
+
+    res = bench({names["none"]: infer(nets["none"]), names["both"] + ", unfused": infer(nets["both"]),
+                 names["both"] + ", fused": infer(fused)}, repeats * 3)
+    return out + row(f"U-Net validation forward, 1 image, {size}², {device}", res, names["none"])
 
 
 def row(title, res, ref):
@@ -141,6 +195,9 @@ def main(argv=None):
     ap.add_argument("--e2e-rounds", type=int, default=1, help="alternating rounds of the end-to-end runs")
     ap.add_argument("--e2e-imgsz", type=int, default=320)
     ap.add_argument("--e2e-batch", type=int, default=16)
+    ap.add_argument("--unet", action="store_true", help="also the MSHNet U-Net rows (GPU if available)")
+    ap.add_argument("--unet-size", type=int, default=256)
+    ap.add_argument("--unet-batch", type=int, default=8)
     a = ap.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -193,6 +250,8 @@ def main(argv=None):
                  "ScaleIoULoss('var') + location": lambda: sls(logits, target)}, rep * 2)
     lines += row("scale IoU + location loss, batch 16, 256²", res, "MSHNet SLS (loop)")
     torch.testing.assert_close(sls(logits, target), sls_loop(logits, target), rtol=1e-5, atol=1e-5)
+    if a.unet:
+        lines += unet_rows(rep, a.unet_size, a.unet_batch, "cuda" if torch.cuda.is_available() else "cpu")
     if a.e2e_epochs:
         lines += e2e_rows(a.e2e_epochs, a.e2e_rounds, a.e2e_imgsz, a.e2e_batch, a.threads or torch.get_num_threads())
     print("\n".join(lines))
