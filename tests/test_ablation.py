@@ -292,3 +292,15 @@ def test_restore_marks_published_runs_done(tmp_path):
         runs_mod.restore(planned, pub / "bad.json")
     with pytest.raises(SystemExit, match="no results.json there"):
         runs_mod.restore(planned, tmp_path)
+
+
+def test_yolo_device_follows_the_machine_unless_named(tmp_path):
+    import torch
+
+    from tools.evidence import yolo_part
+
+    auto = "0" if torch.cuda.is_available() else "cpu"
+    run = ablation.Run("yolo", "stock", 0, 3, tmp_path, {})
+    assert f"device={auto}" in yolo_part.command(run, tmp_path / "data.yaml")
+    run = ablation.Run("yolo", "stock", 0, 3, tmp_path, {"device": "cpu"})
+    assert "device=cpu" in yolo_part.command(run, tmp_path / "data.yaml")

@@ -106,6 +106,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--batch", type=int, default=DEFAULTS["batch"])
     ap.add_argument("--jobs", type=int, default=2, help="runs side by side (default 2)")
     ap.add_argument("--threads", type=int, default=1, help="CPU threads per run (default 1)")
+    ap.add_argument("--device", default=None,
+                    help="YOLO runs' device= (default: 0 where CUDA is available, else cpu; the MMEngine parts use "
+                         "the GPU when there is one)")
     ap.add_argument("--data-root", default=None,
                     help="dataset folder in either layout (default: the --dataset's folder, gaussconv_plugin.data."
                          "sirst_root() / nudt_root())")
@@ -143,7 +146,7 @@ def main(argv=None) -> dict:
             raise
         root = Path(a.data_root).resolve() if a.data_root else None
     opts = {"data_root": str(root) if root else None, "imgsz": a.imgsz, "batch": a.batch, "yolo_arch": a.yolo_arch,
-            "limit": a.limit, "split": a.split}
+            "limit": a.limit, "split": a.split, "device": a.device}
     runs = plan(out, a.parts, a.variants, a.seeds, a.yolo_epochs, a.unet_epochs, a.retina_epochs,
                 part_seeds={"unet": a.unet_seeds}, **opts)
     meta = {"command": "python tools/ablation.py " + " ".join(argv if argv is not None else sys.argv[1:]),

@@ -59,12 +59,22 @@ def data_yaml(opts: dict) -> Path:
     return Path(prepare_yolo(root, cache_dir(sub), splits=(("train", train), ("val", ev)), limit=limit))
 
 
+def device(opts: dict) -> str:
+    """The ``device=`` of ``yolo train``: ``opts['device']`` if set, else GPU 0 where CUDA is available (as MMEngine
+    picks it for the U-Net and RetinaNet parts), else ``cpu``."""
+    if opts.get("device"):
+        return str(opts["device"])
+    import torch
+
+    return "0" if torch.cuda.is_available() else "cpu"
+
+
 def command(run: Run, data: Path) -> list[str]:
     o = run.opts
     yolo = Path(sys.executable).with_name("yolo")
     return [str(yolo), "train", f"model={model_yaml(run)}", f"data={data}", f"epochs={run.epochs}",
             f"imgsz={o.get('imgsz', DEFAULTS['imgsz'])}", f"batch={o.get('batch', DEFAULTS['batch'])}",
-            f"device={o.get('device', 'cpu')}", "workers=0", f"seed={run.seed}", "deterministic=True",
+            f"device={device(o)}", "workers=0", f"seed={run.seed}", "deterministic=True",
             f"project={run.dir}", "name=train", "exist_ok=True", "plots=False", "amp=False"]
 
 
