@@ -15,7 +15,10 @@ __all__ = ["COLORS", "PART_NAMES", "dataset_title", "plot_curves", "plot_sigma_t
 
 _PALETTE = ["tab:gray", "tab:blue", "tab:purple", "tab:cyan", "tab:olive", "tab:pink", "tab:brown", "tab:orange",
             "gold", "tab:green", "tab:red"]
-COLORS = {v: _PALETTE[i % len(_PALETTE)] for i, v in enumerate(VARIANTS)}
+# the five rows of the tables keep one colour each; the screened designs share the rest
+_MAIN = {"stock": "tab:gray", "gsconv": "tab:blue", "diff": "gold", "both": "tab:red", "pconv": "tab:green"}
+_REST = [c for c in _PALETTE if c not in _MAIN.values()]
+COLORS = {**{v: _REST[i % len(_REST)] for i, v in enumerate(v for v in VARIANTS if v not in _MAIN)}, **_MAIN}
 PART_NAMES = {"yolo": "YOLOv8n", "unet": "U-Net", "retina": "RetinaNet-R18"}
 
 

@@ -105,12 +105,15 @@ def markdown(summary: dict, meta: dict) -> str:
     else:
         head = (f"Ablation on {label}: train on `{split[0]}`, evaluate on `{split[1]}`; metrics of the last "
                 "epoch, mean ± sample std over seeds.")
-    notes = meta.get("notes") or [
-        "- YOLO: mAP50 etc. from the last epoch's `yolo val` inside training (batch 32, rect); Pd, Fa / img and "
-        "area P/T from `python -m tools.evidence.boxeval` (one image at a time at the training size, conf ≥ 0.3, "
-        "match = box centres ≤ 3 px apart; area P/T = median predicted/target box area of matched targets)",
-        f"- mAP50 (last {LAST_K}): mean of the last {LAST_K} epochs' validation mAP50 (no epoch chosen; less noisy "
-        "than the last epoch alone)"]
+    notes = meta.get("notes") or []
+    if "yolo" in summary and not meta.get("notes"):
+        notes = notes + [
+            "- YOLO: mAP50 etc. from the last epoch's `yolo val` inside training (batch 32, rect); Pd, Fa / img and "
+            "area P/T from `python -m tools.evidence.boxeval` (one image at a time at the training size, conf ≥ 0.3, "
+            "match = box centres ≤ 3 px apart; area P/T = median predicted/target box area of matched targets)"]
+    if ("yolo" in summary or "retina" in summary) and not meta.get("notes"):
+        notes = notes + [f"- mAP50 (last {LAST_K}): mean of the last {LAST_K} epochs' validation mAP50 (no epoch "
+                         "chosen; less noisy than the last epoch alone)"]
     if "unet" in summary and not meta.get("notes"):
         notes = notes + [f"- U-Net: mIoU (last {LAST_K}) = mean test mIoU of the last {LAST_K} epochs (validated every "
                          "epoch from there on; runs without those validations leave it blank)"]
