@@ -158,8 +158,7 @@ class GaussianShapedConv2d(nn.Conv2d):
         return cached[1]
 
     def __getstate__(self):
-        state = super().__getstate__() if hasattr(super(), "__getstate__") else self.__dict__.copy()
-        state = dict(state)
+        state = dict(super().__getstate__())
         state.pop("_kernel_cache", None)  # never pickled or deep-copied (whole-module checkpoints stay as they were)
         return state
 

@@ -205,7 +205,6 @@ def test_k3_mask_family_over_theta():
         assert pinwheel_mask_hard(torch.tensor([t]), 3)[0, 0].int().tolist() == want, t
 
 
-
 def test_eval_kernel_cached_until_a_parameter_changes():
     """Eval mode without autograd reuses the effective kernel; every in-place change, load_state_dict, train mode and
     autograd recompute it, and the cache is never pickled or deep-copied."""

@@ -105,22 +105,23 @@ def markdown(summary: dict, meta: dict) -> str:
     else:
         head = (f"Ablation on {label}: train on `{split[0]}`, evaluate on `{split[1]}`; metrics of the last "
                 "epoch, mean ± sample std over seeds.")
-    notes = meta.get("notes") or []
-    if "yolo" in summary and not meta.get("notes"):
-        notes = notes + [
-            "- YOLO: mAP50 etc. from the last epoch's `yolo val` inside training (batch 32, rect); Pd, Fa / img and "
-            "area P/T from `python -m tools.evidence.boxeval` (one image at a time at the training size, conf ≥ 0.3, "
-            "match = box centres ≤ 3 px apart; area P/T = median predicted/target box area of matched targets)"]
-    if ("yolo" in summary or "retina" in summary) and not meta.get("notes"):
-        notes = notes + [f"- mAP50 (last {LAST_K}): mean of the last {LAST_K} epochs' validation mAP50 (no epoch "
-                         "chosen; less noisy than the last epoch alone)"]
-    if "unet" in summary and not meta.get("notes"):
-        notes = notes + [f"- U-Net: mIoU (last {LAST_K}) = mean test mIoU of the last {LAST_K} epochs (validated every "
-                         "epoch from there on; runs without those validations leave it blank)"]
-    if "retina" in summary and not meta.get("notes"):
-        notes = notes + ["- RetinaNet: mAP50 = COCO box AP at IoU 0.5 of the last epoch's validation inside training "
+    notes = list(meta.get("notes") or [])
+    if not notes:  # the default notes of the parts shown
+        if "yolo" in summary:
+            notes.append(
+                "- YOLO: mAP50 etc. from the last epoch's `yolo val` inside training (batch 32, rect); Pd, Fa / img and "
+                "area P/T from `python -m tools.evidence.boxeval` (one image at a time at the training size, conf ≥ "
+                "0.3, match = box centres ≤ 3 px apart; area P/T = median predicted/target box area of matched targets)")
+        if "yolo" in summary or "retina" in summary:
+            notes.append(f"- mAP50 (last {LAST_K}): mean of the last {LAST_K} epochs' validation mAP50 (no epoch "
+                         "chosen; less noisy than the last epoch alone)")
+        if "unet" in summary:
+            notes.append(f"- U-Net: mIoU (last {LAST_K}) = mean test mIoU of the last {LAST_K} epochs (validated every "
+                         "epoch from there on; runs without those validations leave it blank)")
+        if "retina" in summary:
+            notes.append("- RetinaNet: mAP50 = COCO box AP at IoU 0.5 of the last epoch's validation inside training "
                          "(`CocoMetric`); Pd, Fa / img and area P/T from `python -m tools.evidence.retina_eval` "
-                         "(`tools/test.py` one image at a time at the training size, score ≥ 0.3, same matching)"]
+                         "(`tools/test.py` one image at a time at the training size, score ≥ 0.3, same matching)")
     lines = [head, "",
              f"- tables written by: `{meta['command']}`",
              *[f"- runs trained by: `{c}`" for c in meta.get("run_commands", [])],

@@ -210,12 +210,6 @@ def run_one(run: Run, data_yaml: Path | None = None, threads: int = 1, invoked_b
     return rec
 
 
-def _dataset_name(run: Run) -> str:
-    from gaussconv_plugin.data import sirst_root
-
-    return sirst_root(run.opts.get("data_root")).resolve().name
-
-
 def restore(runs: list[Run], source) -> list[Run]:
     """Mark as done the planned runs that a published ``results.json`` (``source``: the file or its folder) holds:
     each run not done whose part, variant, seed, epochs, split pair and dataset name match a record gets that
@@ -242,7 +236,7 @@ def restore(runs: list[Run], source) -> list[Run]:
     done = []
     for run in runs:
         rec = None if run.done else have.get(key(run.part, run.variant, run.seed, run.epochs, *run.split,
-                                                 _dataset_name(run)))
+                                                 dataset_record(run)["name"]))
         if rec is not None:
             run.dir.mkdir(parents=True, exist_ok=True)
             run.result_file.write_text(json.dumps({**rec, "restored_from": str(f)}, indent=1))
