@@ -244,6 +244,16 @@ def test_figure_titles_name_the_dataset():
     assert dataset_title([{"dataset": {"name": "my_root"}}, nudt]) == "my_root + NUDT-SIRST"
 
 
+def test_figure_titles_name_the_yolo_model():
+    from tools.evidence.plots import part_title
+
+    p2 = {"command": ["yolo", "train", "model=/r/yolov8n-p2-both.yaml"]}
+    p3 = {"command": ["yolo", "train", "model=/r/yolov8n-both.yaml"]}
+    assert part_title("yolo", [p2, p2]) == "YOLOv8n-P2"
+    assert part_title("yolo", [p2, p3]) == part_title("yolo", [{}]) == "YOLOv8n"
+    assert part_title("unet", [p2]) == "U-Net"
+
+
 def test_last_k_mean_column_from_the_curves():
     from tools.evidence import report
 
@@ -304,3 +314,21 @@ def test_yolo_device_follows_the_machine_unless_named(tmp_path):
     assert f"device={auto}" in yolo_part.command(run, tmp_path / "data.yaml")
     run = ablation.Run("yolo", "stock", 0, 3, tmp_path, {"device": "cpu"})
     assert "device=cpu" in yolo_part.command(run, tmp_path / "data.yaml")
+
+
+def test_finished_run_moved_here_finds_its_weights(tmp_path):
+    """A run trained on another machine (or under another --out) and copied into this results folder: its record
+    names the old path; collect() points ``weights`` at the copy below the run's own folder, and leaves a record whose
+    weights are nowhere here unchanged."""
+    from tools.evidence import runs as runs_mod
+
+    out = tmp_path / "abl"
+    stock, both = ablation.plan(out, ["unet"], ["stock", "both"], [0], 15, 15)
+    for run in (stock, both):
+        run.dir.mkdir(parents=True)
+        old = Path("/elsewhere/abl", *run.dir.relative_to(out).parts, "epoch_15.pth")
+        run.result_file.write_text(json.dumps({"part": "unet", "variant": run.variant, "seed": 0, "weights": str(old)}))
+    (stock.dir / "epoch_15.pth").write_bytes(b"w")
+    got = {r["variant"]: r["weights"] for r in runs_mod.collect([stock, both])}
+    assert got["stock"] == str(stock.dir / "epoch_15.pth")
+    assert got["both"].startswith("/elsewhere/abl/")

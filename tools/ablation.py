@@ -193,7 +193,8 @@ def main(argv=None) -> dict:
     print((out / "ablation.md").read_text())
     print("trained weights (kept out of git):")
     for r in collect(runs):
-        print(f"  {r['part']}/{r['variant']}/seed{r['seed']}: {r['weights']}")
+        here = Path(r["weights"]).is_file()
+        print(f"  {r['part']}/{r['variant']}/seed{r['seed']}: {r['weights']}" + ("" if here else " (not on this machine)"))
     return summary
 
 

@@ -44,7 +44,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file: make `tools` and `gaussconv_plugin` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tools.evidence.runs import REPO, Run, call, dataset_tag, git_commit, log  # noqa: E402
+from tools.evidence.runs import REPO, Run, call, dataset_tag, git_commit, log, relocated  # noqa: E402
 from gaussconv_plugin.data.layout import detect_layout  # noqa: E402
 
 __all__ = ["NATIVE", "eval_folder", "train_imgsz", "prepare_yolo_eval", "yolo_val", "evaluate_yolo",
@@ -196,7 +196,7 @@ def evaluate_run(run: Run, root: Path, split: str, imgsz, folder: Path, threads:
     Reused from ``eval.json`` while the weights are unchanged."""
     from tools.evidence import retina_part
 
-    rec = json.loads(run.result_file.read_text())
+    rec = relocated(json.loads(run.result_file.read_text()), run)
     weights = Path(rec["weights"])
     if not weights.is_file():
         raise RuntimeError(f"{run.name}: weights {weights} missing; retrain the run (delete {run.dir})")

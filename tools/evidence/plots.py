@@ -11,7 +11,7 @@ from .datasets import DATASETS
 from .runs import REPO, child_env, log
 from .variants import VARIANTS
 
-__all__ = ["COLORS", "PART_NAMES", "dataset_title", "plot_curves", "plot_sigma_theta", "learned_sigma_theta"]
+__all__ = ["COLORS", "PART_NAMES", "part_title", "dataset_title", "plot_curves", "plot_sigma_theta", "learned_sigma_theta"]
 
 _PALETTE = ["tab:gray", "tab:blue", "tab:purple", "tab:cyan", "tab:olive", "tab:pink", "tab:brown", "tab:orange",
             "gold", "tab:green", "tab:red"]
@@ -20,6 +20,15 @@ _MAIN = {"stock": "tab:gray", "gsconv": "tab:blue", "diff": "gold", "both": "tab
 _REST = [c for c in _PALETTE if c not in _MAIN.values()]
 COLORS = {**{v: _REST[i % len(_REST)] for i, v in enumerate(v for v in VARIANTS if v not in _MAIN)}, **_MAIN}
 PART_NAMES = {"yolo": "YOLOv8n", "unet": "U-Net", "retina": "RetinaNet-R18"}
+
+
+def part_title(part: str, records: list[dict]) -> str:
+    """The model of ``part`` for a figure title: ``YOLOv8n-P2`` where every YOLO record trained a ``yolov8n-p2-*``
+    model (its recorded command), else the part's name."""
+    cmds = [" ".join(map(str, r.get("command") or [])) for r in records]
+    if part == "yolo" and cmds and all("yolov8n-p2-" in c for c in cmds):
+        return "YOLOv8n-P2"
+    return PART_NAMES[part]
 
 
 def dataset_title(records: list[dict]) -> str:
@@ -66,7 +75,7 @@ def plot_curves(records: list[dict], out: Path) -> list[Path]:
             ax.set_xlabel("epoch")
             ax.grid(alpha=0.3)
         axs[0].legend(fontsize=8)
-        fig.suptitle(f"{PART_NAMES[part]} on {dataset_title(recs)}: training curves per variant", fontsize=11)
+        fig.suptitle(f"{part_title(part, recs)} on {dataset_title(recs)}: training curves per variant", fontsize=11)
         fig.tight_layout()
         p = out / f"curves_{part}.png"
         fig.savefig(p, dpi=110)
@@ -123,7 +132,7 @@ def plot_sigma_theta(records: list[dict], out: Path) -> list[Path]:
         axs[1].set_xticks(range(len(layers)))
         axs[1].set_xticklabels([f"{n}\n(k={k})" for n, k in zip(layers, ks)], rotation=30, ha="right", fontsize=7)
         axs[0].legend(fontsize=8)
-        axs[0].set_title(f"{PART_NAMES[part]} on {dataset_title(recs)}: learned σ and θ per GaussianShapedConv "
+        axs[0].set_title(f"{part_title(part, recs)} on {dataset_title(recs)}: learned σ and θ per GaussianShapedConv "
                          f"layer\n(box: channels × seeds; dashed: initial value)", fontsize=10)
         for ax in axs:
             ax.grid(alpha=0.3)

@@ -25,7 +25,7 @@ from .datasets import parse_split, run_tag
 from .variants import PART_VARIANTS, check_variants, resolved
 
 __all__ = ["PARTS", "DEFAULT_PARTS", "Run", "plan", "run_one", "collect", "child_env", "git_commit", "log",
-           "REPO", "call", "dataset_tag", "dataset_record",
+           "REPO", "call", "dataset_tag", "dataset_record", "relocated",
            "segments", "SEGMENTS"]
 
 REPO = Path(__file__).resolve().parents[2]
@@ -160,6 +160,20 @@ def dataset_record(run: Run) -> dict:
     return {"name": root.name, "root": str(root), "layout": detect_layout(root)}
 
 
+def relocated(rec: dict, run: Run) -> dict:
+    """``rec`` (a finished run's record) with ``weights`` pointing into ``run.dir`` where the recorded file is gone but
+    the run's folder holds its copy: a run trained on another machine or under another ``--out`` (a GPU machine's
+    results untarred here) keeps the same path below its ``<part>/<split>/e<E>/<variant>/seed<S>`` folder."""
+    w = rec.get("weights")
+    if not w or Path(w).is_file():
+        return rec
+    parts = Path(w).parts
+    tail = [i for i in range(1, len(parts)) if parts[i - 1:i + 1] == run.dir.parts[-2:]]
+    if tail and run.dir.joinpath(*parts[tail[-1] + 1:]).is_file():
+        return {**rec, "weights": str(run.dir.joinpath(*parts[tail[-1] + 1:]))}
+    return rec
+
+
 def run_one(run: Run, data_yaml: Path | None = None, threads: int = 1, invoked_by: str = "") -> dict:
     """Train one run in a child process (skipped if its ``result.json`` exists), evaluate it, and return its
     result record (also written to ``result.json``)."""
@@ -167,7 +181,7 @@ def run_one(run: Run, data_yaml: Path | None = None, threads: int = 1, invoked_b
     from .report import machine
 
     if run.done:
-        return json.loads(run.result_file.read_text())
+        return relocated(json.loads(run.result_file.read_text()), run)
     part = {"yolo": yolo_part, "unet": unet_part, "retina": retina_part}[run.part]
     cmd = part.resume_command(run, data_yaml) if (run.dir / "command.txt").is_file() else None
     if cmd is None:
@@ -246,4 +260,4 @@ def restore(runs: list[Run], source) -> list[Run]:
 
 
 def collect(runs: list[Run]) -> list[dict]:
-    return [json.loads(r.result_file.read_text()) for r in runs if r.done]
+    return [relocated(json.loads(r.result_file.read_text()), r) for r in runs if r.done]
