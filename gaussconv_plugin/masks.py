@@ -61,6 +61,8 @@ is the hard pinwheel (blind pixels in strided convs: allowed only on request, se
 """
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 
@@ -102,6 +104,17 @@ def tap_grid(k: int, device=None, dtype=None) -> tuple[torch.Tensor, torch.Tenso
     return u, v
 
 
+@functools.lru_cache(maxsize=64)
+def _grid_consts(k: int, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Constants of the masks for one (k, device, dtype), built once: ``r2`` = u² + v² ``(1, 1, k, k)`` and the blade
+    frames at θ = 0, ``along0`` / ``across0`` ``(4, k, k)`` (see :func:`_blade_coords`). Creating them on every call
+    was most of the kernel launches of a GaussianShapedConv2d step on a GPU. Made outside inference mode and autograd
+    so that a training step may save them for backward; nothing writes to them."""
+    with torch.inference_mode(False), torch.no_grad():
+        u, v = tap_grid(k, device=device, dtype=dtype)
+        return (u * u + v * v).view(1, 1, k, k), torch.stack([u, v, -u, -v]), torch.stack([v, -u, -v, u])
+
+
 def default_sigma(k: int) -> float:
     """Initial σ of the Gaussian envelope for a k×k kernel: ``σ₀ = k / 2``.
 
@@ -136,8 +149,7 @@ def gaussian_envelope(sigma: torch.Tensor, k: int) -> torch.Tensor:
     Returns:
         ``(C, 1, k, k)`` tensor, differentiable w.r.t. ``sigma``.
     """
-    u, v = tap_grid(k, device=sigma.device, dtype=sigma.dtype)
-    r2 = (u * u + v * v).view(1, 1, k, k)
+    r2 = _grid_consts(_check_kernel_size(k), sigma.device, sigma.dtype)[0]
     s = sigma.reshape(-1, 1, 1, 1)
     return torch.exp(-r2 / (2.0 * s * s))
 
@@ -148,11 +160,9 @@ def _blade_coords(theta: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tens
     The quarter turns j·π/2 are applied as exact integer rotations of the tap grid, θ as a float
     rotation, so that θ = 0 gives exact integer coordinates.
     """
-    u, v = tap_grid(k, device=theta.device, dtype=theta.dtype)
     # (u, v) expressed in the frame of blade j at θ = 0: along = d_j·(u,v), across = n_j·(u,v)
     # d_0 = (1,0), n_0 = (0,1); each quarter turn maps d -> n.
-    along0 = torch.stack([u, v, -u, -v])  # (4, k, k)
-    across0 = torch.stack([v, -u, -v, u])
+    _, along0, across0 = _grid_consts(_check_kernel_size(k), theta.device, theta.dtype)  # (4, k, k) each
     c = torch.cos(theta).view(-1, 1, 1, 1)
     s = torch.sin(theta).view(-1, 1, 1, 1)
     # rotate the blade frame by θ: d = (cos θ, sin θ) in the j-frame, n = (-sin θ, cos θ)
@@ -172,25 +182,33 @@ def pinwheel_mask_hard(theta: torch.Tensor, k: int) -> torch.Tensor:
         ``(C, 1, k, k)`` tensor of 0/1 in ``theta``'s dtype, no gradient.
     """
     with torch.no_grad():
-        r = (k - 1) // 2
-        a, b = _blade_coords(theta.detach(), k)
-        on = (a > 0.5) & (a <= r + 0.5) & (b > 0) & (b <= 1)
-        m = on.any(dim=1, keepdim=True)
-        m[..., r, r] = True
-        return m.to(theta.dtype)
+        return _hard_from_coords(*_blade_coords(theta.detach(), k), k, theta.dtype)
+
+
+def _hard_from_coords(a: torch.Tensor, b: torch.Tensor, k: int, dtype: torch.dtype) -> torch.Tensor:
+    r = (k - 1) // 2
+    on = (a > 0.5) & (a <= r + 0.5) & (b > 0) & (b <= 1)
+    m = on.any(dim=1, keepdim=True)
+    m[..., r, r] = True
+    return m.to(dtype)
 
 
 def pinwheel_mask_soft(theta: torch.Tensor, k: int, tau: float = 0.5) -> torch.Tensor:
     """Soft pinwheel mask in (0, 1], differentiable w.r.t. ``theta``; ``(C, 1, k, k)``."""
+    return _soft_from_coords(*_blade_coords(theta, k), k, tau)
+
+
+def _soft_from_coords(a: torch.Tensor, b: torch.Tensor, k: int, tau: float) -> torch.Tensor:
     r = (k - 1) // 2
-    a, b = _blade_coords(theta, k)
     s = (
         torch.sigmoid((a - 0.5) / tau)
         * torch.sigmoid((r + 0.5 - a) / tau)
         * torch.sigmoid(b / tau)
         * torch.sigmoid((1.0 - b) / tau)
     )
-    m = 1.0 - torch.prod(1.0 - s, dim=1, keepdim=True)
+    q = 1.0 - s  # (C, 4, k, k): the product over the 4 blades written out — torch.prod's backward reads its input
+    # back to the host to look for zeros, a GPU synchronisation in every training step of every such layer
+    m = 1.0 - (q[:, 0:1] * q[:, 1:2] * q[:, 2:3] * q[:, 3:4])
     centre = torch.zeros_like(m)
     centre[..., r, r] = 1.0
     return m * (1.0 - centre) + centre
@@ -199,10 +217,12 @@ def pinwheel_mask_soft(theta: torch.Tensor, k: int, tau: float = 0.5) -> torch.T
 def pinwheel_mask(theta: torch.Tensor, k: int, tau: float = 0.5) -> torch.Tensor:
     """Straight-through pinwheel mask: forward value :func:`pinwheel_mask_hard`, gradient of
     :func:`pinwheel_mask_soft`. ``theta`` ``(C,)`` → ``(C, 1, k, k)``."""
-    hard = pinwheel_mask_hard(theta, k)
     if not theta.requires_grad:
-        return hard
-    soft = pinwheel_mask_soft(theta, k, tau)
+        return pinwheel_mask_hard(theta, k)
+    a, b = _blade_coords(theta, k)  # one set of coordinates for both masks (the hard one reads them detached)
+    with torch.no_grad():
+        hard = _hard_from_coords(a, b, k, theta.dtype)
+    soft = _soft_from_coords(a, b, k, tau)
     return hard + soft - soft.detach()
 
 

@@ -74,6 +74,30 @@ def test_ste_forward_binary_backward_soft():
     assert bool(((soft > 0) & (soft <= 1)).all())
 
 
+def test_soft_mask_is_the_blade_union_and_its_constants_survive_inference_mode():
+    """The soft mask is 1 − ∏ⱼ(1 − sⱼ) over the 4 blades (written out, not torch.prod, whose backward synchronises a
+    GPU); its cached tap-grid constants, even when first built under torch.inference_mode, serve a training step."""
+    from gaussconv_plugin import masks
+
+    masks._grid_consts.cache_clear()
+    with torch.inference_mode():
+        GaussianShapedConv2d(2, 3, 5, padding=2)(torch.randn(1, 2, 8, 8))  # first use of k = 5: constants built here
+    theta = torch.tensor([0.1, -0.3, 1.0], requires_grad=True)
+    a, b = masks._blade_coords(theta, 5)
+    sj = (torch.sigmoid((a - 0.5) / 0.5) * torch.sigmoid((2.5 - a) / 0.5) * torch.sigmoid(b / 0.5)
+          * torch.sigmoid((1.0 - b) / 0.5))
+    ref = 1.0 - torch.prod(1.0 - sj, dim=1, keepdim=True)
+    ref[..., 2, 2] = 1.0
+    soft = pinwheel_mask_soft(theta, 5)
+    torch.testing.assert_close(soft, ref)
+    g, = torch.autograd.grad((soft * torch.arange(75.0).view(3, 1, 5, 5).sin()).sum(), theta)
+    g_ref, = torch.autograd.grad((ref * torch.arange(75.0).view(3, 1, 5, 5).sin()).sum(), theta)
+    torch.testing.assert_close(g, g_ref)
+    conv = GaussianShapedConv2d(2, 3, 5, padding=2)
+    conv(torch.randn(1, 2, 8, 8)).sum().backward()
+    assert conv.theta.grad is not None and conv.sigma_raw.grad is not None
+
+
 def test_gaussian_envelope_formula():
     s = torch.tensor([0.7, 2.0])
     g = gaussian_envelope(s, 5)
