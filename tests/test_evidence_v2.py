@@ -241,10 +241,14 @@ def test_evaluate_on_an_irstd_layout_root(env, trained, tmp_path):
     """`--evaluate` reads the common IRSTD layout too (masks/<name>.png, 50_50/test.txt, boxes from the masks)."""
     irstd = make_synthetic_sirst(tmp_path / "irstd_root", n=8, seed=2, layout="irstd")
     names = (irstd / "50_50" / "test.txt").read_text().split()
+    pub = tmp_path / "published_eval"
     summary = ablation.main(["--parts", "yolo", "retina", *TINY, "--data-root", str(env["train"]), "--out",
-                             str(env["out"]), "--evaluate", str(irstd)])
+                             str(env["out"]), "--evaluate", str(irstd), "--publish", str(pub)])
     assert set(summary) == {"yolo", "retina"}
     recs, data = _records(env["out"] / "evaluate" / "irstd_root")
+    assert sorted(f.name for f in pub.iterdir()) == ["ablation.md", "results.csv", "results.json"]
+    assert json.loads((pub / "results.json").read_text()) == data
+    assert "- runs trained on: " in (pub / "ablation.md").read_text()  # the training machine beside the evaluating one
     assert data["meta"]["evaluated_on"] == str(irstd.resolve())
     for rec in recs.values():
         assert rec["split"]["eval"] == "irstd_root/test"

@@ -114,7 +114,8 @@ def main(argv=None) -> dict:
                          "sirst_root() / nudt_root())")
     ap.add_argument("--limit", type=int, default=None, help="use only the first N images per split (smoke runs)")
     ap.add_argument("--out", default=None, help="results folder (default ~/.cache/gaussconv_plugin/ablation)")
-    ap.add_argument("--publish", default=None, help="also copy tables + plots (no weights) to this folder")
+    ap.add_argument("--publish", default=None, help="also copy tables + plots (no weights) to this folder "
+                    "(with --evaluate: that evaluation's tables)")
     ap.add_argument("--report-only", action="store_true", help="only write tables/plots from finished runs")
     ap.add_argument("--restore", default=None, metavar="RESULTS",
                     help="first mark as done the planned runs that a published results.json (or its folder) holds, "
@@ -161,6 +162,12 @@ def main(argv=None) -> dict:
         imgsz = a.eval_imgsz if a.eval_imgsz in (None, "native") else int(a.eval_imgsz)
         res = evaluate_runs(runs, a.evaluate, out, a.eval_split, imgsz, a.threads, a.jobs, a.limit, meta)
         print((res["folder"] / "ablation.md").read_text())
+        if a.publish:  # the evaluation's tables (not its per-run folders) beside the published training tables
+            Path(a.publish).mkdir(parents=True, exist_ok=True)
+            for f in ("ablation.md", "results.json", "results.csv"):
+                if (res["folder"] / f).is_file():
+                    shutil.copy2(res["folder"] / f, Path(a.publish) / f)
+            log(f"evaluation tables copied to {a.publish}")
         if res["errors"]:
             raise SystemExit(f"{len(res['errors'])} evaluation(s) failed; first: {res['errors'][0]}")
         return res["summary"]

@@ -298,7 +298,8 @@ def evaluate_runs(runs: list[Run], root, out: Path, split: str = "test", imgsz=N
                 run_commits=sorted({r["commit"] for r in recs}),
                 run_commands=sorted({r["ablation_command"] for r in recs if r.get("ablation_command")}),
                 run_dates=sorted({r["finished"][:10] for r in recs if r.get("finished")}),
-                run_machines=sorted({r["machine"] for r in recs if r.get("machine")}),
+                run_machines=sorted({m for m in (json.loads(r.result_file.read_text()).get("machine") for r in done)
+                                     if m}),  # where the runs trained (their result.json), not this evaluation
                 notes=[f"- evaluated by commit `{git_commit()}` on {_dt.date.today().isoformat()}; the final weights "
                        "of each run (its last epoch)",
                        "- YOLO: mAP50 etc. from Ultralytics' validator (`yolo val`: conf 0.001, NMS IoU 0.7, rect "
