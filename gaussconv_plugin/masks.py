@@ -107,9 +107,9 @@ def tap_grid(k: int, device=None, dtype=None) -> tuple[torch.Tensor, torch.Tenso
 @functools.lru_cache(maxsize=64)
 def _grid_consts(k: int, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Constants of the masks for one (k, device, dtype), built once: ``r2`` = u² + v² ``(1, 1, k, k)`` and the blade
-    frames at θ = 0, ``along0`` / ``across0`` ``(4, k, k)`` (see :func:`_blade_coords`). Creating them on every call
-    was most of the kernel launches of a GaussianShapedConv2d step on a GPU. Made outside inference mode and autograd
-    so that a training step may save them for backward; nothing writes to them."""
+    frames at θ = 0, ``along0`` / ``across0`` ``(4, k, k)`` (see :func:`_blade_coords`). Built on every call they
+    cost a dozen small kernel launches per layer and step on a GPU. Made outside inference mode and autograd so that
+    a training step may save them for backward; nothing writes to them."""
     with torch.inference_mode(False), torch.no_grad():
         u, v = tap_grid(k, device=device, dtype=dtype)
         return (u * u + v * v).view(1, 1, k, k), torch.stack([u, v, -u, -v]), torch.stack([v, -u, -v, u])
