@@ -185,6 +185,10 @@ rank = dist.get_rank()
 with open(os.path.join(out, f"rank{rank}.json"), "w") as f:
     json.dump(dict(imported_before_config=before, registered=MODELS.get("GaussResNet") is not None,
                    loss_registered=MODELS.get("DiffScaleIoULoss") is not None), f)
+# this script made the group, so it ends it: a gloo group left up at exit can abort a worker in its teardown
+# ("terminate called without an active exception", exit -6) after everything above succeeded
+dist.barrier()
+dist.destroy_process_group()
 """
 
 
