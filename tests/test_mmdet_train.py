@@ -170,6 +170,32 @@ def test_torchrun_two_processes_on_cpu(coco, tmp_path):
     _check_map(rows[0])
 
 
+def test_leaving_the_process_group_frees_the_cycle_held_ddp_model_first(tmp_path):
+    """``leave_process_group`` collects the DDP model that only reference cycles keep alive (as a finished runner
+    does) before it destroys the group; left for interpreter exit, its gloo group aborted a rank now and then."""
+    import gc
+
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    from gaussconv_plugin.mmdet.runner import leave_process_group
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        model = DDP(torch.nn.Conv2d(1, 2, 3))
+        model(torch.randn(1, 1, 8, 8)).sum().backward()
+        holder = {"model": model}
+        holder["self"] = holder  # a cycle, like runner ↔ hooks
+        del model, holder
+        assert sum(isinstance(o, DDP) for o in gc.get_objects()) == 1
+        leave_process_group()
+        assert not dist.is_initialized()
+        assert sum(isinstance(o, DDP) for o in gc.get_objects()) == 0
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
 _WORKER = """
 import json, os, runpy, sys
 import torch.distributed as dist
@@ -185,10 +211,10 @@ rank = dist.get_rank()
 with open(os.path.join(out, f"rank{rank}.json"), "w") as f:
     json.dump(dict(imported_before_config=before, registered=MODELS.get("GaussResNet") is not None,
                    loss_registered=MODELS.get("DiffScaleIoULoss") is not None), f)
-# this script made the group, so it ends it: a gloo group left up at exit can abort a worker in its teardown
-# ("terminate called without an active exception", exit -6) after everything above succeeded
-dist.barrier()
-dist.destroy_process_group()
+# this script made the group, so it ends it, after freeing the cycle-held DDP model: a gloo group torn down at
+# exit can abort a worker ("terminate called without an active exception", exit -6) after all above succeeded
+from gaussconv_plugin.mmdet.runner import leave_process_group
+leave_process_group()
 """
 
 
