@@ -131,6 +131,8 @@ def test_paired_difference_and_t_interval():
     assert stats.paired_difference({5: 1.0}, {0: 1.0}) is None
     one = stats.paired_difference({0: 1.0}, {0: 0.5})
     assert one["mean"] == 0.5 and math.isnan(one["std"])
+    same = stats.paired_difference({0: 3 / 85, 1: 7 / 85}, {0: 6 / 85, 1: 10 / 85})  # −3/85 on both seeds
+    assert same["mean"] == pytest.approx(-3 / 85) and all(math.isnan(x) for x in same["ci95"])  # no zero-width interval
     recs = [{"part": "yolo", "variant": v, "seed": s, "epochs": 1, "sec_per_epoch": 1,
              "metrics": {"mAP50": m, "mAP50-95": m, "precision": m, "recall": m, "Pd": m, "Fa_per_img": 0.0}}
             for v, s, m in [("stock", 0, 0.5), ("stock", 1, 0.6), ("pconv", 0, 0.7), ("pconv", 1, 0.9)]]
@@ -139,6 +141,7 @@ def test_paired_difference_and_t_interval():
     assert "paired" not in s["yolo"]["stock"]
     md = ablation.markdown(s, {"command": "x", "commit": "c", "date": "d", "machine": "m"})
     assert "| pconv | 0,1 | +0.2500 ± 0.0707 [" in md
+    assert "+0.000 ± 0 (same on every seed: no interval) |" in md  # Fa / img: 0 on both, no starred point interval
 
 
 def test_tiny_ablation_on_sirst_then_resume(tmp_path, monkeypatch, capsys):

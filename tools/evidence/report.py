@@ -91,6 +91,8 @@ def _fmt_diff(d: dict, digits: int) -> str:
     lo, hi = d["ci95"]
     if math.isnan(d["std"]):
         return f"{d['mean']:+.{digits}f}"
+    if math.isnan(lo):  # zero spread over the seeds: no interval
+        return f"{d['mean']:+.{digits}f} ± 0 (same on every seed: no interval)"
     mark = "" if lo <= 0 <= hi else " *"
     return f"{d['mean']:+.{digits}f} ± {d['std']:.{digits}f} [{lo:+.{digits}f}, {hi:+.{digits}f}]{mark}"
 
@@ -131,7 +133,7 @@ def markdown(summary: dict, meta: dict) -> str:
              f"- machine{' (tables)' if meta.get('run_machines') else ''}: {meta['machine']}",
              *notes,
              "- Δ to stock: paired per-seed difference, mean ± std [95 % t interval]; `*` marks an interval that "
-             "excludes 0", ""]
+             "excludes 0 (none is given when every seed's difference is the same)", ""]
     titles = {"yolo": f"YOLOv8n-{meta.get('yolo_arch', 'p2').upper()} (stock `yolo train`, imgsz {meta.get('imgsz')}, "
                       f"batch {meta.get('batch')})",
               "unet": f"MSHNet U-Net (`tools/train.py mmdet_cfgs/{meta.get('unet_config', 'unet_mshnet_base_cpu.py')}`, "

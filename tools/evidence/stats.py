@@ -28,11 +28,13 @@ def t_quantile(df: int, q: float = 0.975) -> float:
 
 def paired_difference(values: dict[int, float], ref: dict[int, float]) -> dict | None:
     """``{seed: value}`` of a variant and of the reference → ``{n, seeds, mean, std, ci95: (lo, hi)}``; None if
-    they share no seed. With one shared seed std and the interval are NaN."""
+    they share no seed. With one shared seed std and the interval are NaN; so is the interval when every seed's
+    difference is the same (std 0, as counts such as false alarms on a small test split can give): a t interval of
+    zero width estimates nothing."""
     seeds = sorted(set(values) & set(ref))
     if not seeds:
         return None
     d = [values[s] - ref[s] for s in seeds]
     m, sd = mean_std(d)
-    half = t_quantile(len(d) - 1) * sd / math.sqrt(len(d)) if len(d) > 1 else float("nan")
+    half = t_quantile(len(d) - 1) * sd / math.sqrt(len(d)) if len(d) > 1 and sd > 1e-12 else float("nan")
     return {"n": len(d), "seeds": seeds, "mean": m, "std": sd, "ci95": (m - half, m + half)}
