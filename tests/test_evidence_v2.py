@@ -254,5 +254,6 @@ def test_evaluate_on_an_irstd_layout_root(env, trained, tmp_path):
         assert rec["split"]["eval"] == "irstd_root/test"
         assert rec["dataset"] == {"name": "irstd_root", "root": str(irstd.resolve()), "layout": "irstd"}
         assert rec["trained_dataset"]["layout"] == "sirst"
+        assert data["meta"]["run_machines"] == [rec["machine"]]  # where it trained, carried from its result.json
         assert {p["name"] for p in rec["eval"]["per_image"]} == set(names)
         assert 0 <= rec["metrics"]["Pd"] <= 1 and rec["eval"]["n_targets"] > 0

@@ -210,8 +210,8 @@ def evaluate_run(run: Run, root: Path, split: str, imgsz, folder: Path, threads:
              "imgsz": size, "limit": limit}
     if cached.is_file():
         old = json.loads(cached.read_text())
-        if old.get("stamp") == stamp:
-            return old["record"]
+        if old.get("stamp") == stamp:  # (records cached before "machine" was carried get it from result.json)
+            return {**old["record"], "machine": old["record"].get("machine", rec.get("machine"))}
     log(f"[eval]  {run.name} on {root.name}/{split} at {size}: {d}")
     if run.part == "yolo":
         out = d / "yolo_eval.json"
@@ -236,7 +236,7 @@ def evaluate_run(run: Run, root: Path, split: str, imgsz, folder: Path, threads:
         res = _unet(rec, run, root, split, limit, d / "work", threads)
         metrics, detail = res["metrics"], res["detail"]
     record = {k: rec[k] for k in ("part", "variant", "spec", "seed", "epochs", "sec_per_epoch", "wall_s", "threads",
-                                  "commit", "finished", "ablation_command", "weights") if k in rec}
+                                  "commit", "finished", "ablation_command", "weights", "machine") if k in rec}
     record.update(split={"train": rec["split"]["train"], "eval": f"{root.name}/{split}"},
                   trained_eval_split=rec["split"]["eval"], trained_dataset=rec.get("dataset"),
                   dataset={"name": root.name, "root": str(root), "layout": detect_layout(root)}, eval_imgsz=size,
@@ -298,8 +298,8 @@ def evaluate_runs(runs: list[Run], root, out: Path, split: str = "test", imgsz=N
                 run_commits=sorted({r["commit"] for r in recs}),
                 run_commands=sorted({r["ablation_command"] for r in recs if r.get("ablation_command")}),
                 run_dates=sorted({r["finished"][:10] for r in recs if r.get("finished")}),
-                run_machines=sorted({m for m in (json.loads(r.result_file.read_text()).get("machine") for r in done)
-                                     if m}),  # where the runs trained (their result.json), not this evaluation
+                run_machines=sorted({r["machine"] for r in recs if r.get("machine")}),  # where the runs trained
+                # (copied from their result.json), not where this evaluation ran
                 notes=[f"- evaluated by commit `{git_commit()}` on {_dt.date.today().isoformat()}; the final weights "
                        "of each run (its last epoch)",
                        "- YOLO: mAP50 etc. from Ultralytics' validator (`yolo val`: conf 0.001, NMS IoU 0.7, rect "
