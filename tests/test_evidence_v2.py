@@ -257,3 +257,35 @@ def test_evaluate_on_an_irstd_layout_root(env, trained, tmp_path):
         assert data["meta"]["run_machines"] == [rec["machine"]]  # where it trained, carried from its result.json
         assert {p["name"] for p in rec["eval"]["per_image"]} == set(names)
         assert 0 <= rec["metrics"]["Pd"] <= 1 and rec["eval"]["n_targets"] > 0
+
+
+def test_anchor_scale_reads_yolo_and_retina_runs(env, trained, monkeypatch):
+    """`python -m tools.evidence.anchor_scale` on a YOLO and a RetinaNet run folder: each model's own assigner picks
+    the anchors, and RetinaNet's targets are at the network's input size (resized with the image), not the file's."""
+    from tools.evidence import anchor_scale
+
+    seen = []
+    inner = anchor_scale.ratio_stats
+    monkeypatch.setattr(anchor_scale, "ratio_stats", lambda p, t, w: seen.append(t) or inner(p, t, w))
+    base = ("train_root", "trainval-test", "e1", "stock", "seed0")
+    rows = anchor_scale.main([str(env["out"].joinpath("yolo", *base)), str(env["out"].joinpath("retina", *base)),
+                              "--split", "val"])
+    assert [Path(r["run"]).parts[-6] for r in rows] == ["yolo", "retina"]
+    for r in rows:
+        assert r["n"] > 0 and math.isfinite(r["median"]) and 0 <= r["frac_smaller"] <= 1
+    retina_targets = seen[1]
+    assert len(retina_targets) == rows[1]["n"] and retina_targets.max() <= 128 + 1e-3  # trained and resized at 128
+    with pytest.raises(SystemExit, match="'val' and 'test' data"):
+        anchor_scale.main([str(env["out"].joinpath("retina", *base)), "--split", "trainval"])
+
+
+def test_loss_pipeline_loads_the_boxes_before_the_resize():
+    from tools.evidence.anchor_scale import loss_pipeline
+
+    test = [dict(type="LoadImageFromFile"), dict(type="Resize", scale=(320, 320), keep_ratio=True),
+            dict(type="LoadAnnotations", with_bbox=True), dict(type="PackDetInputs")]
+    assert [s["type"] for s in loss_pipeline(test)] == ["LoadImageFromFile", "LoadAnnotations", "Resize",
+                                                          "PackDetInputs"]
+    assert test[1]["type"] == "Resize"  # the config's own list is left as it was
+    with pytest.raises(SystemExit, match="one LoadAnnotations"):
+        loss_pipeline(test[:2])

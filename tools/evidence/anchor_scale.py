@@ -1,15 +1,19 @@
-"""Box size where the box loss acts: predicted/target area at the foreground anchors of YOLO's assigner.
+"""Box size where the box loss acts: predicted/target area at the foreground anchors of the detector's assigner.
 
-The target-level ``area P/T`` of :mod:`.boxeval` measures the *final* detections (the best anchor per target after
-NMS). The box loss, the scale term included, acts on every foreground anchor the task-aligned assigner picks. This
-module runs a trained model on a split (eval mode, no augmentation, letterboxed at the training size), lets the
-model's own loss assign the anchors, and reports P/T there, so the two can be told apart::
+The target-level ``area P/T`` of :mod:`.boxeval` / :mod:`.retina_eval` measures the *final* detections (the best
+anchor per target after NMS). The box loss, the scale term included, acts on every foreground anchor the assigner
+picks (YOLO: the task-aligned assigner; RetinaNet: ``MaxIoUAssigner``'s positive anchors). This module runs a
+trained model on a split (eval mode, no augmentation, at the training size), lets the model's own loss assign the
+anchors, and reports P/T there, so the two can be told apart::
 
     python -m tools.evidence.anchor_scale RUN_DIR [RUN_DIR ...] [--split val]
 
-``RUN_DIR`` is an ablation run folder (``.../<variant>/seed<k>/``, holding ``train/weights/last.pt`` and
-``train/args.yaml``). Per run: the number of foreground anchors, the median and the score-weighted geometric mean
-of P/T, the fraction with P < T, and the median IoU of the anchor's box with its target.
+``RUN_DIR`` is an ablation run folder (``.../<variant>/seed<k>/``): a YOLO run (``train/weights/last.pt`` and
+``train/args.yaml``; ``--split`` names a split of its YOLO dataset) or a RetinaNet run (the config MMEngine dumped
+there and its ``epoch_<N>.pth`` checkpoints, the last one used; ``--split val``/``test`` picks the config's
+dataloader, both the run's evaluation split; ``train`` its training images through the evaluation pipeline). Per run: the number of foreground anchors, the median and the
+weighted geometric mean of P/T (YOLO: weighted by the assigner's scores; RetinaNet: every positive anchor alike),
+the fraction with P < T, and the median IoU of the anchor's box with its target.
 """
 from __future__ import annotations
 
@@ -21,7 +25,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file: make `tools` and `gaussconv_plugin` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-__all__ = ["ratio_stats", "foreground_boxes", "run_stats", "main"]
+__all__ = ["ratio_stats", "foreground_boxes", "retina_foreground_boxes", "loss_pipeline", "run_stats", "main"]
 
 
 def ratio_stats(pred, target, weight) -> dict:
@@ -76,8 +80,84 @@ def foreground_boxes(model, batches):
     return tuple(torch.cat(x) for x in zip(*got))
 
 
+def retina_foreground_boxes(model, loader):
+    """``(pred, target, weight)`` of every positive anchor the model's own loss assigns on ``loader`` (an MMDetection
+    dataloader whose pipeline loads the boxes). ``model``: a ``RetinaNet``-like detector whose head decodes its boxes
+    before ``loss_bbox`` (``reg_decoded_bbox=True``, as the IoU losses need); weight 1 per positive anchor."""
+    import torch
+
+    head = model.bbox_head
+    if not getattr(head, "reg_decoded_bbox", False):
+        raise SystemExit("the detector's head regresses deltas (reg_decoded_bbox=False): its box loss never sees "
+                         "boxes, so there is no P/T to measure; use a config with an IoU box loss")
+    got = []
+    inner = head.loss_bbox.forward
+
+    def capture(pred, target, weight=None, *rest, **kw):
+        pos = (weight.reshape(len(pred), -1) > 0).any(-1) if weight is not None else \
+            torch.ones(len(pred), dtype=torch.bool, device=pred.device)
+        got.append((pred[pos].detach(), target[pos].detach(), torch.ones(int(pos.sum()))))
+        return inner(pred, target, weight, *rest, **kw)
+
+    head.loss_bbox.forward = capture
+    model.eval()
+    with torch.no_grad():
+        for data in loader:
+            data = model.data_preprocessor(data, False)
+            model.loss(data["inputs"], data["data_samples"])
+    if not got:
+        return torch.zeros(0, 4), torch.zeros(0, 4), torch.zeros(0)
+    return tuple(torch.cat(x) for x in zip(*got))
+
+
+def loss_pipeline(test_pipeline: list) -> list:
+    """An MMDetection test pipeline with its ``LoadAnnotations`` moved right after the image is loaded, so that the
+    boxes are resized with the image (the test pipelines load them after ``Resize``: the evaluator compares them with
+    predictions mapped back to the original image, whereas a loss needs them at the network's input size)."""
+    steps = [dict(s) for s in test_pipeline]
+    ann = [s for s in steps if s["type"] == "LoadAnnotations"]
+    if len(ann) != 1 or steps[0]["type"] != "LoadImageFromFile":
+        raise SystemExit("the config's test pipeline must start with LoadImageFromFile and hold one LoadAnnotations "
+                         f"(got {[s['type'] for s in steps]}); evaluate with a stock test pipeline")
+    rest = [s for s in steps[1:] if s["type"] != "LoadAnnotations"]
+    return [steps[0], ann[0], *rest]
+
+
+def _retina_run_stats(run_dir: Path, split: str) -> dict:
+    from mmengine.config import Config
+    from mmengine.runner import Runner, load_checkpoint
+
+    from mmdet.utils import register_all_modules
+
+    import gaussconv_plugin.mmdet  # noqa: F401  (the configs' custom types)
+
+    cfgs = sorted(run_dir.glob("*.py"))
+    ckpts = sorted(run_dir.glob("epoch_*.pth"), key=lambda p: int(p.stem.split("_")[1]))
+    if len(cfgs) != 1 or not ckpts:
+        raise SystemExit(f"{run_dir}: not a finished RetinaNet run (needs one dumped config *.py and epoch_<N>.pth; "
+                         f"found {len(cfgs)} config(s), {len(ckpts)} checkpoint(s)); pass .../<variant>/seed<k>/")
+    if split not in ("train", "val", "test"):
+        raise SystemExit(f"--split {split}: a RetinaNet run has the config's 'train', 'val' and 'test' data; pass one")
+    register_all_modules()  # mmdet's registries, default scope 'mmdet'
+    cfg = Config.fromfile(str(cfgs[0]))
+    from mmdet.registry import MODELS
+
+    model = MODELS.build(cfg.model)
+    load_checkpoint(model, str(ckpts[-1]), map_location="cpu", logger="silent")
+    ev = cfg[f"{split}_dataloader" if split != "train" else "val_dataloader"]
+    dataset = cfg.train_dataloader.dataset if split == "train" else ev.dataset  # train: no augmentation, in order
+    loader = Runner.build_dataloader({**ev, "num_workers": 0, "persistent_workers": False,
+                                      "dataset": {**dataset, "pipeline": loss_pipeline(ev.dataset.pipeline)}})
+    return {"run": str(run_dir), "split": split, "weights": str(ckpts[-1]),
+            **ratio_stats(*retina_foreground_boxes(model, loader))}
+
+
 def run_stats(run_dir, split: str = "val", batch: int = 16) -> dict:
-    """:func:`ratio_stats` of the run's last weights on ``split`` of the dataset it was trained on."""
+    """:func:`ratio_stats` of the run's last weights on ``split`` of the dataset it was trained on (a YOLO or a
+    RetinaNet run folder, told apart by its files)."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "train" / "args.yaml").is_file() and any(run_dir.glob("*.py")):
+        return _retina_run_stats(run_dir, split)
     import torch
     import yaml
     from ultralytics import YOLO
@@ -105,7 +185,8 @@ def run_stats(run_dir, split: str = "val", batch: int = 16) -> dict:
 def main(argv=None) -> list[dict]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("runs", nargs="+", help="ablation run folders (.../<variant>/seed<k>/)")
-    ap.add_argument("--split", default="val", help="split of the run's YOLO dataset (val = its evaluation split)")
+    ap.add_argument("--split", default="val", help="split of the run's YOLO dataset (val = its evaluation split); "
+                    "RetinaNet: the config's val or test dataloader, or train (its training images, no augmentation)")
     a = ap.parse_args(argv)
     import torch
 
