@@ -11,9 +11,10 @@ anchors, and reports P/T there, so the two can be told apart::
 ``RUN_DIR`` is an ablation run folder (``.../<variant>/seed<k>/``): a YOLO run (``train/weights/last.pt`` and
 ``train/args.yaml``; ``--split`` names a split of its YOLO dataset) or a RetinaNet run (the config MMEngine dumped
 there and its ``epoch_<N>.pth`` checkpoints, the last one used; ``--split val``/``test`` picks the config's
-dataloader, both the run's evaluation split; ``train`` its training images through the evaluation pipeline). Per run: the number of foreground anchors, the median and the
-weighted geometric mean of P/T (YOLO: weighted by the assigner's scores; RetinaNet: every positive anchor alike),
-the fraction with P < T, and the median IoU of the anchor's box with its target.
+dataloader, both the run's evaluation split; ``train`` its training images through the evaluation pipeline). Per
+run: the number of foreground anchors, the median and the weighted geometric mean of P/T (YOLO: weighted by the
+assigner's scores; RetinaNet: every positive anchor alike), the fraction with P < T, and the median IoU of the
+anchor's box with its target.
 """
 from __future__ import annotations
 
