@@ -11,7 +11,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tools.evidence.anchor_scale import foreground_boxes, ratio_stats  # noqa: E402
+from tools.evidence.anchor_scale import foreground_boxes, ratio_stats, top_scored_ratio  # noqa: E402
 
 
 def test_ratio_stats_by_hand():
@@ -48,3 +48,16 @@ def test_foreground_boxes_come_from_the_models_own_assigner():
     wh = target[:, 2:] - target[:, :2]
     ratios = wh[:, 1] / wh[:, 0]
     assert all(r.item() == pytest.approx(1.0, abs=1e-4) or r.item() == pytest.approx(1.5, abs=1e-4) for r in ratios)
+
+
+def test_top_scored_ratio_takes_each_targets_best_scored_anchor():
+    t1, t2 = [0.0, 0, 2, 2], [5.0, 5, 9, 9]  # areas 4 and 16
+    target = torch.tensor([t1, t1, t2, t2, t1])
+    pred = torch.tensor([[0.0, 0, 4, 2], [0, 0, 1, 2], [5, 5, 9, 13], [5, 5, 7, 9], [0, 0, 2, 2]])  # P/T 2 .5 2 .5 1
+    score = torch.tensor([0.9, 0.2, 0.1, 0.8, 0.95])
+    image = torch.tensor([0, 0, 0, 0, 1])  # the last anchor's target has t1's box but lies in another image
+    r = top_scored_ratio(pred, target, score, image)
+    assert r["targets"] == 3 and r["top_median"] == pytest.approx(1.0)  # best P/T per target: 2, 0.5, 1
+    r = top_scored_ratio(pred[:4], target[:4], torch.tensor([0.1, 0.2, 0.9, 0.1]), image[:4])
+    assert r["targets"] == 2 and r["top_median"] == pytest.approx(0.5)  # torch's median of (0.5, 2): the lower
+    assert math.isnan(top_scored_ratio(pred[:0], target[:0], score[:0], image[:0])["top_median"])

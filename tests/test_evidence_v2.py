@@ -275,6 +275,8 @@ def test_anchor_scale_reads_yolo_and_retina_runs(env, trained, monkeypatch):
         assert r["n"] > 0 and math.isfinite(r["median"]) and 0 <= r["frac_smaller"] <= 1
     retina_targets = seen[1]
     assert len(retina_targets) == rows[1]["n"] and retina_targets.max() <= 128 + 1e-3  # trained and resized at 128
+    assert 0 < rows[1]["targets"] <= rows[1]["n"] and math.isfinite(rows[1]["top_median"])
+    assert "top_median" not in rows[0]  # YOLO: no class score is paired with its anchors
     with pytest.raises(SystemExit, match="'val' and 'test' data"):
         anchor_scale.main([str(env["out"].joinpath("retina", *base)), "--split", "trainval"])
 

@@ -13,8 +13,8 @@ anchors, and reports P/T there, so the two can be told apart::
 there and its ``epoch_<N>.pth`` checkpoints, the last one used; ``--split val``/``test`` picks the config's
 dataloader, both the run's evaluation split; ``train`` its training images through the evaluation pipeline). Per
 run: the number of foreground anchors, the median and the weighted geometric mean of P/T (YOLO: weighted by the
-assigner's scores; RetinaNet: every positive anchor alike), the fraction with P < T, and the median IoU of the
-anchor's box with its target.
+assigner's scores; RetinaNet: every positive anchor alike), the fraction with P < T, the median IoU of the
+anchor's box with its target, and (RetinaNet) the median P/T of each target's best-scored positive anchor.
 """
 from __future__ import annotations
 
@@ -26,7 +26,8 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file: make `tools` and `gaussconv_plugin` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-__all__ = ["ratio_stats", "foreground_boxes", "retina_foreground_boxes", "loss_pipeline", "run_stats", "main"]
+__all__ = ["ratio_stats", "foreground_boxes", "retina_foreground_boxes", "top_scored_ratio", "loss_pipeline",
+           "run_stats", "main"]
 
 
 def ratio_stats(pred, target, weight) -> dict:
@@ -82,33 +83,68 @@ def foreground_boxes(model, batches):
 
 
 def retina_foreground_boxes(model, loader):
-    """``(pred, target, weight)`` of every positive anchor the model's own loss assigns on ``loader`` (an MMDetection
-    dataloader whose pipeline loads the boxes). ``model``: a ``RetinaNet``-like detector whose head decodes its boxes
-    before ``loss_bbox`` (``reg_decoded_bbox=True``, as the IoU losses need); weight 1 per positive anchor."""
+    """``(pred, target, weight, score, image)`` of every positive anchor the model's own loss assigns on ``loader``
+    (an MMDetection dataloader whose pipeline loads the boxes): ``(K, 4)`` boxes at the input size, weight 1 each,
+    the anchor's class score (sigmoid, best class) and the index of its image in the loader's order. ``model``: a
+    ``RetinaNet``-like detector (``AnchorHead.loss_by_feat_single``: ``loss_cls`` then ``loss_bbox`` per level, both
+    over the same flattened anchors) whose head decodes its boxes before ``loss_bbox`` (``reg_decoded_bbox=True``,
+    as the IoU losses need)."""
     import torch
 
     head = model.bbox_head
     if not getattr(head, "reg_decoded_bbox", False):
         raise SystemExit("the detector's head regresses deltas (reg_decoded_bbox=False): its box loss never sees "
                          "boxes, so there is no P/T to measure; use a config with an IoU box loss")
-    got = []
-    inner = head.loss_bbox.forward
+    got, scores, seen = [], [], {"before": 0, "batch": 0}
+    inner_cls, inner_box = head.loss_cls.forward, head.loss_bbox.forward
+
+    def capture_cls(cls_score, *rest, **kw):
+        scores.append(cls_score.detach().float().sigmoid().amax(-1))
+        return inner_cls(cls_score, *rest, **kw)
 
     def capture(pred, target, weight=None, *rest, **kw):
         pos = (weight.reshape(len(pred), -1) > 0).any(-1) if weight is not None else \
             torch.ones(len(pred), dtype=torch.bool, device=pred.device)
-        got.append((pred[pos].detach(), target[pos].detach(), torch.ones(int(pos.sum()))))
-        return inner(pred, target, weight, *rest, **kw)
+        score = scores.pop()
+        if len(score) != len(pred):
+            raise RuntimeError(f"the head scored {len(score)} anchors but regressed {len(pred)}: not an AnchorHead "
+                               "loss (loss_cls then loss_bbox over the same anchors); anchor_scale cannot pair them")
+        image = seen["before"] + torch.arange(len(pred)) // (len(pred) // seen["batch"])
+        got.append((pred[pos].detach(), target[pos].detach(), torch.ones(int(pos.sum())), score[pos], image[pos]))
+        return inner_box(pred, target, weight, *rest, **kw)
 
-    head.loss_bbox.forward = capture
+    head.loss_cls.forward, head.loss_bbox.forward = capture_cls, capture
     model.eval()
     with torch.no_grad():
         for data in loader:
             data = model.data_preprocessor(data, False)
+            seen["batch"] = len(data["data_samples"])
             model.loss(data["inputs"], data["data_samples"])
+            seen["before"] += seen["batch"]
     if not got:
-        return torch.zeros(0, 4), torch.zeros(0, 4), torch.zeros(0)
+        return torch.zeros(0, 4), torch.zeros(0, 4), torch.zeros(0), torch.zeros(0), torch.zeros(0, dtype=torch.long)
     return tuple(torch.cat(x) for x in zip(*got))
+
+
+def top_scored_ratio(pred, target, score, image) -> dict:
+    """P/T of the best-scored positive anchor of each target (the box that survives NMS, if any does), against the
+    median over all positives: ``{"targets", "top_median"}`` (NaN without targets). ``(K, 4)`` boxes, ``(K,)`` scores
+    and image indices; a target is one (image, target box) pair."""
+    import torch
+
+    from gaussconv_plugin.losses import box_area
+
+    if len(pred) == 0:
+        return {"targets": 0, "top_median": math.nan}
+    keys = torch.cat([image[:, None].to(target.dtype), target], 1)
+    _, group = torch.unique(keys, dim=0, return_inverse=True)
+    best = {}
+    for k, (g, sc) in enumerate(zip(group.tolist(), score.tolist())):
+        if g not in best or sc > score[best[g]]:
+            best[g] = k
+    idx = torch.tensor(sorted(best.values()))
+    r = box_area(pred[idx].float()) / box_area(target[idx].float()).clamp_min(1e-12)
+    return {"targets": len(idx), "top_median": float(r.median())}
 
 
 def loss_pipeline(test_pipeline: list) -> list:
@@ -149,8 +185,9 @@ def _retina_run_stats(run_dir: Path, split: str) -> dict:
     dataset = cfg.train_dataloader.dataset if split == "train" else ev.dataset  # train: no augmentation, in order
     loader = Runner.build_dataloader({**ev, "num_workers": 0, "persistent_workers": False,
                                       "dataset": {**dataset, "pipeline": loss_pipeline(ev.dataset.pipeline)}})
-    return {"run": str(run_dir), "split": split, "weights": str(ckpts[-1]),
-            **ratio_stats(*retina_foreground_boxes(model, loader))}
+    pred, target, weight, score, image = retina_foreground_boxes(model, loader)
+    return {"run": str(run_dir), "split": split, "weights": str(ckpts[-1]), **ratio_stats(pred, target, weight),
+            **top_scored_ratio(pred, target, score, image)}
 
 
 def run_stats(run_dir, split: str = "val", batch: int = 16) -> dict:
@@ -193,12 +230,13 @@ def main(argv=None) -> list[dict]:
 
     torch.set_num_threads(1)
     rows = [run_stats(r, a.split) for r in a.runs]
-    print("| run | fg anchors | median P/T | weighted geo-mean P/T | P < T | median IoU |")
-    print("|---|---|---|---|---|---|")
+    print("| run | fg anchors | median P/T | weighted geo-mean P/T | P < T | median IoU | best-scored P/T |")
+    print("|---|---|---|---|---|---|---|")
     for r in rows:
         name = "/".join(Path(r["run"]).parts[-2:])
+        top = f"{r['top_median']:.2f} ({r['targets']} targets)" if "top_median" in r else "–"  # RetinaNet only
         print(f"| {name} | {r['n']} | {r['median']:.2f} | {r['wgeo']:.2f} | {r['frac_smaller']:.2f} | "
-              f"{r['median_iou']:.2f} |")
+              f"{r['median_iou']:.2f} | {top} |")
     return rows
 
 
