@@ -132,19 +132,16 @@ def top_scored_ratio(pred, target, score, image) -> dict:
     and image indices; a target is one (image, target box) pair."""
     import torch
 
-    from gaussconv_plugin.losses import box_area
-
     if len(pred) == 0:
         return {"targets": 0, "top_median": math.nan}
     keys = torch.cat([image[:, None].to(target.dtype), target], 1)
     _, group = torch.unique(keys, dim=0, return_inverse=True)
-    best = {}
-    for k, (g, sc) in enumerate(zip(group.tolist(), score.tolist())):
-        if g not in best or sc > score[best[g]]:
+    scores, best = score.tolist(), {}
+    for k, g in enumerate(group.tolist()):
+        if g not in best or scores[k] > scores[best[g]]:
             best[g] = k
     idx = torch.tensor(sorted(best.values()))
-    r = box_area(pred[idx].float()) / box_area(target[idx].float()).clamp_min(1e-12)
-    return {"targets": len(idx), "top_median": float(r.median())}
+    return {"targets": len(idx), "top_median": ratio_stats(pred[idx], target[idx], torch.ones(len(idx)))["median"]}
 
 
 def loss_pipeline(test_pipeline: list) -> list:
@@ -168,8 +165,10 @@ def _retina_run_stats(run_dir: Path, split: str) -> dict:
 
     import gaussconv_plugin.mmdet  # noqa: F401  (the configs' custom types)
 
+    from tools.evidence.mmlogs import epoch_checkpoints
+
     cfgs = sorted(run_dir.glob("*.py"))
-    ckpts = sorted(run_dir.glob("epoch_*.pth"), key=lambda p: int(p.stem.split("_")[1]))
+    ckpts = epoch_checkpoints(run_dir)
     if len(cfgs) != 1 or not ckpts:
         raise SystemExit(f"{run_dir}: not a finished RetinaNet run (needs one dumped config *.py and epoch_<N>.pth; "
                          f"found {len(cfgs)} config(s), {len(ckpts)} checkpoint(s)); pass .../<variant>/seed<k>/")

@@ -12,12 +12,17 @@ import re
 from datetime import datetime
 from pathlib import Path
 
-__all__ = ["CHECKPOINT_OPTS", "resume_command", "scalar_records", "epoch_seconds"]
+__all__ = ["CHECKPOINT_OPTS", "epoch_checkpoints", "resume_command", "scalar_records", "epoch_seconds"]
 
 #: ``--cfg-options`` of the ablation's MMEngine runs: a checkpoint at every epoch end (only the latest kept), so
 #: that a run cut off resumes from its last finished epoch, and none chosen on the evaluation split
 CHECKPOINT_OPTS = ["default_hooks.checkpoint.interval=1", "default_hooks.checkpoint.save_best=None",
                    "default_hooks.checkpoint.max_keep_ckpts=1"]
+
+
+def epoch_checkpoints(work_dir) -> list[Path]:
+    """The ``epoch_<k>.pth`` checkpoints MMEngine saved in ``work_dir``, oldest epoch first."""
+    return sorted(Path(work_dir).glob("epoch_*.pth"), key=lambda p: int(p.stem.split("_")[1]))
 
 
 def resume_command(work_dir, epochs: int, command: list[str]) -> list[str] | None:
@@ -32,7 +37,7 @@ def resume_command(work_dir, epochs: int, command: list[str]) -> list[str] | Non
     named = work_dir / "last_checkpoint"
     ckpt = Path(named.read_text().strip()) if named.is_file() else None
     if ckpt is None or not ckpt.is_file():
-        found = sorted(work_dir.glob("epoch_*.pth"), key=lambda p: int(p.stem.split("_")[1]))
+        found = epoch_checkpoints(work_dir)
         ckpt = found[-1] if found else None
     if ckpt is None:
         return None
