@@ -9,6 +9,10 @@ detectors are also scored the way IRSTD scores segmentation, per target (pure Nu
 - **Pd** = matched targets / all targets (over the dataset; NaN if it holds no target).
 - **Fa per image** = unmatched detections / images; **Fa per empty image** = unmatched detections on images
   without a target / such images (NaN if there are none).
+- **Duplicate Fa per image** = the part of Fa that is a second box on a found target: unmatched detections whose
+  box overlaps (positive area) the box of a matched target, / images. The rest of Fa is background (or a box on a
+  missed target). On 2–10 px targets a second box shifted by 2–3 px keeps IoU < 0.5 with the first, so NMS at
+  IoU 0.5 lets it through; it costs precision although nothing new was "seen".
 - **Area ratio** = predicted / target box area of each matched pair; the median is reported (< 1: boxes too
   small, which costs IoU ≥ 0.5 matches in mAP50 even when the target is found).
 """
@@ -21,6 +25,13 @@ __all__ = ["match_targets", "BoxTargetMetrics"]
 
 def _centres(b: np.ndarray) -> np.ndarray:
     return np.stack([(b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2], 1)
+
+
+def _overlaps(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``(N, M)`` bool: box ``a[i]`` and box ``b[j]`` (xyxy) share an area > 0."""
+    w = np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0])
+    h = np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1])
+    return (w > 0) & (h > 0)
 
 
 def match_targets(det_boxes: np.ndarray, tgt_boxes: np.ndarray, radius: float = 3.0) -> np.ndarray:
@@ -56,7 +67,7 @@ class BoxTargetMetrics:
             raise ValueError(f"radius must be > 0 pixels (got {radius!r}); the IRSTD rule is 3")
         self.radius = float(radius)
         self.n_images = self.n_empty_images = self.n_targets = self.n_matched = 0
-        self.n_false = self.n_false_empty = 0
+        self.n_false = self.n_false_empty = self.n_false_duplicate = 0
         self.area_ratios: list[float] = []
 
     def update(self, det_boxes: np.ndarray, tgt_boxes: np.ndarray) -> None:
@@ -73,6 +84,9 @@ class BoxTargetMetrics:
         if not len(tgt):
             self.n_empty_images += 1
             self.n_false_empty += false
+        elif false and ok.any():
+            un = np.setdiff1d(np.arange(len(det)), m[ok])
+            self.n_false_duplicate += int(_overlaps(det[un], tgt[ok]).any(1).sum())
         area = lambda b: (b[:, 2] - b[:, 0]).clip(0) * (b[:, 3] - b[:, 1]).clip(0)  # noqa: E731
         if ok.any():
             ta, pa = area(tgt[ok]), area(det[m[ok]])
@@ -86,5 +100,6 @@ class BoxTargetMetrics:
             "Fa_per_empty_img": self.n_false_empty / self.n_empty_images if self.n_empty_images else nan,
             "area_ratio_median": float(np.median(self.area_ratios)) if self.area_ratios else nan,
             "n_images": self.n_images, "n_targets": self.n_targets, "n_matched": self.n_matched,
-            "n_false": self.n_false,
+            "Fa_duplicate_per_img": self.n_false_duplicate / self.n_images if self.n_images else nan,
+            "n_false": self.n_false, "n_false_duplicate": self.n_false_duplicate,
         }

@@ -23,7 +23,7 @@ sys.path.insert(0, str(REPO))
 from gaussconv_plugin.data import make_synthetic_sirst  # noqa: E402
 from gaussconv_plugin.data.synthetic import make_synthetic_image  # noqa: E402
 from tools import ablation  # noqa: E402
-from tools.evidence import evaluate, report, retina_part, runs, variants  # noqa: E402
+from tools.evidence import evaluate, report, retina_eval, retina_part, runs, variants  # noqa: E402
 from tools.evidence.boxeval import native_imgsz  # noqa: E402
 
 #: the images added to the evaluation folder's test split: (name, (H, W), holds a target)
@@ -151,6 +151,15 @@ def test_tiny_retina_run_through_the_ablation(env, trained):
     assert rec["sec_per_epoch"] > 0 and rec["spec"]["box_loss"]["type"] == "GIoULoss"
     ev = rec["eval"]["retina_eval"]
     assert ev["n_images"] == env["n_train_test"] and ev["split"] == "test" and ev["imgsz"] == 128 and ev["conf"] == 0.3
+    # the run's saved dump re-scored without the model gives the same counts, plus the duplicate part of Fa
+    pkl = res / "retina_eval" / "predictions.pkl"
+    again = retina_eval.main(["--predictions", str(pkl), "--data-root", str(env["train"]), "--split", "test",
+                              "--limit", str(ev["n_images"])])
+    counts = ("n_images", "n_targets", "n_matched", "n_false")
+    assert [[r[k] for k in counts] for r in again] == [[ev[k] for k in counts]]
+    assert 0 <= again[0]["n_false_duplicate"] <= again[0]["n_false"]
+    with pytest.raises(RuntimeError, match="no prediction for .* pass the split the dump was made on"):
+        retina_eval.rescore([pkl], env["train"], "trainval")
     assert "randomness.seed=0" in rec["command"] and "train_cfg.max_epochs=1" in rec["command"]
     rows = {r["part"]: r for r in csv.DictReader((env["out"] / "results.csv").open())}
     assert set(rows) == {"yolo", "retina"} and rows["retina"]["eval_split"] == "test"

@@ -15,6 +15,11 @@ preprocessor pads to a multiple of 32). ``--per-image`` adds each image's origin
 
     python -m tools.evidence.retina_eval --config mmdet_cfgs/retinanet_r18_fpn_sirst320_cpu.py \\
         --checkpoint work_dirs/r18/epoch_12.pth --split test --imgsz 320 --out eval.json
+
+``--predictions PKL ...`` re-scores saved dumps (each ablation run keeps its ``retina_eval/predictions.pkl``)
+without running a model and prints Pd, Fa / img and the duplicate part of Fa (second boxes on found targets)::
+
+    python -m tools.evidence.retina_eval --split test --predictions RUN1/retina_eval/predictions.pkl RUN2/...
 """
 from __future__ import annotations
 
@@ -77,7 +82,7 @@ def evaluate_checkpoint(config, checkpoint, root=None, split: str = "test", imgs
                         cfg_options: list[str] | tuple = (), coco_dir=None, work_dir=None,
                         per_image: bool = False) -> dict:
     """mAP50 and target-level figures of ``checkpoint`` on ``split`` of ``root`` (module docstring)."""
-    from gaussconv_plugin.data import read_split, sirst_root, target_boxes
+    from gaussconv_plugin.data import read_split, sirst_root
     from gaussconv_plugin.data.coco_format import prepare_coco
 
     root = sirst_root(root).resolve()
@@ -101,24 +106,7 @@ def evaluate_checkpoint(config, checkpoint, root=None, split: str = "test", imgs
     pkl = work / "predictions.pkl"
     metrics = _test_tool().main([str(config), str(checkpoint), "--work-dir", str(work), "--out", str(pkl),
                                  "--cfg-options", *opts])
-    preds = pickle.loads(pkl.read_bytes())
-    by_name = {Path(p["img_path"]).stem: p for p in preds}
-    missing = [n for n in names if n not in by_name]
-    if missing:
-        raise RuntimeError(f"no prediction for {len(missing)} image(s) of {split}, e.g. {missing[0]}")
-    acc = BoxTargetMetrics(radius)
-    rows = []
-    for n in names:
-        p = by_name[n]
-        inst = p["pred_instances"]
-        keep = inst["scores"] >= conf
-        det = inst["bboxes"][keep].numpy().reshape(-1, 4)
-        tgt = target_boxes(root, n)[0]
-        acc.update(det, tgt)
-        if per_image:
-            rows.append({"name": n, "orig_shape": [int(x) for x in p["ori_shape"]],
-                         "input_shape": [int(x) for x in p["img_shape"]], "targets": int(len(tgt)),
-                         "detections": int(len(det))})
+    acc, rows = target_metrics(pkl, root, names, conf, radius)
     # CocoMetric returns no keys when no box of the split scores above the config's score_thr: an AP of 0
     rec = {**acc.result(), "mAP50": float(metrics.get("coco/bbox_mAP_50", 0.0)),
            "mAP50-95": float(metrics.get("coco/bbox_mAP", 0.0)), "empty_predictions": "coco/bbox_mAP_50" not in metrics,
@@ -129,10 +117,55 @@ def evaluate_checkpoint(config, checkpoint, root=None, split: str = "test", imgs
     return rec
 
 
+def target_metrics(predictions, root, names: list[str], conf: float = 0.3,
+                   radius: float = 3.0) -> tuple[BoxTargetMetrics, list[dict]]:
+    """Score a ``tools/test.py --out`` dump (``predictions``: its path) against the targets of ``names``.
+
+    Returns the filled :class:`BoxTargetMetrics` (boxes with score ≥ ``conf``, centre distance ≤ ``radius``) and
+    one row per image (original and network input shape, target and detection counts).
+    """
+    from gaussconv_plugin.data import target_boxes
+
+    preds = pickle.loads(Path(predictions).read_bytes())
+    by_name = {Path(p["img_path"]).stem: p for p in preds}
+    missing = [n for n in names if n not in by_name]
+    if missing:
+        raise RuntimeError(f"no prediction for {len(missing)} image(s) of the split in {predictions}, "
+                           f"e.g. {missing[0]}: pass the split the dump was made on (--split)")
+    acc = BoxTargetMetrics(radius)
+    rows = []
+    for n in names:
+        p = by_name[n]
+        inst = p["pred_instances"]
+        keep = inst["scores"] >= conf
+        det = inst["bboxes"][keep].numpy().reshape(-1, 4)
+        tgt = target_boxes(root, n)[0]
+        acc.update(det, tgt)
+        rows.append({"name": n, "orig_shape": [int(x) for x in p["ori_shape"]],
+                     "input_shape": [int(x) for x in p["img_shape"]], "targets": int(len(tgt)),
+                     "detections": int(len(det))})
+    return acc, rows
+
+
+def rescore(predictions: list, root=None, split: str = "test", conf: float = 0.3, radius: float = 3.0,
+            limit: int | None = None) -> list[dict]:
+    """Target-level figures of saved dumps (each run's ``retina_eval/predictions.pkl``; ``limit``: the first N names
+    of the split, as the dump was made), no model run; one record per dump, with the duplicate part of the false
+    alarms (:mod:`gaussconv_plugin.boxmetrics`)."""
+    from gaussconv_plugin.data import read_split, sirst_root
+
+    root = sirst_root(root).resolve()
+    names = read_split(root, split)[: limit or None]
+    return [{"predictions": str(p), **target_metrics(p, root, names, conf, radius)[0].result()} for p in predictions]
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--config", required=True, help="the config the checkpoint was trained with")
-    ap.add_argument("--checkpoint", required=True)
+    ap.add_argument("--config", help="the config the checkpoint was trained with")
+    ap.add_argument("--checkpoint")
+    ap.add_argument("--predictions", nargs="+", metavar="PKL", default=None,
+                    help="instead of --config/--checkpoint: re-score saved predictions.pkl dumps (a run's "
+                         "retina_eval/predictions.pkl) and print Pd / Fa / duplicate Fa per dump, no model run")
     ap.add_argument("--data-root", default=None, help="SIRST-layout folder (default: the shared SIRST v1)")
     ap.add_argument("--split", default="test")
     ap.add_argument("--imgsz", default="320", help="long side N of the input, or 'native' (default 320)")
@@ -145,6 +178,10 @@ def main(argv=None) -> dict:
     ap.add_argument("--out", default=None, help="also write the figures to this JSON file")
     ap.add_argument("--cfg-options", nargs="+", default=[], help="the cfg-options the checkpoint was trained with")
     a = ap.parse_args(argv)
+    if a.predictions:
+        return _print_rescored(rescore(a.predictions, a.data_root, a.split, a.conf, a.radius, a.limit))
+    if not (a.config and a.checkpoint):
+        raise SystemExit("give --config and --checkpoint (a trained run), or --predictions PKL to re-score saved dumps")
     if a.imgsz != "native" and not a.imgsz.isdigit():
         raise SystemExit(f"--imgsz {a.imgsz}: give a long side in pixels (e.g. 320) or 'native'")
     if not Path(a.checkpoint).is_file():
@@ -156,6 +193,15 @@ def main(argv=None) -> dict:
     if a.out:
         Path(a.out).write_text(json.dumps(rec, indent=1))
     return rec
+
+
+def _print_rescored(recs: list[dict]) -> list[dict]:
+    print("| predictions | Pd | Fa / img | duplicate Fa / img | false | duplicates |")
+    print("|---|---|---|---|---|---|")
+    for r in recs:
+        print(f"| {r['predictions']} | {r['Pd']:.4f} | {r['Fa_per_img']:.3f} | {r['Fa_duplicate_per_img']:.3f} "
+              f"| {r['n_false']} | {r['n_false_duplicate']} |")
+    return recs
 
 
 if __name__ == "__main__":
