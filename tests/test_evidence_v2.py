@@ -160,6 +160,17 @@ def test_tiny_retina_run_through_the_ablation(env, trained):
     assert 0 <= again[0]["n_false_duplicate"] <= again[0]["n_false"]
     with pytest.raises(RuntimeError, match="no prediction for .* pass the split the dump was made on"):
         retina_eval.rescore([pkl], env["train"], "trainval")
+    # the run folder re-evaluated from its dumped config reproduces its evaluation; overrides go on top, and
+    # nothing is written into the run
+    before = sorted(res.rglob("*"))
+    same, nms = (retina_eval.evaluate_runs([res], opts, env["train"], imgsz=128, limit=ev["n_images"],
+                                           work_dir=env["out"] / "re_eval" / tag)[0]
+                 for tag, opts in (("same", []), ("nms", ["model.test_cfg.nms.iou_threshold=0.3"])))
+    assert [same[k] for k in counts] == [ev[k] for k in counts] and same["mAP50"] == ev["mAP50"]
+    assert same["run"] == str(res) and Path(same["config"]).parent == res
+    assert nms["cfg_options"] == ["model.test_cfg.nms.iou_threshold=0.3"] and sorted(res.rglob("*")) == before
+    with pytest.raises(SystemExit, match="not a finished RetinaNet run"):
+        retina_eval.evaluate_runs([res.parent], [], env["train"])
     assert "randomness.seed=0" in rec["command"] and "train_cfg.max_epochs=1" in rec["command"]
     rows = {r["part"]: r for r in csv.DictReader((env["out"] / "results.csv").open())}
     assert set(rows) == {"yolo", "retina"} and rows["retina"]["eval_split"] == "test"

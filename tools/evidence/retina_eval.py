@@ -20,6 +20,11 @@ preprocessor pads to a multiple of 32). ``--per-image`` adds each image's origin
 without running a model and prints Pd, Fa / img and the duplicate part of Fa (second boxes on found targets)::
 
     python -m tools.evidence.retina_eval --split test --predictions RUN1/retina_eval/predictions.pkl RUN2/...
+
+``--runs RUN_DIR ...`` re-evaluates finished run folders from their own dumped config and last epoch, with
+``--cfg-options`` as test-time overrides on top (a sensitivity check, e.g. another NMS IoU)::
+
+    python -m tools.evidence.retina_eval --split test --runs RUN1 RUN2 --cfg-options model.test_cfg.nms.iou_threshold=0.3
 """
 from __future__ import annotations
 
@@ -147,6 +152,30 @@ def target_metrics(predictions, root, names: list[str], conf: float = 0.3,
     return acc, rows
 
 
+def evaluate_runs(run_dirs: list, cfg_options: list[str] | tuple = (), root=None, split: str = "test",
+                  imgsz: int | str = 320, conf: float = 0.3, radius: float = 3.0, limit: int | None = None,
+                  work_dir=None) -> list[dict]:
+    """:func:`evaluate_checkpoint` of finished RetinaNet run folders (each: its dumped config ``*.py``, which holds
+    the variant's settings, and its last ``epoch_<N>.pth``), with ``cfg_options`` applied on top — e.g. a test-time
+    ``model.test_cfg.nms.iou_threshold=0.3``. Test work dirs go under ``work_dir`` (default: a temporary folder),
+    never into the runs."""
+    import tempfile
+
+    from tools.evidence.mmlogs import epoch_checkpoints
+
+    base = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="retina_eval_runs_"))
+    recs = []
+    for i, d in enumerate(map(Path, run_dirs)):
+        cfgs, ckpts = sorted(d.glob("*.py")), epoch_checkpoints(d)
+        if len(cfgs) != 1 or not ckpts:
+            raise SystemExit(f"{d}: not a finished RetinaNet run (needs one dumped config *.py and epoch_<N>.pth; "
+                             f"found {len(cfgs)} config(s), {len(ckpts)} checkpoint(s)); pass .../<variant>/seed<k>/")
+        rec = evaluate_checkpoint(cfgs[0], ckpts[-1], root, split, imgsz, conf, radius, limit, cfg_options,
+                                  work_dir=base / f"{i:02d}_{d.parent.name}_{d.name}")
+        recs.append({"run": str(d), **rec})
+    return recs
+
+
 def rescore(predictions: list, root=None, split: str = "test", conf: float = 0.3, radius: float = 3.0,
             limit: int | None = None) -> list[dict]:
     """Target-level figures of saved dumps (each run's ``retina_eval/predictions.pkl``; ``limit``: the first N names
@@ -163,6 +192,9 @@ def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", help="the config the checkpoint was trained with")
     ap.add_argument("--checkpoint")
+    ap.add_argument("--runs", nargs="+", metavar="RUN_DIR", default=None,
+                    help="instead of --config/--checkpoint: evaluate finished RetinaNet run folders (their dumped "
+                         "config and last epoch) with --cfg-options on top, e.g. model.test_cfg.nms.iou_threshold=0.3")
     ap.add_argument("--predictions", nargs="+", metavar="PKL", default=None,
                     help="instead of --config/--checkpoint: re-score saved predictions.pkl dumps (a run's "
                          "retina_eval/predictions.pkl) and print Pd / Fa / duplicate Fa per dump, no model run")
@@ -176,14 +208,21 @@ def main(argv=None) -> dict:
     ap.add_argument("--work-dir", default=None, help="test work dir (logs, predictions.pkl)")
     ap.add_argument("--per-image", action="store_true", help="also record each image's original and input shape")
     ap.add_argument("--out", default=None, help="also write the figures to this JSON file")
-    ap.add_argument("--cfg-options", nargs="+", default=[], help="the cfg-options the checkpoint was trained with")
+    ap.add_argument("--cfg-options", nargs="+", default=[], help="the cfg-options the checkpoint was trained with "
+                    "(with --runs: test-time overrides on top of each run's dumped config)")
     a = ap.parse_args(argv)
-    if a.predictions:
-        return _print_rescored(rescore(a.predictions, a.data_root, a.split, a.conf, a.radius, a.limit))
-    if not (a.config and a.checkpoint):
-        raise SystemExit("give --config and --checkpoint (a trained run), or --predictions PKL to re-score saved dumps")
     if a.imgsz != "native" and not a.imgsz.isdigit():
         raise SystemExit(f"--imgsz {a.imgsz}: give a long side in pixels (e.g. 320) or 'native'")
+    if a.predictions or a.runs:
+        recs = (rescore(a.predictions, a.data_root, a.split, a.conf, a.radius, a.limit) if a.predictions else
+                evaluate_runs(a.runs, a.cfg_options, a.data_root, a.split, a.imgsz, a.conf, a.radius, a.limit,
+                              a.work_dir))
+        if a.out:
+            Path(a.out).write_text(json.dumps(recs, indent=1))
+        return _print_table(recs, "predictions" if a.predictions else "run")
+    if not (a.config and a.checkpoint):
+        raise SystemExit("give --config and --checkpoint (a trained run), --runs RUN_DIR ... (finished run folders) "
+                         "or --predictions PKL ... (saved dumps)")
     if not Path(a.checkpoint).is_file():
         raise SystemExit(f"--checkpoint {a.checkpoint} does not exist; pass the epoch_<N>.pth of a finished run")
     rec = evaluate_checkpoint(a.config, a.checkpoint, a.data_root, a.split, a.imgsz, a.conf, a.radius, a.limit,
@@ -195,12 +234,15 @@ def main(argv=None) -> dict:
     return rec
 
 
-def _print_rescored(recs: list[dict]) -> list[dict]:
-    print("| predictions | Pd | Fa / img | duplicate Fa / img | false | duplicates |")
-    print("|---|---|---|---|---|---|")
+def _print_table(recs: list[dict], source: str) -> list[dict]:
+    """Markdown table of records (``source``: the key naming each row: a dump or a run folder)."""
+    fmt = lambda r, k, f: format(r[k], f) if k in r and not math.isnan(r[k]) else "–"  # noqa: E731
+    print(f"| {source} | mAP50 | Pd | Fa / img | duplicate Fa / img | area P/T | false | duplicates |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in recs:
-        print(f"| {r['predictions']} | {r['Pd']:.4f} | {r['Fa_per_img']:.3f} | {r['Fa_duplicate_per_img']:.3f} "
-              f"| {r['n_false']} | {r['n_false_duplicate']} |")
+        print(f"| {r[source]} | {fmt(r, 'mAP50', '.3f')} | {fmt(r, 'Pd', '.4f')} | {fmt(r, 'Fa_per_img', '.3f')} "
+              f"| {fmt(r, 'Fa_duplicate_per_img', '.3f')} | {fmt(r, 'area_ratio_median', '.2f')} | {r['n_false']} "
+              f"| {r['n_false_duplicate']} |")
     return recs
 
 
