@@ -213,6 +213,8 @@ def main(argv=None) -> dict:
     a = ap.parse_args(argv)
     if a.imgsz != "native" and not a.imgsz.isdigit():
         raise SystemExit(f"--imgsz {a.imgsz}: give a long side in pixels (e.g. 320) or 'native'")
+    if a.predictions and a.runs:
+        raise SystemExit("give --runs (re-evaluate the models) or --predictions (re-score saved dumps), not both")
     if a.predictions or a.runs:
         recs = (rescore(a.predictions, a.data_root, a.split, a.conf, a.radius, a.limit) if a.predictions else
                 evaluate_runs(a.runs, a.cfg_options, a.data_root, a.split, a.imgsz, a.conf, a.radius, a.limit,
