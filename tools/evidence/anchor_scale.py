@@ -165,27 +165,23 @@ def _retina_run_stats(run_dir: Path, split: str) -> dict:
 
     import gaussconv_plugin.mmdet  # noqa: F401  (the configs' custom types)
 
-    from tools.evidence.mmlogs import epoch_checkpoints
+    from tools.evidence.mmlogs import finished_run
 
-    cfgs = sorted(run_dir.glob("*.py"))
-    ckpts = epoch_checkpoints(run_dir)
-    if len(cfgs) != 1 or not ckpts:
-        raise SystemExit(f"{run_dir}: not a finished RetinaNet run (needs one dumped config *.py and epoch_<N>.pth; "
-                         f"found {len(cfgs)} config(s), {len(ckpts)} checkpoint(s)); pass .../<variant>/seed<k>/")
+    config, weights = finished_run(run_dir)
     if split not in ("train", "val", "test"):
         raise SystemExit(f"--split {split}: a RetinaNet run has the config's 'train', 'val' and 'test' data; pass one")
     register_all_modules()  # mmdet's registries, default scope 'mmdet'
-    cfg = Config.fromfile(str(cfgs[0]))
+    cfg = Config.fromfile(str(config))
     from mmdet.registry import MODELS
 
     model = MODELS.build(cfg.model)
-    load_checkpoint(model, str(ckpts[-1]), map_location="cpu", logger="silent")
+    load_checkpoint(model, str(weights), map_location="cpu", logger="silent")
     ev = cfg[f"{split}_dataloader" if split != "train" else "val_dataloader"]
     dataset = cfg.train_dataloader.dataset if split == "train" else ev.dataset  # train: no augmentation, in order
     loader = Runner.build_dataloader({**ev, "num_workers": 0, "persistent_workers": False,
                                       "dataset": {**dataset, "pipeline": loss_pipeline(ev.dataset.pipeline)}})
     pred, target, weight, score, image = retina_foreground_boxes(model, loader)
-    return {"run": str(run_dir), "split": split, "weights": str(ckpts[-1]), **ratio_stats(pred, target, weight),
+    return {"run": str(run_dir), "split": split, "weights": str(weights), **ratio_stats(pred, target, weight),
             **top_scored_ratio(pred, target, score, image)}
 
 

@@ -12,7 +12,7 @@ import re
 from datetime import datetime
 from pathlib import Path
 
-__all__ = ["CHECKPOINT_OPTS", "epoch_checkpoints", "resume_command", "scalar_records", "epoch_seconds"]
+__all__ = ["CHECKPOINT_OPTS", "epoch_checkpoints", "finished_run", "resume_command", "scalar_records", "epoch_seconds"]
 
 #: ``--cfg-options`` of the ablation's MMEngine runs: a checkpoint at every epoch end (only the latest kept), so
 #: that a run cut off resumes from its last finished epoch, and none chosen on the evaluation split
@@ -23,6 +23,17 @@ CHECKPOINT_OPTS = ["default_hooks.checkpoint.interval=1", "default_hooks.checkpo
 def epoch_checkpoints(work_dir) -> list[Path]:
     """The ``epoch_<k>.pth`` checkpoints MMEngine saved in ``work_dir``, oldest epoch first."""
     return sorted(Path(work_dir).glob("epoch_*.pth"), key=lambda p: int(p.stem.split("_")[1]))
+
+
+def finished_run(work_dir) -> tuple[Path, Path]:
+    """``(config, checkpoint)`` of a finished MMEngine run folder: the one config MMEngine dumped there and its last
+    ``epoch_<k>.pth``; a one-line ``SystemExit`` for a folder that is not one."""
+    work_dir = Path(work_dir)
+    cfgs, ckpts = sorted(work_dir.glob("*.py")), epoch_checkpoints(work_dir)
+    if len(cfgs) != 1 or not ckpts:
+        raise SystemExit(f"{work_dir}: not a finished RetinaNet run (needs one dumped config *.py and epoch_<N>.pth; "
+                         f"found {len(cfgs)} config(s), {len(ckpts)} checkpoint(s)); pass .../<variant>/seed<k>/")
+    return cfgs[0], ckpts[-1]
 
 
 def resume_command(work_dir, epochs: int, command: list[str]) -> list[str] | None:

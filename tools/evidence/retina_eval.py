@@ -161,16 +161,13 @@ def evaluate_runs(run_dirs: list, cfg_options: list[str] | tuple = (), root=None
     never into the runs."""
     import tempfile
 
-    from tools.evidence.mmlogs import epoch_checkpoints
+    from tools.evidence.mmlogs import finished_run
 
     base = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="retina_eval_runs_"))
     recs = []
     for i, d in enumerate(map(Path, run_dirs)):
-        cfgs, ckpts = sorted(d.glob("*.py")), epoch_checkpoints(d)
-        if len(cfgs) != 1 or not ckpts:
-            raise SystemExit(f"{d}: not a finished RetinaNet run (needs one dumped config *.py and epoch_<N>.pth; "
-                             f"found {len(cfgs)} config(s), {len(ckpts)} checkpoint(s)); pass .../<variant>/seed<k>/")
-        rec = evaluate_checkpoint(cfgs[0], ckpts[-1], root, split, imgsz, conf, radius, limit, cfg_options,
+        config, weights = finished_run(d)
+        rec = evaluate_checkpoint(config, weights, root, split, imgsz, conf, radius, limit, cfg_options,
                                   work_dir=base / f"{i:02d}_{d.parent.name}_{d.name}")
         recs.append({"run": str(d), **rec})
     return recs
