@@ -274,6 +274,24 @@ def test_last_k_mean_column_from_the_curves():
         "mAP50_last3") is None
 
 
+def test_paired_difference_pairs_only_runs_of_one_hardware():
+    """Seed 1 of stock on a GPU is no pair for seed 1 of a variant on the CPU: that pair leaves the Δ table (the
+    means keep both), while records without a machine (older runs) still pair."""
+    from tools.evidence import report
+
+    gpu, cpu = "NVIDIA H100 80GB HBM3 GPU + 16-core CPU (Xeon), Python 3.12.3, torch 2.11", "2-core CPU (AMD EPYC), x"
+    recs = [{"part": "yolo", "variant": v, "seed": k, "epochs": 4, "sec_per_epoch": 1.0, "metrics": {"mAP50": m},
+             **({"machine": mach} if mach else {})}
+            for v, k, m, mach in [("stock", 0, 0.5, gpu), ("stock", 1, 0.6, gpu), ("stock", 2, 0.4, None),
+                                  ("both", 0, 0.7, gpu), ("both", 1, 0.1, cpu), ("both", 2, 0.5, cpu)]]
+    assert report.hardware(recs[0]) == "NVIDIA H100 80GB HBM3" and report.hardware(recs[4]) == "CPU"
+    assert report.hardware(recs[2]) is None
+    s = report.summarize(recs)["yolo"]
+    d = s["both"]["paired"]["mAP50"]
+    assert d["seeds"] == [0, 2] and d["mean"] == pytest.approx(0.15)  # (0.2 + 0.1) / 2; seed 1 (GPU vs CPU) left out
+    assert s["both"]["n"] == 3 and s["both"]["mAP50"][0] == pytest.approx(1.3 / 3)
+
+
 def test_restore_marks_published_runs_done(tmp_path):
     """--restore carries finished runs (another session's, another machine's) into a fresh results folder: only the
     planned runs with the same part, variant, seed, epochs, split pair and dataset are marked done."""

@@ -12,7 +12,8 @@ from pathlib import Path
 from .stats import mean_std, paired_difference
 from .variants import VARIANTS
 
-__all__ = ["METRICS", "DIFF_METRICS", "LAST_K", "last_k_mean", "summarize", "markdown", "write_tables", "machine"]
+__all__ = ["METRICS", "DIFF_METRICS", "LAST_K", "last_k_mean", "hardware", "summarize", "markdown", "write_tables",
+           "machine"]
 
 #: epochs averaged by the ``mAP50_last3`` column: the last-epoch figure alone swings by up to 0.17 mAP50 between
 #: neighbouring epochs at these schedules; the mean of the last three is as free of selection and less noisy
@@ -38,6 +39,21 @@ def last_k_mean(rec: dict, key: str = "mAP50", k: int = LAST_K) -> float | None:
     return sum(xs[-k:]) / k if len(xs) >= k else None
 
 
+def hardware(rec: dict) -> str | None:
+    """What a run trained on, as far as pairing cares: the GPU's name where :func:`machine` names one, else ``"CPU"``;
+    None for a record made before machines were recorded. The same seed on another device is another run (other
+    kernels, another trajectory), so a paired difference only pairs runs of one hardware."""
+    m = rec.get("machine")
+    if not m:
+        return None
+    return m.split(" GPU + ", 1)[0] if " GPU + " in m else "CPU"
+
+
+def _same_hardware(a: dict, b: dict) -> bool:
+    ha, hb = hardware(a), hardware(b)
+    return ha is None or hb is None or ha == hb
+
+
 def _with_derived(rec: dict) -> dict:
     """``rec`` with ``mAP50_last3`` (detectors: validated every epoch) or ``mIoU_last3`` (U-Net: only where its
     last ``LAST_K`` validations are the last ``LAST_K`` epochs, see :mod:`.unet_part`)."""
@@ -52,7 +68,9 @@ def _with_derived(rec: dict) -> dict:
 
 def summarize(records: list[dict]) -> dict:
     """``{part: {variant: {"n", "seeds", "epochs", metric: (mean, std), "sec_per_epoch": (mean, std),
-    "paired": {metric: paired_difference to stock}}}}``; std is the sample standard deviation over seeds.
+    "paired": {metric: paired_difference to stock}}}}``; std is the sample standard deviation over seeds. A seed is
+    paired only where the variant and stock trained on the same :func:`hardware` (a GPU run of stock is no pair for a
+    CPU run of the variant).
     ``mAP50_last3`` (detectors) and ``mIoU_last3`` (U-Net) are derived here from each run's curves
     (:func:`last_k_mean`)."""
     records = [_with_derived(r) for r in records]
@@ -60,7 +78,7 @@ def summarize(records: list[dict]) -> dict:
     for part in METRICS:
         by_v = {v: sorted((r for r in records if r["part"] == part and r["variant"] == v), key=lambda r: r["seed"])
                 for v in VARIANTS}
-        ref = {r["seed"]: r["metrics"] for r in by_v.get(REFERENCE, [])}
+        ref = {r["seed"]: r for r in by_v.get(REFERENCE, [])}
         for v, recs in by_v.items():
             if not recs:
                 continue
@@ -72,9 +90,10 @@ def summarize(records: list[dict]) -> dict:
             row["sec_per_epoch"] = mean_std([r["sec_per_epoch"] for r in recs])
             if v != REFERENCE and ref:
                 row["paired"] = {}
+                same = {r["seed"] for r in recs if r["seed"] in ref and _same_hardware(r, ref[r["seed"]])}
                 for key in DIFF_METRICS[part]:
-                    vals = {r["seed"]: r["metrics"][key] for r in recs if key in r["metrics"]}
-                    refv = {s: m[key] for s, m in ref.items() if key in m}
+                    vals = {r["seed"]: r["metrics"][key] for r in recs if key in r["metrics"] and r["seed"] in same}
+                    refv = {s: q["metrics"][key] for s, q in ref.items() if key in q["metrics"]}
                     d = paired_difference(vals, refv)
                     if d:
                         row["paired"][key] = d
