@@ -290,6 +290,13 @@ def test_paired_difference_pairs_only_runs_of_one_hardware():
     d = s["both"]["paired"]["mAP50"]
     assert d["seeds"] == [0, 2] and d["mean"] == pytest.approx(0.15)  # (0.2 + 0.1) / 2; seed 1 (GPU vs CPU) left out
     assert s["both"]["n"] == 3 and s["both"]["mAP50"][0] == pytest.approx(1.3 / 3)
+    # s / epoch per hardware where a row mixes them ("?" = not recorded), pooled where it does not
+    assert set(s["both"]["sec_per_epoch_by_hardware"]) == {"NVIDIA H100 80GB HBM3", "CPU"}
+    assert set(s["stock"]["sec_per_epoch_by_hardware"]) == {"NVIDIA H100 80GB HBM3", "?"}
+    one = report.summarize([r for r in recs if r.get("machine") == gpu])["yolo"]
+    assert "sec_per_epoch_by_hardware" not in one["both"]
+    md = report.markdown(report.summarize(recs), {"command": "x", "commit": "c", "date": "d", "machine": "m"})
+    assert "| 1 ± 0 (CPU) / 1 (NVIDIA H100 80GB HBM3) |" in md
 
 
 def test_restore_marks_published_runs_done(tmp_path):

@@ -70,7 +70,8 @@ def summarize(records: list[dict]) -> dict:
     """``{part: {variant: {"n", "seeds", "epochs", metric: (mean, std), "sec_per_epoch": (mean, std),
     "paired": {metric: paired_difference to stock}}}}``; std is the sample standard deviation over seeds. A seed is
     paired only where the variant and stock trained on the same :func:`hardware` (a GPU run of stock is no pair for a
-    CPU run of the variant).
+    CPU run of the variant), and a row whose runs trained on several hardware gets its s / epoch per hardware
+    (``sec_per_epoch_by_hardware``) beside the meaningless pooled one.
     ``mAP50_last3`` (detectors) and ``mIoU_last3`` (U-Net) are derived here from each run's curves
     (:func:`last_k_mean`)."""
     records = [_with_derived(r) for r in records]
@@ -88,6 +89,10 @@ def summarize(records: list[dict]) -> dict:
                 if xs:
                     row[key] = mean_std(xs)
             row["sec_per_epoch"] = mean_std([r["sec_per_epoch"] for r in recs])
+            hws = sorted({hardware(r) or "?" for r in recs})
+            if len(hws) > 1:  # a GPU's seconds and a CPU's do not average: one figure per hardware
+                row["sec_per_epoch_by_hardware"] = {
+                    h: mean_std([r["sec_per_epoch"] for r in recs if (hardware(r) or "?") == h]) for h in hws}
             if v != REFERENCE and ref:
                 row["paired"] = {}
                 same = {r["seed"] for r in recs if r["seed"] in ref and _same_hardware(r, ref[r["seed"]])}
@@ -168,8 +173,10 @@ def markdown(summary: dict, meta: dict) -> str:
                   "|---|---|" + "---|" * len(cols) + "---|"]
         for v, r in rows.items():
             cells = [_fmt(r[k], digits.get(k, 4)) if k in r else "" for k, _ in cols]
+            secs = (" / ".join(f"{_fmt(ms, 0)} ({h})" for h, ms in r["sec_per_epoch_by_hardware"].items())
+                    if "sec_per_epoch_by_hardware" in r else _fmt(r["sec_per_epoch"], 0))
             lines.append(f"| {NAMES.get(v, v)} | {','.join(map(str, r['seeds']))} | " + " | ".join(cells)
-                         + f" | {_fmt(r['sec_per_epoch'], 0)} |")
+                         + f" | {secs} |")
         diffs = [(v, r["paired"]) for v, r in rows.items() if r.get("paired")]
         if diffs:
             keys = [k for k in DIFF_METRICS[part] if any(k in p for _, p in diffs)]
