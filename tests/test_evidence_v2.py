@@ -11,6 +11,7 @@ import csv
 import json
 import math
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -137,7 +138,7 @@ def trained(env):
     return summary
 
 
-def test_tiny_retina_run_through_the_ablation(env, trained):
+def test_tiny_retina_run_through_the_ablation(env, trained, monkeypatch):
     assert set(trained) == {"yolo", "retina"} and set(trained["retina"]) == {"stock"}
     res = env["out"] / "retina" / "train_root" / "trainval-test" / "e1" / "stock" / "seed0"  # named by its folder
     rec = json.loads((res / "result.json").read_text())
@@ -161,15 +162,18 @@ def test_tiny_retina_run_through_the_ablation(env, trained):
     with pytest.raises(RuntimeError, match="no prediction for .* pass the split the dump was made on"):
         retina_eval.rescore([pkl], env["train"], "trainval")
     # the run folder re-evaluated from its dumped config reproduces its evaluation; overrides go on top, and
-    # nothing is written into the run
-    before = sorted(res.rglob("*"))
+    # nothing is written into the run; without a work dir the test folders are deleted on return
+    before, tmp = sorted(res.rglob("*")), env["out"] / "tmp_re_eval"
+    tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp))
     same, nms = (retina_eval.evaluate_runs([res], opts, env["train"], imgsz=128, limit=ev["n_images"],
-                                           work_dir=env["out"] / "re_eval" / tag)[0]
-                 for tag, opts in (("same", []), ("nms", ["model.test_cfg.nms.iou_threshold=0.3"])))
+                                           work_dir=work_dir)[0]
+                 for work_dir, opts in ((env["out"] / "re_eval", []), (None, ["model.test_cfg.nms.iou_threshold=0.3"])))
+    assert not list(tmp.glob("retina_eval_runs_*")) and (env["out"] / "re_eval" / "00_stock_seed0" / "predictions.pkl").is_file()
     assert [same[k] for k in counts] == [ev[k] for k in counts] and same["mAP50"] == ev["mAP50"]
     assert same["run"] == str(res) and Path(same["config"]).parent == res
     assert nms["cfg_options"] == ["model.test_cfg.nms.iou_threshold=0.3"] and sorted(res.rglob("*")) == before
-    with pytest.raises(SystemExit, match="not a finished RetinaNet run"):
+    with pytest.raises(SystemExit, match="not a finished MMEngine run"):
         retina_eval.evaluate_runs([res.parent], [], env["train"])
     assert "randomness.seed=0" in rec["command"] and "train_cfg.max_epochs=1" in rec["command"]
     rows = {r["part"]: r for r in csv.DictReader((env["out"] / "results.csv").open())}

@@ -31,7 +31,7 @@ def finished_run(work_dir) -> tuple[Path, Path]:
     work_dir = Path(work_dir)
     cfgs, ckpts = sorted(work_dir.glob("*.py")), epoch_checkpoints(work_dir)
     if len(cfgs) != 1 or not ckpts:
-        raise SystemExit(f"{work_dir}: not a finished RetinaNet run (needs one dumped config *.py and epoch_<N>.pth; "
+        raise SystemExit(f"{work_dir}: not a finished MMEngine run (needs one dumped config *.py and epoch_<N>.pth; "
                          f"found {len(cfgs)} config(s), {len(ckpts)} checkpoint(s)); pass .../<variant>/seed<k>/")
     return cfgs[0], ckpts[-1]
 

@@ -157,20 +157,18 @@ def evaluate_runs(run_dirs: list, cfg_options: list[str] | tuple = (), root=None
                   work_dir=None) -> list[dict]:
     """:func:`evaluate_checkpoint` of finished RetinaNet run folders (each: its dumped config ``*.py``, which holds
     the variant's settings, and its last ``epoch_<N>.pth``), with ``cfg_options`` applied on top — e.g. a test-time
-    ``model.test_cfg.nms.iou_threshold=0.3``. Test work dirs go under ``work_dir`` (default: a temporary folder),
-    never into the runs."""
+    ``model.test_cfg.nms.iou_threshold=0.3``. Test work dirs (logs, ``predictions.pkl``) go under ``work_dir``
+    and stay there; without one they go to a temporary folder deleted on return. Never into the runs."""
     import tempfile
 
     from tools.evidence.mmlogs import finished_run
 
-    base = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="retina_eval_runs_"))
-    recs = []
-    for i, d in enumerate(map(Path, run_dirs)):
-        config, weights = finished_run(d)
-        rec = evaluate_checkpoint(config, weights, root, split, imgsz, conf, radius, limit, cfg_options,
-                                  work_dir=base / f"{i:02d}_{d.parent.name}_{d.name}")
-        recs.append({"run": str(d), **rec})
-    return recs
+    finished = [(Path(d), *finished_run(d)) for d in run_dirs]  # every folder checked before the first test
+    with tempfile.TemporaryDirectory(prefix="retina_eval_runs_") as tmp:
+        base = Path(work_dir) if work_dir else Path(tmp)
+        return [{"run": str(d), **evaluate_checkpoint(config, weights, root, split, imgsz, conf, radius, limit,
+                                                      cfg_options, work_dir=base / f"{i:02d}_{d.parent.name}_{d.name}")}
+                for i, (d, config, weights) in enumerate(finished)]
 
 
 def rescore(predictions: list, root=None, split: str = "test", conf: float = 0.3, radius: float = 3.0,
