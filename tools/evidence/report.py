@@ -89,10 +89,11 @@ def summarize(records: list[dict]) -> dict:
                 if xs:
                     row[key] = mean_std(xs)
             row["sec_per_epoch"] = mean_std([r["sec_per_epoch"] for r in recs])
-            hws = sorted({hardware(r) or "?" for r in recs})
-            if len(hws) > 1:  # a GPU's seconds and a CPU's do not average: one figure per hardware
-                row["sec_per_epoch_by_hardware"] = {
-                    h: mean_std([r["sec_per_epoch"] for r in recs if (hardware(r) or "?") == h]) for h in hws}
+            secs_by_hw: dict = {}
+            for r in recs:
+                secs_by_hw.setdefault(hardware(r) or "?", []).append(r["sec_per_epoch"])
+            if len(secs_by_hw) > 1:  # a GPU's seconds and a CPU's do not average: one figure per hardware
+                row["sec_per_epoch_by_hardware"] = {h: mean_std(xs) for h, xs in sorted(secs_by_hw.items())}
             if v != REFERENCE and ref:
                 row["paired"] = {}
                 same = {r["seed"] for r in recs if r["seed"] in ref and _same_hardware(r, ref[r["seed"]])}

@@ -160,12 +160,13 @@ def evaluate_runs(run_dirs: list, cfg_options: list[str] | tuple = (), root=None
     ``model.test_cfg.nms.iou_threshold=0.3``. Test work dirs (logs, ``predictions.pkl``) go under ``work_dir``
     and stay there; without one they go to a temporary folder deleted on return. Never into the runs."""
     import tempfile
+    from contextlib import nullcontext
 
     from tools.evidence.mmlogs import finished_run
 
     finished = [(Path(d), *finished_run(d)) for d in run_dirs]  # every folder checked before the first test
-    with tempfile.TemporaryDirectory(prefix="retina_eval_runs_") as tmp:
-        base = Path(work_dir) if work_dir else Path(tmp)
+    with nullcontext(work_dir) if work_dir else tempfile.TemporaryDirectory(prefix="retina_eval_runs_") as base:
+        base = Path(base)
         return [{"run": str(d), **evaluate_checkpoint(config, weights, root, split, imgsz, conf, radius, limit,
                                                       cfg_options, work_dir=base / f"{i:02d}_{d.parent.name}_{d.name}")}
                 for i, (d, config, weights) in enumerate(finished)]
