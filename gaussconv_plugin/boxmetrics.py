@@ -15,6 +15,9 @@ detectors are also scored the way IRSTD scores segmentation, per target (pure Nu
   IoU 0.5 lets it through; it costs precision although nothing new was "seen".
 - **Area ratio** = predicted / target box area of each matched pair; the median is reported (< 1: boxes too
   small, which costs IoU ≥ 0.5 matches in mAP50 even when the target is found).
+- **Pd by target area** (:meth:`BoxTargetMetrics.pd_by_area`): Pd within bins of the target box's area in pixels
+  of the original image, bin ``i`` holding ``edges[i-1] < area ≤ edges[i]`` (first bin from 0, last to ∞), so
+  a Pd gap between two detectors or two datasets can be traced to the target sizes it comes from.
 """
 from __future__ import annotations
 
@@ -69,6 +72,8 @@ class BoxTargetMetrics:
         self.n_images = self.n_empty_images = self.n_targets = self.n_matched = 0
         self.n_false = self.n_false_empty = self.n_false_duplicate = 0
         self.area_ratios: list[float] = []
+        self.target_areas: list[float] = []
+        self.target_found: list[bool] = []
 
     def update(self, det_boxes: np.ndarray, tgt_boxes: np.ndarray) -> None:
         """One image: ``(N, 4)`` thresholded detections and ``(K, 4)`` targets, xyxy pixels."""
@@ -88,9 +93,30 @@ class BoxTargetMetrics:
             un = np.setdiff1d(np.arange(len(det)), m[ok])
             self.n_false_duplicate += int(_overlaps(det[un], tgt[ok]).any(1).sum())
         area = lambda b: (b[:, 2] - b[:, 0]).clip(0) * (b[:, 3] - b[:, 1]).clip(0)  # noqa: E731
+        self.target_areas += area(tgt).tolist()
+        self.target_found += ok.tolist()
         if ok.any():
             ta, pa = area(tgt[ok]), area(det[m[ok]])
             self.area_ratios += (pa / np.maximum(ta, 1e-9)).tolist()
+
+    def pd_by_area(self, edges=(9, 25, 64)) -> list[dict]:
+        """Pd per bin of target box area (px²): ``[{"area": "(lo, hi]", "targets": n, "matched": m, "Pd": m / n}]``.
+
+        ``edges``: increasing upper bounds; the defaults split at 3×3, 5×5 and 8×8 px boxes. Empty bins give
+        ``Pd`` NaN."""
+        e = [float(x) for x in edges]
+        if not e or any(b <= a for a, b in zip(e, e[1:])) or e[0] <= 0:
+            raise ValueError(f"edges must be positive and strictly increasing (got {list(edges)!r}), e.g. 9 25 64")
+        areas, found = np.asarray(self.target_areas, np.float64), np.asarray(self.target_found, bool)
+        idx = np.searchsorted(np.asarray(e), areas, side="left")  # area ≤ e[i] -> bin i
+        bounds = [0.0] + e + [float("inf")]
+        rows = []
+        for i in range(len(e) + 1):
+            sel = idx == i
+            n, m = int(sel.sum()), int(found[sel].sum())
+            rows.append({"area": f"({bounds[i]:g}, {bounds[i + 1]:g}]", "targets": n, "matched": m,
+                         "Pd": m / n if n else float("nan")})
+        return rows
 
     def result(self) -> dict:
         nan = float("nan")

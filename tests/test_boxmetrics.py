@@ -33,3 +33,25 @@ def test_duplicate_fa_counts_a_second_box_on_a_found_target_only():
 def test_no_images_gives_nan_not_zero():
     r = BoxTargetMetrics().result()
     assert math.isnan(r["Fa_duplicate_per_img"]) and math.isnan(r["Pd"])
+
+
+def test_pd_by_area_bins_targets_by_box_area_and_counts_matches():
+    acc = BoxTargetMetrics(3.0)
+    tgt = np.array([[0, 0, 3, 3],          # 9 px²  -> bin (0, 9]
+                    [20, 20, 24, 24],      # 16 px² -> bin (9, 25]
+                    [40, 40, 50, 50]],     # 100 px² -> bin (64, inf]
+                   float)
+    det = np.array([[20, 20, 24, 24], [41, 41, 51, 51]], float)  # finds the 16 and the 100 px² targets
+    acc.update(det, tgt)
+    rows = acc.pd_by_area((9, 25, 64))
+    assert [r["area"] for r in rows] == ["(0, 9]", "(9, 25]", "(25, 64]", "(64, inf]"]
+    assert [(r["targets"], r["matched"]) for r in rows] == [(1, 0), (1, 1), (0, 0), (1, 1)]
+    assert rows[0]["Pd"] == 0.0 and math.isnan(rows[2]["Pd"])
+    assert sum(r["matched"] for r in rows) == acc.result()["n_matched"]
+
+
+def test_pd_by_area_rejects_edges_that_do_not_increase():
+    import pytest
+
+    with pytest.raises(ValueError, match="strictly increasing"):
+        BoxTargetMetrics().pd_by_area((25, 9))

@@ -315,3 +315,50 @@ def test_loss_pipeline_loads_the_boxes_before_the_resize():
     assert test[1]["type"] == "Resize"  # the config's own list is left as it was
     with pytest.raises(SystemExit, match="one LoadAnnotations"):
         loss_pipeline(test[:2])
+
+
+def test_boxeval_pd_by_area_splits_the_targets_of_the_split(env, trained, tmp_path, capsys):
+    """`python -m tools.evidence.boxeval --by-area`: Pd per target-area bin, bins adding up to the whole split."""
+    from tools.evidence import boxeval
+
+    weights = env["out"].joinpath("yolo", "train_root", "trainval-test", "e1", "stock", "seed0", "train", "weights",
+                                  "last.pt")
+    out = tmp_path / "box.json"
+    rec = boxeval.main(["--weights", str(weights), "--data-root", str(env["eval"]), "--imgsz", "128",
+                        "--by-area", "9", "25", "64", "--out", str(out)])
+    rows = rec["Pd_by_area"]
+    assert [r["area"] for r in rows] == ["(0, 9]", "(9, 25]", "(25, 64]", "(64, inf]"]
+    assert sum(r["targets"] for r in rows) == rec["n_targets"] > 0
+    assert sum(r["matched"] for r in rows) == rec["n_matched"]
+    saved = json.loads(out.read_text())["Pd_by_area"]
+    assert [(r["area"], r["targets"], r["matched"]) for r in saved] == [(r["area"], r["targets"], r["matched"])
+                                                                       for r in rows]
+    with pytest.raises(ValueError, match="strictly increasing"):
+        boxeval.main(["--weights", str(weights), "--data-root", str(env["eval"]), "--by-area", "25", "9"])
+
+
+def test_area_pd_pairs_each_bin_with_stock_and_reuses_its_records(env, trained, tmp_path, capsys):
+    """`python -m tools.evidence.area_pd RUNS`: one row per variant and area bin, Δ Pd paired with stock's seed; a
+    second call reuses the kept records (no model runs)."""
+    import shutil
+
+    from tools.evidence import area_pd
+
+    runs = tmp_path / "e1"
+    src = env["out"].joinpath("yolo", "train_root", "trainval-test", "e1", "stock", "seed0")
+    for v in ("stock", "twin"):  # the same weights under two names: every paired difference is exactly 0
+        shutil.copytree(src, runs / v / "seed0")
+    argv = [str(runs), "--data-root", str(env["eval"]), "--imgsz", "128", "--edges", "16", "64",
+            "--work-dir", str(tmp_path / "work"), "--out", str(tmp_path / "pd.md")]
+    md = area_pd.main(argv)
+    assert capsys.readouterr().out.count("[score]") == 2
+    rows = [r for r in md.splitlines()[2:]]
+    assert [r.split(" | ")[0] for r in rows] == ["| stock"] * 3 + ["| twin"] * 3  # reference first, 3 bins each
+    assert [r.split(" | ")[2] for r in rows[:3]] == ["(0, 16]", "(16, 64]", "(64, inf]"]
+    assert all(r.endswith("|  |") for r in rows[:3])  # no Δ for the reference itself
+    assert sorted(p.name for p in (tmp_path / "work").iterdir()) == ["stock_seed0.json", "twin_seed0.json"]
+    assert area_pd.main(argv) == md and "[score]" not in capsys.readouterr().out
+    assert (tmp_path / "pd.md").read_text().endswith(md + "\n") and "python -m tools.evidence.area_pd" in \
+        (tmp_path / "pd.md").read_text()
+    with pytest.raises(SystemExit, match="--reference base has no run"):
+        area_pd.main([*argv, "--reference", "base"])

@@ -4,7 +4,8 @@ Fixed protocol, the same for every variant: each image of the split is predicted
 Ultralytics' predictor at ``--imgsz`` (letterboxed to the long side, minimal padding), confidence ≥ ``--conf``
 (0.3), NMS IoU 0.7; targets are the 8-connected components of the mask (their boxes); a detection matches a
 target when the box centres are ≤ 3 px apart. Prints and writes (``--out``) Pd, false alarms per image and the
-median predicted/target area ratio. From Python, ``imgsz='native'`` predicts each image at its long side rounded
+median predicted/target area ratio; ``--by-area 9 25 64`` adds Pd per bin of target box area (px², the
+original image's pixels). From Python, ``imgsz='native'`` predicts each image at its long side rounded
 up to 32 (:func:`native_imgsz`) and ``per_image=True`` records each image's shape, the size asked for and the
 network's input shape (:mod:`tools.evidence.evaluate` uses both)::
 
@@ -36,13 +37,16 @@ def native_imgsz(height: int, width: int, stride: int = 32) -> int:
 
 def evaluate_weights(weights, root=None, split: str = "test", imgsz: int | str = 320, conf: float = 0.3,
                      radius: float = 3.0, limit: int | None = None, device: str = "cpu",
-                     per_image: bool = False) -> dict:
+                     per_image: bool = False, by_area=None) -> dict:
     """Pd / Fa per image / median area ratio of ``weights`` on ``split`` of the SIRST-layout ``root``.
 
     ``imgsz``: the long side of the prediction input, or ``'native'`` (:func:`native_imgsz` of each image).
-    ``per_image``: add ``per_image`` = [{name, orig_shape, imgsz, input_shape, targets, detections}]."""
+    ``per_image``: add ``per_image`` = [{name, orig_shape, imgsz, input_shape, targets, detections}].
+    ``by_area``: bin edges (px²) for ``Pd_by_area`` (:meth:`BoxTargetMetrics.pd_by_area`); None leaves it out."""
     from ultralytics import YOLO
 
+    if by_area is not None:
+        BoxTargetMetrics().pd_by_area(by_area)  # bad edges fail here, before the model runs
     root = sirst_root(root)
     names = read_split(root, split)[: limit or None]
     model = YOLO(str(weights))
@@ -66,6 +70,8 @@ def evaluate_weights(weights, root=None, split: str = "test", imgsz: int | str =
         hook.remove()
     rec = {**acc.result(), "weights": str(weights), "root": str(root), "split": split, "imgsz": imgsz,
            "conf": conf, "radius": radius}
+    if by_area is not None:
+        rec["Pd_by_area"] = acc.pd_by_area(by_area)
     if per_image:
         rec["per_image"] = rows
     return rec
@@ -80,11 +86,13 @@ def main(argv=None) -> dict:
     ap.add_argument("--conf", type=float, default=0.3)
     ap.add_argument("--radius", type=float, default=3.0)
     ap.add_argument("--limit", type=int, default=None)
+    ap.add_argument("--by-area", type=float, nargs="+", default=None, metavar="PX2",
+                    help="also give Pd per bin of target box area, split at these areas in px² (e.g. 9 25 64)")
     ap.add_argument("--out", default=None, help="also write the figures to this JSON file")
     a = ap.parse_args(argv)
     if not Path(a.weights).is_file():
         raise SystemExit(f"--weights {a.weights} does not exist; pass the last.pt of a finished run")
-    rec = evaluate_weights(a.weights, a.data_root, a.split, a.imgsz, a.conf, a.radius, a.limit)
+    rec = evaluate_weights(a.weights, a.data_root, a.split, a.imgsz, a.conf, a.radius, a.limit, by_area=a.by_area)
     print(json.dumps(rec, indent=1))
     if a.out:
         Path(a.out).write_text(json.dumps(rec, indent=1))
