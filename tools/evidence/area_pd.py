@@ -27,7 +27,9 @@ if __package__ in (None, ""):  # run as a file: make `tools` and `gaussconv_plug
 
 from tools.evidence.stats import mean_std, paired_difference  # noqa: E402
 
-__all__ = ["find_runs", "score_runs", "table", "main"]
+__all__ = ["CONF", "RADIUS", "find_runs", "score_runs", "table", "main"]
+
+CONF, RADIUS = 0.3, 3.0  # boxeval's protocol: confidence ≥ 0.3, box centres ≤ 3 px apart
 
 
 def find_runs(runs: Path) -> dict[tuple[str, int], Path]:
@@ -42,10 +44,9 @@ def find_runs(runs: Path) -> dict[tuple[str, int], Path]:
 
 def score_runs(found: dict, root, split: str, edges, imgsz: int = 320, work_dir=None) -> dict:
     """``{(variant, seed): boxeval record with Pd_by_area}``, reusing ``work_dir`` records that still match."""
+    from gaussconv_plugin.boxmetrics import BoxTargetMetrics
     from gaussconv_plugin.data import sirst_root
     from tools.evidence.boxeval import evaluate_weights
-
-    from gaussconv_plugin.boxmetrics import BoxTargetMetrics
 
     want_bins = [r["area"] for r in BoxTargetMetrics().pd_by_area(edges)]  # bad edges fail before any model runs
     root = str(sirst_root(root))
@@ -53,10 +54,10 @@ def score_runs(found: dict, root, split: str, edges, imgsz: int = 320, work_dir=
     for (v, s), w in sorted(found.items()):
         cache = Path(work_dir) / f"{v}_seed{s}.json" if work_dir else None
         rec = json.loads(cache.read_text()) if cache and cache.is_file() else None
-        if rec is None or (rec.get("weights"), rec.get("root"), rec.get("split"), rec.get("imgsz")) != \
-                (str(w), root, split, imgsz) or [r["area"] for r in rec.get("Pd_by_area", [])] != want_bins:
+        key = ("weights", "root", "split", "imgsz", "conf", "radius")
+        if rec is None or tuple(rec.get(k) for k in key) != (str(w), root, split, imgsz, CONF, RADIUS) or [r["area"] for r in rec.get("Pd_by_area", [])] != want_bins:
             print(f"[score] {v}/seed{s}: {w}", flush=True)
-            rec = evaluate_weights(w, root, split, imgsz, by_area=edges)
+            rec = evaluate_weights(w, root, split, imgsz, CONF, RADIUS, by_area=edges)
             if cache:
                 cache.parent.mkdir(parents=True, exist_ok=True)
                 cache.write_text(json.dumps(rec, indent=1))
