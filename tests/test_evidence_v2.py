@@ -352,7 +352,7 @@ def test_area_pd_pairs_each_bin_with_stock_and_reuses_its_records(env, trained, 
             "--work-dir", str(tmp_path / "work"), "--out", str(tmp_path / "pd.md")]
     md = area_pd.main(argv)
     assert capsys.readouterr().out.count("[score]") == 2
-    rows = [r for r in md.splitlines()[2:]]
+    rows = md.splitlines()[2:]
     assert [r.split(" | ")[0] for r in rows] == ["| stock"] * 3 + ["| twin"] * 3  # reference first, 3 bins each
     assert [r.split(" | ")[2] for r in rows[:3]] == ["(0, 16]", "(16, 64]", "(64, inf]"]
     assert all(r.endswith("|  |") for r in rows[:3])  # no Δ for the reference itself

@@ -29,7 +29,8 @@ from tools.evidence.stats import mean_std, paired_difference  # noqa: E402
 
 __all__ = ["CONF", "RADIUS", "find_runs", "score_runs", "table", "main"]
 
-CONF, RADIUS = 0.3, 3.0  # boxeval's protocol: confidence ≥ 0.3, box centres ≤ 3 px apart
+CONF, RADIUS = 0.3, 3.0  # boxeval's protocol: confidence ≥ 0.3, box centres ≤ 3 px apart (evaluate.EVAL_CONF)
+_KEY = ("weights", "root", "split", "imgsz", "conf", "radius")  # what a kept record must match to be reused
 
 
 def find_runs(runs: Path) -> dict[tuple[str, int], Path]:
@@ -54,8 +55,8 @@ def score_runs(found: dict, root, split: str, edges, imgsz: int = 320, work_dir=
     for (v, s), w in sorted(found.items()):
         cache = Path(work_dir) / f"{v}_seed{s}.json" if work_dir else None
         rec = json.loads(cache.read_text()) if cache and cache.is_file() else None
-        key = ("weights", "root", "split", "imgsz", "conf", "radius")
-        if rec is None or tuple(rec.get(k) for k in key) != (str(w), root, split, imgsz, CONF, RADIUS) or [r["area"] for r in rec.get("Pd_by_area", [])] != want_bins:
+        if rec is None or tuple(rec.get(k) for k in _KEY) != (str(w), root, split, imgsz, CONF, RADIUS) \
+                or [r["area"] for r in rec.get("Pd_by_area", [])] != want_bins:
             print(f"[score] {v}/seed{s}: {w}", flush=True)
             rec = evaluate_weights(w, root, split, imgsz, CONF, RADIUS, by_area=edges)
             if cache:
@@ -108,8 +109,9 @@ def main(argv=None) -> str:
     print(md)
     if a.out:
         cmd = "python -m tools.evidence.area_pd " + " ".join(argv if argv is not None else sys.argv[1:])
-        Path(a.out).write_text(f"Pd by target box area (px², each image's own pixels), conf ≥ 0.3, centres ≤ 3 px; "
-                               f"mean ± std over seeds, Δ paired per seed, 95 % t (`*`: excludes 0).\n\n"
+        Path(a.out).write_text(f"Pd by target box area (px², each image's own pixels), conf ≥ {CONF:g}, "
+                               f"centres ≤ {RADIUS:g} px; mean ± std over seeds, Δ paired per seed, 95 % t "
+                               f"(`*`: excludes 0).\n\n"
                                f"- made by: `{cmd}`\n\n{md}\n")
     return md
 
