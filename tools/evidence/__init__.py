@@ -10,7 +10,8 @@
 - :mod:`.area_pd` — Pd per bin of target size over an ablation's YOLO seeds, paired with stock per bin;
 - :mod:`.datasets` — the dataset of an ablation (SIRST v1, NUDT-SIRST, any folder), its split pair, its run folders;
 - :mod:`.evaluate` — the finished runs on another dataset (``tools/ablation.py --evaluate ROOT``), same tables;
-- :mod:`.stats` — mean ± std over seeds and paired per-seed differences with a 95 % t interval;
-- :mod:`.report` — results.json / results.csv / ablation.md;
+- :mod:`.stats` — mean ± std over seeds, paired per-seed differences with a 95 % t interval and p-value, Holm's
+  correction over a table;
+- :mod:`.report` — results.json / results.csv / ablation.md (and re-rendering published ones);
 - :mod:`.plots` — training curves and learned σ/θ.
 """

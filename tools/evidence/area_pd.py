@@ -25,7 +25,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file: make `tools` and `gaussconv_plugin` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tools.evidence.stats import mean_std, paired_difference  # noqa: E402
+from tools.evidence.stats import ALPHA, holm, mean_std, paired_difference  # noqa: E402
 
 __all__ = ["CONF", "RADIUS", "find_runs", "score_runs", "table", "main"]
 
@@ -67,12 +67,13 @@ def score_runs(found: dict, root, split: str, edges, imgsz: int = 320, work_dir=
 
 
 def table(recs: dict, reference: str = "stock") -> str:
-    """Markdown: per variant and area bin, targets, Pd mean ± std over seeds, paired Δ Pd to ``reference``."""
+    """Markdown: per variant and area bin, targets, Pd mean ± std over seeds, paired Δ Pd to ``reference``
+    (``*``: its 95 % t interval excludes 0; ``†``: it still does after Holm's correction over every Δ cell of the
+    table, :func:`.stats.holm`)."""
     variants = sorted({v for v, _ in recs}, key=lambda v: (v != reference, v))
     bins = [r["area"] for r in next(iter(recs.values()))["Pd_by_area"]]
     pd = {(v, s): [r["Pd"] for r in rec["Pd_by_area"]] for (v, s), rec in recs.items()}
-    lines = ["| variant | seeds | target area (px²) | targets | Pd | Δ Pd to " + reference + " [95 % t] |",
-             "|---|---|---|---|---|---|"]
+    rows, diffs = [], {}
     for v in variants:
         seeds = sorted(s for w, s in recs if w == v)
         for i, b in enumerate(bins):
@@ -81,9 +82,17 @@ def table(recs: dict, reference: str = "stock") -> str:
             n_t = recs[(v, seeds[0])]["Pd_by_area"][i]["targets"]
             d = None if v == reference else paired_difference(
                 vals, {s: pd[(reference, s)][i] for s in seeds if (reference, s) in pd})
-            dtxt = "" if d is None else (f"{d['mean']:+.3f} [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}]"
-                                         + (" *" if d["ci95"][0] > 0 or d["ci95"][1] < 0 else ""))
-            lines.append(f"| {v} | {','.join(map(str, seeds))} | {b} | {n_t} | {m:.3f} ± {sd:.3f} | {dtxt} |")
+            if d is not None:
+                diffs[(v, i)] = d
+            rows.append((v, seeds, i, b, n_t, m, sd, d))
+    adjusted = holm({k: d["p"] for k, d in diffs.items()})
+    lines = ["| variant | seeds | target area (px²) | targets | Pd | Δ Pd to " + reference + " [95 % t] |",
+             "|---|---|---|---|---|---|"]
+    for v, seeds, i, b, n_t, m, sd, d in rows:
+        dtxt = "" if d is None else (f"{d['mean']:+.3f} [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}]"
+                                     + (" *" if d["ci95"][0] > 0 or d["ci95"][1] < 0 else "")
+                                     + (" †" if adjusted[(v, i)] < ALPHA else ""))
+        lines.append(f"| {v} | {','.join(map(str, seeds))} | {b} | {n_t} | {m:.3f} ± {sd:.3f} | {dtxt} |")
     return "\n".join(lines)
 
 
@@ -111,7 +120,7 @@ def main(argv=None) -> str:
         cmd = "python -m tools.evidence.area_pd " + " ".join(argv if argv is not None else sys.argv[1:])
         Path(a.out).write_text(f"Pd by target box area (px², each image's own pixels), conf ≥ {CONF:g}, "
                                f"centres ≤ {RADIUS:g} px; mean ± std over seeds, Δ paired per seed, 95 % t "
-                               f"(`*`: excludes 0).\n\n"
+                               f"(`*`: excludes 0; `†`: still after Holm's correction over the table's Δ cells).\n\n"
                                f"- made by: `{cmd}`\n\n{md}\n")
     return md
 

@@ -1,5 +1,14 @@
 """Tables of an ablation: ``results.json`` (every run + the summary), ``results.csv`` (a row per run) and
-``ablation.md`` (mean ± std per variant, and each variant's paired per-seed difference to ``stock``)."""
+``ablation.md`` (mean ± std per variant, and each variant's paired per-seed difference to ``stock``).
+
+In the Δ table of a part, ``*`` marks an interval that excludes 0 (paired t-test, p < 0.05, each cell on its own)
+and ``†`` a difference that still holds after Holm's correction over every cell of that table (all variants × all
+Δ metrics of the part: family-wise 5 %, :func:`.stats.holm`).
+
+Re-render published tables (new marks, same runs; plots and ``results.csv`` untouched)::
+
+    python -m tools.evidence.report docs/ablation/yolo_trainval_test docs/ablation/retina_trainval_test
+"""
 from __future__ import annotations
 
 import csv
@@ -9,11 +18,11 @@ import os
 import platform
 from pathlib import Path
 
-from .stats import mean_std, paired_difference
+from .stats import ALPHA, holm, mean_std, paired_difference
 from .variants import VARIANTS
 
-__all__ = ["METRICS", "DIFF_METRICS", "LAST_K", "last_k_mean", "hardware", "summarize", "markdown", "write_tables",
-           "machine"]
+__all__ = ["METRICS", "DIFF_METRICS", "LAST_K", "ALPHA", "last_k_mean", "hardware", "summarize", "markdown",
+           "write_tables", "rerender", "machine"]
 
 #: epochs averaged by the ``mAP50_last3`` column: the last-epoch figure alone swings by up to 0.17 mAP50 between
 #: neighbouring epochs at these schedules; the mean of the last three is as free of selection and less noisy
@@ -73,7 +82,8 @@ def summarize(records: list[dict]) -> dict:
     CPU run of the variant), and a row whose runs trained on several hardware gets its s / epoch per hardware
     (``sec_per_epoch_by_hardware``) beside the meaningless pooled one.
     ``mAP50_last3`` (detectors) and ``mIoU_last3`` (U-Net) are derived here from each run's curves
-    (:func:`last_k_mean`)."""
+    (:func:`last_k_mean`). Each paired difference carries its t-test ``p`` and ``p_holm``, Holm-adjusted over every
+    paired cell of its part (variants × metrics)."""
     records = [_with_derived(r) for r in records]
     out: dict = {}
     for part in METRICS:
@@ -104,6 +114,9 @@ def summarize(records: list[dict]) -> dict:
                     if d:
                         row["paired"][key] = d
             out.setdefault(part, {})[v] = row
+        cells = {(v, k): d for v, row in out.get(part, {}).items() for k, d in row.get("paired", {}).items()}
+        for key, q in holm({c: d["p"] for c, d in cells.items()}).items():
+            cells[key]["p_holm"] = q
     return out
 
 
@@ -119,6 +132,8 @@ def _fmt_diff(d: dict, digits: int) -> str:
     if math.isnan(lo):  # zero spread over the seeds: no interval
         return f"{d['mean']:+.{digits}f} ± 0 (same on every seed: no interval)"
     mark = "" if lo <= 0 <= hi else " *"
+    if d.get("p_holm", float("nan")) < ALPHA:
+        mark += " †"
     return f"{d['mean']:+.{digits}f} ± {d['std']:.{digits}f} [{lo:+.{digits}f}, {hi:+.{digits}f}]{mark}"
 
 
@@ -158,7 +173,11 @@ def markdown(summary: dict, meta: dict) -> str:
              f"- machine{' (tables)' if meta.get('run_machines') else ''}: {meta['machine']}",
              *notes,
              "- Δ to stock: paired per-seed difference, mean ± std [95 % t interval]; `*` marks an interval that "
-             "excludes 0 (none is given when every seed's difference is the same)", ""]
+             "excludes 0 (none is given when every seed's difference is the same); `†` marks one that still holds "
+             "after Holm's correction over every cell of its Δ table (family-wise 5 %)",
+             *([f"- tables re-rendered by: `{meta['rerendered_by']}` (same runs)"]
+               if meta.get("rerendered_by") else []),
+             ""]
     titles = {"yolo": f"YOLOv8n-{meta.get('yolo_arch', 'p2').upper()} (stock `yolo train`, imgsz {meta.get('imgsz')}, "
                       f"batch {meta.get('batch')})",
               "unet": f"MSHNet U-Net (`tools/train.py mmdet_cfgs/{meta.get('unet_config', 'unet_mshnet_base_cpu.py')}`, "
@@ -212,6 +231,40 @@ def write_tables(records: list[dict], out: Path, meta: dict) -> dict:
     return summary
 
 
+def rerender(folder: Path, command: str) -> dict:
+    """Rewrite ``folder``'s ``results.json`` summary and ``ablation.md`` from the runs and meta it holds (what this
+    module's current version marks, e.g. the Holm ``†``), recording ``command`` as ``meta["rerendered_by"]``. Runs,
+    ``results.csv`` and plots are left as they are. Returns the summary."""
+    path = Path(folder) / "results.json"
+    if not path.is_file():
+        raise SystemExit(f"report: no results.json in {folder}: pass a folder that tools/ablation.py --publish wrote")
+    data = json.loads(path.read_text())
+    meta = {**data["meta"], "rerendered_by": command}
+    summary = summarize(data["runs"])
+    path.write_text(json.dumps({"meta": meta, "runs": data["runs"], "summary": summary}, indent=1))
+    (Path(folder) / "ablation.md").write_text(markdown(summary, meta))
+    return summary
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+    import shlex
+    import sys
+
+    ap = argparse.ArgumentParser(prog="python -m tools.evidence.report",
+                                 description="Re-render published ablation tables from their results.json")
+    ap.add_argument("folders", nargs="+", type=Path, help="folders holding a results.json (docs/ablation/...)")
+    args = ap.parse_args(argv)
+    command = "python -m tools.evidence.report " + " ".join(
+        shlex.quote(str(f)) for f in (argv if argv is not None else sys.argv[1:]))
+    missing = [str(f) for f in args.folders if not (f / "results.json").is_file()]
+    if missing:  # before any folder is rewritten
+        ap.error(f"no results.json in {', '.join(missing)}: pass folders that tools/ablation.py --publish wrote")
+    for f in args.folders:
+        rerender(f, command)
+        print(f"re-rendered {f / 'ablation.md'}")
+
+
 def machine() -> str:
     cpu = platform.processor() or platform.machine()
     try:
@@ -225,3 +278,7 @@ def machine() -> str:
 
     gpu = f"{torch.cuda.get_device_name(0)} GPU + " if torch.cuda.is_available() else ""
     return f"{gpu}{os.cpu_count()}-core CPU ({cpu}), Python {platform.python_version()}, torch {torch.__version__}"
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,128 @@
+"""tools/evidence/stats.py and the marks of the tables built on it: the paired t-test's p-value, Holm's correction
+over one Δ table (the ``†`` of ``ablation.md`` and of ``area_pd``), and re-rendering published tables."""
+from __future__ import annotations
+
+import json
+import math
+import random
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tools.evidence import area_pd, report, stats  # noqa: E402
+
+STOCK = [0.50, 0.60, 0.55, 0.52, 0.58]
+#: per-seed differences to stock: large and steady / small but steady (p 0.033 alone) / none
+STRONG = [0.10, 0.11, 0.09, 0.10, 0.12]
+BORDER = [0.02, 0.05, 0.01, 0.04, 0.01]
+NULL = [0.03, -0.02, 0.01, -0.01, 0.00]
+
+
+def test_p_value_is_the_paired_t_test_and_agrees_with_the_interval():
+    from scipy.stats import ttest_rel
+
+    rng = random.Random(0)
+    for _ in range(50):
+        n = rng.randint(2, 6)
+        ref = {s: rng.uniform(0.4, 0.9) for s in range(n)}
+        shift = rng.uniform(-0.1, 0.1)
+        val = {s: ref[s] + shift + rng.gauss(0, 0.05) for s in range(n)}
+        d = stats.paired_difference(val, ref)
+        want = ttest_rel([val[s] for s in range(n)], [ref[s] for s in range(n)]).pvalue
+        assert d["p"] == pytest.approx(want, rel=1e-9)
+        lo, hi = d["ci95"]
+        assert (d["p"] < stats.ALPHA) == (not lo <= 0 <= hi)  # the `*` of a cell is its t-test at 5 %
+    assert math.isnan(stats.paired_difference({0: 1.0}, {0: 0.5})["p"])  # one seed: no test
+    assert math.isnan(stats.paired_difference({0: 0.2, 1: 0.3}, {0: 0.1, 1: 0.2})["p"])  # same on every seed
+
+
+def test_holm_adjusts_one_family_step_down():
+    assert stats.holm({"a": 0.01, "b": 0.04, "c": 0.03}) == pytest.approx({"a": 0.03, "b": 0.06, "c": 0.06})
+    # monotone in the sorted order, capped at 1, NaN untested and not counted in the family
+    q = stats.holm({"a": 0.02, "b": float("nan"), "c": 0.5, "d": 0.001})
+    assert q["d"] == pytest.approx(0.003) and q["a"] == pytest.approx(0.04) and q["c"] == pytest.approx(0.5)
+    assert math.isnan(q["b"])
+    assert stats.holm({"x": 0.6, "y": 0.7}) == {"x": 1.0, "y": 1.0}  # 2 × 0.6 capped; y never below x
+    rng = random.Random(1)
+    ps = {i: rng.random() ** 3 for i in range(12)}
+    adj = stats.holm(ps)
+    assert all(ps[i] <= adj[i] <= min(1.0, 12 * ps[i]) for i in ps)  # between unadjusted and Bonferroni
+    assert stats.holm({}) == {}
+
+
+def _records(part: str = "yolo") -> list[dict]:
+    key = "mAP50" if part == "yolo" else "mIoU"
+    out = []
+    for v, d in [("stock", [0.0] * 5), ("gsconv", STRONG), ("diff", BORDER), ("both", NULL)]:
+        out += [{"part": part, "variant": v, "seed": s, "epochs": 3, "sec_per_epoch": 1.0, "wall_s": 3.0,
+                 "commit": "c", "weights": "w", "metrics": {key: STOCK[s] + d[s]}} for s in range(5)]
+    return out
+
+
+def test_the_dagger_marks_only_what_survives_holm_over_the_table():
+    s = report.summarize(_records())["yolo"]
+    strong, border, null = (s[v]["paired"]["mAP50"] for v in ("gsconv", "diff", "both"))
+    assert border["p"] < stats.ALPHA < border["p_holm"]  # excludes 0 alone, not over the 3 cells of the table
+    assert strong["p_holm"] == pytest.approx(3 * strong["p"]) and strong["p_holm"] < stats.ALPHA
+    assert null["p_holm"] == pytest.approx(null["p"])  # the largest p of the table keeps its own value
+    md = report.markdown(report.summarize(_records()), {"command": "x", "commit": "c", "date": "d", "machine": "m"})
+    rows = {line.split(" | ")[0]: line for line in md.splitlines() if line.startswith("| ") and "[" in line}
+    assert rows["| + GaussianShapedConv"].endswith("* † |")
+    assert rows["| + diff scale loss"].endswith("] * |")
+    assert rows["| both"].endswith("] |")
+    assert "`†` marks one that still holds after Holm's correction" in md
+
+
+def test_rerender_rewrites_tables_from_the_published_runs_only(tmp_path, capsys):
+    pub = tmp_path / "pub"
+    pub.mkdir()
+    meta = {"command": "python tools/ablation.py --report-only", "commit": "c", "date": "d", "machine": "m"}
+    report.write_tables(_records("unet"), pub, meta)
+    csv_before = (pub / "results.csv").read_text()
+    md_before = (pub / "ablation.md").read_text()
+    data = json.loads((pub / "results.json").read_text())
+    for row in data["summary"]["unet"].values():  # a table of an older version: no p-values, no daggers
+        for d in row.get("paired", {}).values():
+            d.pop("p"), d.pop("p_holm")
+    (pub / "results.json").write_text(json.dumps(data))
+    (pub / "ablation.md").write_text(md_before.replace(" †", ""))
+
+    report.main([str(pub)])
+    assert capsys.readouterr().out.strip() == f"re-rendered {pub / 'ablation.md'}"
+    new = json.loads((pub / "results.json").read_text())
+    assert new["runs"] == data["runs"] and (pub / "results.csv").read_text() == csv_before
+    assert new["meta"]["rerendered_by"] == f"python -m tools.evidence.report {pub}"
+    assert new["meta"]["command"] == meta["command"]
+    assert new["summary"]["unet"]["gsconv"]["paired"]["mIoU"]["p_holm"] < stats.ALPHA
+    md = (pub / "ablation.md").read_text()
+    assert md == md_before.replace("\n\n####", f"\n- tables re-rendered by: `python -m tools.evidence.report {pub}` "
+                                   "(same runs)\n\n####", 1)
+
+    # a folder without results.json: one line naming it, and no folder of the call is rewritten
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (pub / "ablation.md").write_text("kept")
+    with pytest.raises(SystemExit):
+        report.main([str(pub), str(empty)])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert f"no results.json in {empty}" in err and "tools/ablation.py --publish" in err
+    assert (pub / "ablation.md").read_text() == "kept"
+
+
+def test_area_pd_table_marks_holm_survivors():
+    def rec(pds):
+        return {"Pd_by_area": [{"area": b, "targets": 10, "Pd": p} for b, p in zip(["(0, 9]", "(9, inf]"], pds)]}
+
+    base = [0.3, 0.4, 0.35, 0.32, 0.38]
+    recs = {("stock", s): rec([base[s], base[s]]) for s in range(5)}
+    recs.update({("gsconv", s): rec([base[s] - STRONG[s], base[s] + BORDER[s]]) for s in range(5)})
+    recs.update({("diff", s): rec([base[s] + NULL[s], base[s] + NULL[s]]) for s in range(5)})
+    rows = area_pd.table(recs).splitlines()[2:]
+    cell = {(r.split(" | ")[0][2:], r.split(" | ")[2]): r.rsplit(" | ", 1)[1] for r in rows}
+    assert cell[("gsconv", "(0, 9]")].endswith("* † |")  # 4 cells in the family: 4 × p still < 0.05
+    assert cell[("gsconv", "(9, inf]")].endswith("] * |")  # p 0.033 alone, 0.099 after Holm
+    assert cell[("diff", "(0, 9]")].endswith("] |") and cell[("stock", "(0, 9]")] == " |"
