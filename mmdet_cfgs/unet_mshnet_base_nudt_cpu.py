@@ -9,10 +9,11 @@
 #          MSHNet's own protocol (train on all 663, keep the best epoch on test):
 #          --cfg-options train_dataloader.dataset.split=train val_dataloader.dataset.split=test
 #   size:  native 256 px: 256×256 training crops, base size 256 (rescale 0.5–2×), validation/test at 256×256.
-#   cost:  estimated, not measured on an idle machine: a 256-px crop costs about 4× the 128-px crop of
-#          unet_mshnet_base_cpu.py (1.16 CPU-s per iteration there), so ~4–5 CPU-s per iteration (batch 8, one
-#          thread), 75 iterations per epoch, ~2 CPU-h for 20 epochs (a smoke run of the GSConv twin on a loaded
-#          2-core machine: ~1 CPU-s per batch-2 iteration, consistent with that).
+#   cost:  measured on the 2-core CPU (2026-11-27, two runs side by side at one thread each, `tools/ablation.py
+#          --dataset nudt_sirst --parts unet --variants stock both --jobs 2 --threads 1`): 6.6 s per iteration of
+#          batch 8 for stock and the GSConv + diff twin alike, 8.3–9.3 min per 83-iteration epoch of the full
+#          663-image `train` list (75 iterations on train_sub), ~3.3 h per 20-epoch run; one run alone at two
+#          threads ~5.5 s per iteration. On an H100 shared with four other runs: 20–25 s per epoch.
 #
 #   python tools/train.py mmdet_cfgs/unet_mshnet_base_nudt_cpu.py --work-dir work_dirs/unet_mshnet_base_nudt_cpu
 #   python tools/test.py  mmdet_cfgs/unet_mshnet_base_nudt_cpu.py work_dirs/unet_mshnet_base_nudt_cpu/best_*.pth
