@@ -23,7 +23,10 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["match_targets", "BoxTargetMetrics"]
+__all__ = ["PD_RADIUS", "EVAL_CONF", "match_targets", "BoxTargetMetrics"]
+
+PD_RADIUS = 3.0  # px between box centres for a match: the IRSTD Pd rule
+EVAL_CONF = 0.3  # confidence threshold of the project's target-level evaluation (every detector, every tool)
 
 
 def _centres(b: np.ndarray) -> np.ndarray:
@@ -37,7 +40,7 @@ def _overlaps(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (w > 0) & (h > 0)
 
 
-def match_targets(det_boxes: np.ndarray, tgt_boxes: np.ndarray, radius: float = 3.0) -> np.ndarray:
+def match_targets(det_boxes: np.ndarray, tgt_boxes: np.ndarray, radius: float = PD_RADIUS) -> np.ndarray:
     """One-to-one greedy matching by centre distance (module docstring).
 
     Args:
@@ -65,7 +68,7 @@ def match_targets(det_boxes: np.ndarray, tgt_boxes: np.ndarray, radius: float = 
 class BoxTargetMetrics:
     """Accumulates :func:`match_targets` over images; :meth:`result` gives the dataset figures."""
 
-    def __init__(self, radius: float = 3.0):
+    def __init__(self, radius: float = PD_RADIUS):
         if not radius > 0:
             raise ValueError(f"radius must be > 0 pixels (got {radius!r}); the IRSTD rule is 3")
         self.radius = float(radius)

@@ -25,11 +25,11 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file: make `tools` and `gaussconv_plugin` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from gaussconv_plugin.boxmetrics import EVAL_CONF, PD_RADIUS  # noqa: E402  (boxeval's protocol)
 from tools.evidence.stats import ALPHA, holm, mean_std, paired_difference  # noqa: E402
 
-__all__ = ["CONF", "RADIUS", "find_runs", "score_runs", "table", "main"]
+__all__ = ["find_runs", "score_runs", "table", "main"]
 
-CONF, RADIUS = 0.3, 3.0  # boxeval's protocol: confidence ≥ 0.3, box centres ≤ 3 px apart (evaluate.EVAL_CONF)
 _KEY = ("weights", "root", "split", "imgsz", "conf", "radius")  # what a kept record must match to be reused
 
 
@@ -55,10 +55,10 @@ def score_runs(found: dict, root, split: str, edges, imgsz: int = 320, work_dir=
     for (v, s), w in sorted(found.items()):
         cache = Path(work_dir) / f"{v}_seed{s}.json" if work_dir else None
         rec = json.loads(cache.read_text()) if cache and cache.is_file() else None
-        if rec is None or tuple(rec.get(k) for k in _KEY) != (str(w), root, split, imgsz, CONF, RADIUS) \
+        if rec is None or tuple(rec.get(k) for k in _KEY) != (str(w), root, split, imgsz, EVAL_CONF, PD_RADIUS) \
                 or [r["area"] for r in rec.get("Pd_by_area", [])] != want_bins:
             print(f"[score] {v}/seed{s}: {w}", flush=True)
-            rec = evaluate_weights(w, root, split, imgsz, CONF, RADIUS, by_area=edges)
+            rec = evaluate_weights(w, root, split, imgsz, EVAL_CONF, PD_RADIUS, by_area=edges)
             if cache:
                 cache.parent.mkdir(parents=True, exist_ok=True)
                 cache.write_text(json.dumps(rec, indent=1))
@@ -118,8 +118,8 @@ def main(argv=None) -> str:
     print(md)
     if a.out:
         cmd = "python -m tools.evidence.area_pd " + " ".join(argv if argv is not None else sys.argv[1:])
-        Path(a.out).write_text(f"Pd by target box area (px², each image's own pixels), conf ≥ {CONF:g}, "
-                               f"centres ≤ {RADIUS:g} px; mean ± std over seeds, Δ paired per seed, 95 % t "
+        Path(a.out).write_text(f"Pd by target box area (px², each image's own pixels), conf ≥ {EVAL_CONF:g}, "
+                               f"centres ≤ {PD_RADIUS:g} px; mean ± std over seeds, Δ paired per seed, 95 % t "
                                f"(`*`: excludes 0; `†`: still after Holm's correction over the table's Δ cells).\n\n"
                                f"- made by: `{cmd}`\n\n{md}\n")
     return md

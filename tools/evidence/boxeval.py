@@ -24,7 +24,7 @@ import numpy as np
 if __package__ in (None, ""):  # run as a file: make `tools` and `gaussconv_plugin` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from gaussconv_plugin.boxmetrics import BoxTargetMetrics  # noqa: E402
+from gaussconv_plugin.boxmetrics import EVAL_CONF, PD_RADIUS, BoxTargetMetrics  # noqa: E402
 from gaussconv_plugin.data import load_image, read_split, sirst_root, target_boxes  # noqa: E402
 
 __all__ = ["evaluate_weights", "native_imgsz", "main"]
@@ -35,8 +35,8 @@ def native_imgsz(height: int, width: int, stride: int = 32) -> int:
     return int(math.ceil(max(height, width) / stride) * stride)
 
 
-def evaluate_weights(weights, root=None, split: str = "test", imgsz: int | str = 320, conf: float = 0.3,
-                     radius: float = 3.0, limit: int | None = None, device: str = "cpu",
+def evaluate_weights(weights, root=None, split: str = "test", imgsz: int | str = 320, conf: float = EVAL_CONF,
+                     radius: float = PD_RADIUS, limit: int | None = None, device: str = "cpu",
                      per_image: bool = False, by_area=None) -> dict:
     """Pd / Fa per image / median area ratio of ``weights`` on ``split`` of the SIRST-layout ``root``.
 
@@ -83,8 +83,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--data-root", default=None, help="SIRST-layout folder (default: the shared SIRST v1)")
     ap.add_argument("--split", default="test")
     ap.add_argument("--imgsz", type=int, default=320)
-    ap.add_argument("--conf", type=float, default=0.3)
-    ap.add_argument("--radius", type=float, default=3.0)
+    ap.add_argument("--conf", type=float, default=EVAL_CONF)
+    ap.add_argument("--radius", type=float, default=PD_RADIUS)
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--by-area", type=float, nargs="+", default=None, metavar="PX2",
                     help="also give Pd per bin of target box area, split at these areas in px² (e.g. 9 25 64)")

@@ -45,13 +45,13 @@ if __package__ in (None, ""):  # run as a file: make `tools` and `gaussconv_plug
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from tools.evidence.runs import REPO, Run, call, dataset_tag, git_commit, log, relocated  # noqa: E402
+from gaussconv_plugin.boxmetrics import EVAL_CONF, PD_RADIUS  # noqa: E402
 from gaussconv_plugin.data.layout import detect_layout  # noqa: E402
 
 __all__ = ["NATIVE", "eval_folder", "train_imgsz", "prepare_yolo_eval", "yolo_val", "evaluate_yolo",
            "evaluate_run", "evaluate_runs", "main"]
 
 NATIVE = "native"
-EVAL_CONF = 0.3
 
 
 def eval_folder(out: Path, root: Path, split: str = "test", imgsz=None) -> Path:
@@ -305,9 +305,10 @@ def evaluate_runs(runs: list[Run], root, out: Path, split: str = "test", imgsz=N
                        "- YOLO: mAP50 etc. from Ultralytics' validator (`yolo val`: conf 0.001, NMS IoU 0.7, rect "
                        "batches; `native`: one call per long-side group, statistics pooled before the AP); Pd, Fa / "
                        "img and area P/T from `tools.evidence.boxeval.evaluate_weights` (one image at a time, conf ≥ "
-                       "0.3, match = box centres ≤ 3 px apart; area P/T = median predicted/target box area)",
+                       f"{EVAL_CONF:g}, match = box centres ≤ {PD_RADIUS:g} px apart; area P/T = median predicted/"
+                       "target box area)",
                        "- RetinaNet: `python -m tools.evidence.retina_eval` (`tools/test.py`, batch 1): COCO mAP50 and "
-                       "the same target-level figures from its boxes with score ≥ 0.3",
+                       f"the same target-level figures from its boxes with score ≥ {EVAL_CONF:g}",
                        "- U-Net: `tools/test.py` with the test loader on this dataset (native size, IRSTDMetric)",
                        "- images without a target count in Fa / img (and are background images for mAP); s / epoch "
                        "is that of the run's training"])

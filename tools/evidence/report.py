@@ -18,6 +18,8 @@ import os
 import platform
 from pathlib import Path
 
+from gaussconv_plugin.boxmetrics import EVAL_CONF, PD_RADIUS
+
 from .stats import ALPHA, holm, mean_std, paired_difference
 from .variants import VARIANTS
 
@@ -153,7 +155,8 @@ def markdown(summary: dict, meta: dict) -> str:
             notes.append(
                 "- YOLO: mAP50 etc. from the last epoch's `yolo val` inside training (batch 32, rect); Pd, Fa / img and "
                 "area P/T from `python -m tools.evidence.boxeval` (one image at a time at the training size, conf ≥ "
-                "0.3, match = box centres ≤ 3 px apart; area P/T = median predicted/target box area of matched targets)")
+                f"{EVAL_CONF:g}, match = box centres ≤ {PD_RADIUS:g} px apart; area P/T = median predicted/target box "
+                "area of matched targets)")
         if "yolo" in summary or "retina" in summary:
             notes.append(f"- mAP50 (last {LAST_K}): mean of the last {LAST_K} epochs' validation mAP50 (no epoch "
                          "chosen; less noisy than the last epoch alone)")
@@ -163,7 +166,7 @@ def markdown(summary: dict, meta: dict) -> str:
         if "retina" in summary:
             notes.append("- RetinaNet: mAP50 = COCO box AP at IoU 0.5 of the last epoch's validation inside training "
                          "(`CocoMetric`); Pd, Fa / img and area P/T from `python -m tools.evidence.retina_eval` "
-                         "(`tools/test.py` one image at a time at the training size, score ≥ 0.3, same matching)")
+                         f"(`tools/test.py` one image at a time at the training size, score ≥ {EVAL_CONF:g}, same matching)")
     lines = [head, "",
              f"- tables written by: `{meta['command']}`",
              *[f"- runs trained by: `{c}`" for c in meta.get("run_commands", [])],

@@ -39,7 +39,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file: make `tools` and `gaussconv_plugin` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from gaussconv_plugin.boxmetrics import BoxTargetMetrics  # noqa: E402
+from gaussconv_plugin.boxmetrics import EVAL_CONF, PD_RADIUS, BoxTargetMetrics  # noqa: E402
 
 __all__ = ["evaluate_checkpoint", "eval_coco_dir", "main"]
 
@@ -83,7 +83,7 @@ def _resize_index(config: str, options: list[str]) -> int:
 
 
 def evaluate_checkpoint(config, checkpoint, root=None, split: str = "test", imgsz: int | str = 320,
-                        conf: float = 0.3, radius: float = 3.0, limit: int | None = None,
+                        conf: float = EVAL_CONF, radius: float = PD_RADIUS, limit: int | None = None,
                         cfg_options: list[str] | tuple = (), coco_dir=None, work_dir=None,
                         per_image: bool = False) -> dict:
     """mAP50 and target-level figures of ``checkpoint`` on ``split`` of ``root`` (module docstring)."""
@@ -122,8 +122,8 @@ def evaluate_checkpoint(config, checkpoint, root=None, split: str = "test", imgs
     return rec
 
 
-def target_metrics(predictions, root, names: list[str], conf: float = 0.3,
-                   radius: float = 3.0) -> tuple[BoxTargetMetrics, list[dict]]:
+def target_metrics(predictions, root, names: list[str], conf: float = EVAL_CONF,
+                   radius: float = PD_RADIUS) -> tuple[BoxTargetMetrics, list[dict]]:
     """Score a ``tools/test.py --out`` dump (``predictions``: its path) against the targets of ``names``.
 
     Returns the filled :class:`BoxTargetMetrics` (boxes with score ≥ ``conf``, centre distance ≤ ``radius``) and
@@ -153,7 +153,7 @@ def target_metrics(predictions, root, names: list[str], conf: float = 0.3,
 
 
 def evaluate_runs(run_dirs: list, cfg_options: list[str] | tuple = (), root=None, split: str = "test",
-                  imgsz: int | str = 320, conf: float = 0.3, radius: float = 3.0, limit: int | None = None,
+                  imgsz: int | str = 320, conf: float = EVAL_CONF, radius: float = PD_RADIUS, limit: int | None = None,
                   work_dir=None) -> list[dict]:
     """:func:`evaluate_checkpoint` of finished RetinaNet run folders (each: its dumped config ``*.py``, which holds
     the variant's settings, and its last ``epoch_<N>.pth``), with ``cfg_options`` applied on top — e.g. a test-time
@@ -172,7 +172,7 @@ def evaluate_runs(run_dirs: list, cfg_options: list[str] | tuple = (), root=None
                 for i, (d, config, weights) in enumerate(finished)]
 
 
-def rescore(predictions: list, root=None, split: str = "test", conf: float = 0.3, radius: float = 3.0,
+def rescore(predictions: list, root=None, split: str = "test", conf: float = EVAL_CONF, radius: float = PD_RADIUS,
             limit: int | None = None) -> list[dict]:
     """Target-level figures of saved dumps (each run's ``retina_eval/predictions.pkl``; ``limit``: the first N names
     of the split, as the dump was made), no model run; one record per dump, with the duplicate part of the false
@@ -197,8 +197,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--data-root", default=None, help="SIRST-layout folder (default: the shared SIRST v1)")
     ap.add_argument("--split", default="test")
     ap.add_argument("--imgsz", default="320", help="long side N of the input, or 'native' (default 320)")
-    ap.add_argument("--conf", type=float, default=0.3)
-    ap.add_argument("--radius", type=float, default=3.0)
+    ap.add_argument("--conf", type=float, default=EVAL_CONF)
+    ap.add_argument("--radius", type=float, default=PD_RADIUS)
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--coco-dir", default=None, help="where the COCO json of the split goes (default: a cache folder)")
     ap.add_argument("--work-dir", default=None, help="test work dir (logs, predictions.pkl)")

@@ -8,13 +8,14 @@ import statistics
 import sys
 from pathlib import Path
 
+from gaussconv_plugin.boxmetrics import EVAL_CONF  # the target-level evaluation's confidence threshold
+
 from .runs import REPO, Run, _call
 from .variants import BASELINE_LOSS, VARIANTS
 
-__all__ = ["model_yaml", "data_yaml", "command", "resume_command", "result", "evaluate", "EVAL_CONF", "DEFAULTS"]
+__all__ = ["model_yaml", "data_yaml", "command", "resume_command", "result", "evaluate", "DEFAULTS"]
 
 DEFAULTS = {"yolo_epochs": 15, "imgsz": 320, "batch": 16, "yolo_arch": "p2"}
-EVAL_CONF = 0.3  # confidence threshold of the target-level evaluation (Pd, false alarms, area ratio)
 
 
 def model_yaml(run: Run) -> Path:
