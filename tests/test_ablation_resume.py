@@ -16,7 +16,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from tools import ablation  # noqa: E402
-from tools.evidence import mmlogs  # noqa: E402
+from tools.evidence import mmlogs, unet_part  # noqa: E402
+from tools.evidence.runs import Run  # noqa: E402
 from tools.evidence.yolo_part import checkpoint_ok  # noqa: E402
 
 
@@ -114,3 +115,25 @@ def test_mmengine_logs_across_segments(tmp_path):
     assert mmlogs.resume_command(tmp_path, 2, cmd) == [*cmd[:5], "--resume", str(tmp_path / "epoch_1.pth"), *cmd[5:]]
     (tmp_path / "epoch_2.pth").write_bytes(b"")
     assert mmlogs.resume_command(tmp_path, 2, cmd) == []
+
+
+def test_epoch_seconds_with_sparse_validation(tmp_path):
+    """A run validated every 2nd epoch (the NUDT-SIRST U-Net: every 4th) still times every epoch, from the
+    checkpoint saves: an epoch ends at the later of its save and its validation; a segment's first epoch starts at
+    the segment's start; the epoch cut off is not timed and its retraining is. The mean is what the U-Net records
+    as s / epoch, not the finished segments' wall time / all epochs (which undercounts a resumed run)."""
+    log = tmp_path / "log.txt"
+    stamp = "11/25 10:{:02d}:{:02d} - mmengine - INFO - "
+    lines = [(0, 0, "Checkpoints will be saved to /x."),
+             (1, 0, "Saving checkpoint at 1 epochs"),
+             (2, 0, "Saving checkpoint at 2 epochs"), (2, 30, "Epoch(val) [2][21/21]    irstd/mIoU: 0.1"),
+             (3, 20, "Saving checkpoint at 3 epochs"),
+             (3, 50, "Epoch(train) [4][5/10]  loss: 1.0"),  # epoch 4 cut off half-way
+             (10, 0, "Checkpoints will be saved to /x."),  # resumed from epoch 3
+             (11, 10, "Saving checkpoint at 4 epochs"), (11, 40, "Epoch(val) [4][21/21]    irstd/mIoU: 0.2")]
+    log.write_text("\n".join(stamp.format(m, s) + msg for m, s, msg in lines))
+    assert mmlogs.epoch_seconds(log) == [60.0, 90.0, 50.0, 100.0]
+    run = Run("unet", "stock", 0, 4, tmp_path)
+    assert unet_part._epoch_cost(run) == {"sec_per_epoch": 75.0, "epoch_seconds": [60.0, 90.0, 50.0, 100.0]}
+    log.write_text(stamp.format(0, 0) + "Checkpoints will be saved to /x.")
+    assert mmlogs.epoch_seconds(log) == []

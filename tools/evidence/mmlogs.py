@@ -76,11 +76,22 @@ _STAMP = re.compile(r"^(\d\d/\d\d \d\d:\d\d:\d\d) - mmengine - INFO - (.*)$")  #
 
 
 def epoch_seconds(log: Path) -> list[float]:
-    """Wall seconds of each epoch (training + its validation) from the timestamps of the MMEngine text log: from
-    'Checkpoints will be saved to' (the start of a segment) or the previous epoch's end to each
-    'Epoch(val) [k][n/n]' line. A resumed epoch is timed from its segment's start; an epoch cut off is not timed."""
+    """Wall seconds of each epoch (training + its validation, if it had one) from the timestamps of the MMEngine text
+    log. An epoch ends at the later of 'Saving checkpoint at k epochs' and 'Epoch(val) [k][n/n]' (validation
+    follows the checkpoint); it starts where the previous epoch ended or, for the first epoch of a segment, at
+    'Checkpoints will be saved to'. So a run validated only every few epochs still times each epoch, and a resumed
+    epoch is timed from its segment's start; an epoch cut off (no end line) is not timed."""
     ends: dict[int, float] = {}
-    prev = None
+    start = cur = cur_end = None
+
+    def close():  # the epoch ``cur`` has ended at ``cur_end``; the next one starts there
+        nonlocal start
+        if cur is None:
+            return
+        if start is not None and cur_end >= start:  # (the log has no year: drop a new-year crossing)
+            ends[cur] = cur_end - start
+        start = cur_end
+
     for line in log.read_text(errors="replace").splitlines() if log.is_file() else []:
         m = _STAMP.match(line)
         if not m:
@@ -88,10 +99,17 @@ def epoch_seconds(log: Path) -> list[float]:
         t = datetime.strptime("2000/" + m.group(1), "%Y/%m/%d %H:%M:%S").timestamp()  # (a leap year: 02/29)
         msg = m.group(2)
         if msg.startswith("Checkpoints will be saved to"):
-            prev = t
+            close()
+            start, cur = t, None
+            continue
         v = re.match(r"Epoch\(val\) \[(\d+)\]\[(\d+)/(\d+)\]", msg)
-        if v and v.group(2) == v.group(3) and prev is not None:
-            if t >= prev:  # (the log has no year: drop a new-year crossing)
-                ends[int(v.group(1))] = t - prev
-            prev = t
+        c = re.match(r"Saving checkpoint at (\d+) epochs", msg)
+        k = int(c.group(1)) if c else int(v.group(1)) if v and v.group(2) == v.group(3) else None
+        if k is None:
+            continue
+        if k != cur:
+            close()
+            cur = k
+        cur_end = t
+    close()
     return [ends[e] for e in sorted(ends)]

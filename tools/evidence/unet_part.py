@@ -81,4 +81,16 @@ def result(run: Run) -> dict:
                    "val_epoch": sorted(val), "mIoU": [val[e]["mIoU"] for e in sorted(val)],
                    "Pd": [val[e]["Pd"] for e in sorted(val)]},
         "weights": str(run.dir / f"epoch_{run.epochs}.pth"),
+        **_epoch_cost(run),
     }
+
+
+def _epoch_cost(run: Run) -> dict:
+    """``sec_per_epoch``: the mean wall time of the epochs timed in the run's log (their validations included, as
+    the whole run's wall time / epochs gives for a run never cut), and the ``epoch_seconds`` behind it. A run
+    resumed after a cut needs this: its finished segments' wall time covers only the epochs trained since the cut.
+    Empty if the log times no epoch (the runner then falls back to wall time / epochs)."""
+    secs = mmlogs.epoch_seconds(run.dir / "log.txt")
+    if not secs:
+        return {}
+    return {"sec_per_epoch": round(sum(secs) / len(secs), 1), "epoch_seconds": [round(x, 1) for x in secs]}
