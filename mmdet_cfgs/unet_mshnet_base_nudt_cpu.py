@@ -12,8 +12,10 @@
 #   cost:  measured on the 2-core CPU (2026-11-27, two runs side by side at one thread each, `tools/ablation.py
 #          --dataset nudt_sirst --parts unet --variants stock both --jobs 2 --threads 1`): 6.6 s per iteration of
 #          batch 8 for stock and the GSConv + diff twin alike, 8.3–9.3 min per 83-iteration epoch of the full
-#          663-image `train` list (75 iterations on train_sub), ~3.3 h per 20-epoch run; one run alone at two
-#          threads ~5.5 s per iteration. On an H100 shared with four other runs: 20–25 s per epoch.
+#          663-image `train` list (75 iterations on train_sub), 2–7 min more for each test validation; mean 10.3 min
+#          per epoch over the 20 epochs of the seed-1 pair (`epoch_seconds` in their result.json), ~3.5 h per
+#          20-epoch run; one run alone at two threads ~5.5 s per iteration. On an H100 shared with four other runs:
+#          20–25 s per epoch.
 #
 #   python tools/train.py mmdet_cfgs/unet_mshnet_base_nudt_cpu.py --work-dir work_dirs/unet_mshnet_base_nudt_cpu
 #   python tools/test.py  mmdet_cfgs/unet_mshnet_base_nudt_cpu.py work_dirs/unet_mshnet_base_nudt_cpu/best_*.pth
