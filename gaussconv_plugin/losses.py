@@ -41,6 +41,17 @@ smallest for exactly the tiniest, worst-sized boxes.
 
 The soft IoU of an image is ``I / U`` with ``I = Σ p·t``, ``U = Σ p + Σ t − I``; where ``U < eps`` (both
 empty) it is 1, so the loss is 0 there. All losses are computed in float32 (also under autocast).
+
+Masks: which pixels the area term moves (``area_grad`` of :func:`scale_iou_loss`). ``P = Σ p`` gives every pixel
+the same ``∂α/∂p``, so the scale factor of ``1 − α·IoU`` pushes *all* pixels the same way: up while the prediction
+is too small (D < 0: background too, towards false alarms), down while it is too large (D > 0: target pixels too).
+The soft-IoU factor alone always pushes target pixels up and background down, but its background push is only
+``α·I/U²``, nearly nothing while the target is missed (I ≈ 0), so with ``area_grad='all'`` (the default, what every
+published run used) a prediction smaller than its target has its background *raised*. ``area_grad='directed'``
+keeps the loss value and routes the area gradient by the sign of D: ``P = I + sg(B)`` for D < 0 (only target pixels
+grow) and ``P = sg(I) + B`` for D > 0 (only background shrinks), ``B = Σ p·(1 − t)``, ``sg`` = stop-gradient. Then
+no term ever lowers a target pixel or raises a background pixel. It needs a weight monotonic in P (``diff``,
+``ratio``, ``sqrt``, ``none``): for ``var`` the direction of ``α`` in P is not the sign of D.
 """
 from __future__ import annotations
 
@@ -59,10 +70,12 @@ __all__ = [
     "box_area",
     "BOX_FORMS",
     "scale_box_loss",
+    "AREA_GRADS",
 ]
 
 SCALE_MODES = ("diff", "var", "ratio", "sqrt", "none")
 BOX_FORMS = ("add", "mul")
+AREA_GRADS = ("all", "directed")
 
 
 def check_mode(mode: str) -> str:
@@ -194,6 +207,22 @@ def _first_moments(m: torch.Tensor) -> torch.Tensor:
     return flat @ _moment_weights(h, w, m.device, m.dtype)
 
 
+def check_area_grad(area_grad: str, mode: str) -> str:
+    if area_grad not in AREA_GRADS:
+        raise ValueError(f"unknown area_grad {area_grad!r}; use one of {', '.join(AREA_GRADS)}")
+    if area_grad == "directed" and mode == "var":
+        raise ValueError("area_grad='directed' needs a scale weight monotonic in the predicted area; 'var' is not: "
+                         "use mode='diff' (or ratio, sqrt), or area_grad='all'")
+    return area_grad
+
+
+def _directed_area(inter: torch.Tensor, psum: torch.Tensor, tsum: torch.Tensor) -> torch.Tensor:
+    """``P`` (same values) whose gradient reaches only target pixels where ``P < T`` and only background where
+    ``P ≥ T`` (module docstring, "Masks"). All ``(N,)``."""
+    bg = psum - inter
+    return torch.where(psum < tsum, inter + bg.detach(), inter.detach() + bg)
+
+
 def _reduce(x: torch.Tensor, reduction: str) -> torch.Tensor:
     if reduction == "mean":
         return x.mean()
@@ -214,6 +243,7 @@ def scale_iou_loss(
     lambda_over: float = 1.0,
     lambda_under: float = 1.0,
     warmup: bool = False,
+    area_grad: str = "all",
     reduction: str = "mean",
     eps: float = 1e-6,
 ) -> torch.Tensor:
@@ -225,12 +255,15 @@ def scale_iou_loss(
         mode: scale-weight mode (see :func:`scale_weight`).
         with_location: add MSHNet's location loss (a batch-level term, added to every image's loss).
         warmup: MSHNet's warm-up: plain soft-IoU loss (α = 1, no location term).
+        area_grad: ``all`` (every pixel gets α's area gradient) | ``directed`` (only the pixels that move the
+            area the right way: target pixels when too small, background when too large; module docstring).
         reduction: ``mean`` | ``sum`` | ``none`` (``(N,)``).
 
     Returns:
         scalar, or ``(N,)`` for ``reduction='none'``; float32.
     """
     check_mode(mode)
+    check_area_grad(area_grad, mode)
     if logits.shape != target.shape:
         raise ValueError(
             f"ScaleIoULoss: logits shape {tuple(logits.shape)} != target shape {tuple(target.shape)}; resize the mask "
@@ -242,7 +275,8 @@ def scale_iou_loss(
     iou = _safe_div(inter, psum + tsum - inter, 1.0, eps)
     if warmup:
         return _reduce(1.0 - iou, reduction)
-    alpha = scale_weight(psum, tsum, mode, lambda_over, lambda_under, eps)
+    parea = psum if area_grad == "all" else _directed_area(inter, psum, tsum)
+    alpha = scale_weight(parea, tsum, mode, lambda_over, lambda_under, eps)
     loss = 1.0 - alpha * iou
     if with_location and location_weight:
         loss = loss + location_weight * location_loss(prob, tgt)
@@ -263,11 +297,13 @@ class ScaleIoULoss(nn.Module):
         location_weight: float = 1.0,
         lambda_over: float = 1.0,
         lambda_under: float = 1.0,
+        area_grad: str = "all",
         reduction: str = "mean",
         eps: float = 1e-6,
     ):
         super().__init__()
         self.mode = check_mode(mode)
+        self.area_grad = check_area_grad(area_grad, mode)
         _check_lambda("lambda_over", lambda_over)
         _check_lambda("lambda_under", lambda_under)
         _reduce(torch.zeros(1), reduction)
@@ -278,12 +314,13 @@ class ScaleIoULoss(nn.Module):
     def forward(self, logits: torch.Tensor, target: torch.Tensor, warmup: bool = False) -> torch.Tensor:
         return scale_iou_loss(
             logits, target, self.mode, with_location=self.with_location, location_weight=self.location_weight,
-            lambda_over=self.lambda_over, lambda_under=self.lambda_under, warmup=warmup,
+            lambda_over=self.lambda_over, lambda_under=self.lambda_under, warmup=warmup, area_grad=self.area_grad,
             reduction=self.reduction, eps=self.eps,
         )
 
     def extra_repr(self) -> str:
-        return f"mode={self.mode!r}, with_location={self.with_location}, reduction={self.reduction!r}"
+        return (f"mode={self.mode!r}, with_location={self.with_location}, area_grad={self.area_grad!r}, "
+                f"reduction={self.reduction!r}")
 
 
 def box_area(boxes: torch.Tensor) -> torch.Tensor:

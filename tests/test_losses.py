@@ -136,3 +136,49 @@ def test_errors_are_one_line_and_name_the_fix():
         scale_weight(torch.ones(1), torch.ones(1), "diff", lambda_over=2.0)
     with pytest.raises(ValueError, match="reduction"):
         ScaleIoULoss(reduction="avg")
+
+
+def _pixel_grads(g: float, mode: str, area_grad: str, size: int = 32):
+    """Gradient of the mask loss (no location term) w.r.t. the logits of a uniform map of probability ``g`` with a
+    4×4 target: ``(grad at a target pixel, grad at a background pixel, loss)``."""
+    t = torch.zeros(1, 1, size, size)
+    t[..., 14:18, 14:18] = 1
+    logit = torch.full((1, 1, size, size), math.log(g / (1 - g)), requires_grad=True)
+    loss = scale_iou_loss(logit, t, mode, with_location=False, area_grad=area_grad)
+    loss.backward()
+    return float(logit.grad[0, 0, 15, 15]), float(logit.grad[0, 0, 0, 0]), float(loss.detach())
+
+
+def test_area_gradient_raises_background_when_the_prediction_is_too_small():
+    """The defect ``area_grad='directed'`` removes: with P = Σ p, a map smaller than its target (P = 5 < T = 16)
+    has its background pushed *up* by diff's scale factor (descent raises a pixel whose gradient is < 0), while the
+    plain soft-IoU loss pushes it down."""
+    _, bg_all, _ = _pixel_grads(0.005, "diff", "all")
+    _, bg_iou, _ = _pixel_grads(0.005, "none", "all")
+    assert bg_all < 0 < bg_iou
+
+
+@pytest.mark.parametrize("mode", ["diff", "ratio", "sqrt", "none"])
+def test_directed_area_gradient_only_pushes_the_right_way(mode):
+    """Same loss value as ``all``; every target pixel's gradient ≤ 0 (descent raises it) and every background
+    pixel's ≥ 0, for maps from far too small (P ≪ T) to far too large (P ≫ T), and for random maps."""
+    for g in (0.001, 0.005, 0.02, 0.1, 0.5, 0.9):
+        tg, bg, loss = _pixel_grads(g, mode, "directed")
+        assert tg <= 0 <= bg, (g, tg, bg)
+        assert loss == pytest.approx(_pixel_grads(g, mode, "all")[2], rel=1e-6)
+    gen = torch.Generator().manual_seed(0)
+    logits = (torch.randn(8, 1, 24, 24, generator=gen) * 3 - 2).requires_grad_(True)
+    target = (torch.rand(8, 1, 24, 24, generator=gen) < torch.linspace(0.0, 0.3, 8).view(8, 1, 1, 1)).float()
+    loss = scale_iou_loss(logits, target, mode, with_location=False, area_grad="directed", reduction="none")
+    torch.testing.assert_close(loss, scale_iou_loss(logits, target, mode, with_location=False, reduction="none"))
+    loss.sum().backward()
+    assert bool((logits.grad[target > 0] <= 0).all()) and bool((logits.grad[target == 0] >= 0).all())
+
+
+def test_area_grad_errors_name_the_fix():
+    with pytest.raises(ValueError, match="use one of all, directed"):
+        ScaleIoULoss(area_grad="routed")
+    with pytest.raises(ValueError, match="'var' is not: use mode='diff'") as e:
+        ScaleIoULoss("var", area_grad="directed")
+    assert "\n" not in str(e.value)
+    assert "area_grad='directed'" in repr(ScaleIoULoss(area_grad="directed"))

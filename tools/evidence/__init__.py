@@ -8,6 +8,7 @@
   calibration) for YOLO / MMDetection (RetinaNet, with its COCO mAP50);
 - :mod:`.anchor_scale` — predicted/target box area where the box loss acts (the assigner's foreground anchors);
 - :mod:`.area_pd` — Pd per bin of target size over an ablation's YOLO seeds, paired with stock per bin;
+- :mod:`.pixel_push` — which way the mask loss pushes each pixel of a U-Net checkpoint (wrong-way share);
 - :mod:`.datasets` — the dataset of an ablation (SIRST v1, NUDT-SIRST, any folder), its split pair, its run folders;
 - :mod:`.evaluate` — the finished runs on another dataset (``tools/ablation.py --evaluate ROOT``), same tables;
 - :mod:`.stats` — mean ± std over seeds, paired per-seed differences with a 95 % t interval and p-value, Holm's
