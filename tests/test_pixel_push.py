@@ -26,6 +26,11 @@ def test_counts_on_a_uniform_map():
     assert a["bg_up"] == 1008 and a["tg_down"] == 0 and 0 < a["wrong"] < a["total"]
     d = pixel_push(logits, t, "diff", "directed")
     assert d["bg_up"] == d["tg_down"] == 0 and d["wrong"] == 0 and d["total"] > 0
+    # MSHNet's location term (first moments not divided by the mass) pushes the target itself down at p = 0.02,
+    # whatever the scale weight
+    grey = torch.full_like(t, math.log(0.02 / 0.98))
+    assert pixel_push(grey, t, "diff", "directed")["tg_down"] == 0
+    assert pixel_push(grey, t, "diff", "directed", with_location=True)["tg_down"] == 16
 
 
 def test_measure_a_checkpoint_with_its_dumped_config(tmp_path, capsys):

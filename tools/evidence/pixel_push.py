@@ -4,8 +4,8 @@ A right-way push raises a target pixel and lowers a background pixel (descent mo
 so: gradient ≤ 0 on target pixels, ≥ 0 on background). The soft-IoU factor of ``1 − α·IoU`` only ever pushes the
 right way; the area weight α can push background up while a map is smaller than its target and target pixels
 down while it is larger (:mod:`gaussconv_plugin.losses`, "Masks"). This measures how much of that happens on a
-checkpoint's own fused output over images of a split (native size, no augmentation, no location term, no deep
-supervision sides)::
+checkpoint's own fused output over images of a split (native size, no augmentation, no deep supervision sides;
+MSHNet's location term only with ``--with-location``)::
 
     python -m tools.evidence.pixel_push --weights RUN/epoch_20.pth --data-root ../shared/data/nudt_sirst --split train
 
@@ -31,14 +31,15 @@ __all__ = ["pixel_push", "measure", "main"]
 _KEYS = ("images", "under", "bg", "bg_up", "tg", "tg_down", "wrong", "total")
 
 
-def pixel_push(logits: torch.Tensor, target: torch.Tensor, mode: str = "diff", area_grad: str = "all") -> dict:
-    """Counts for ``(N, 1, H, W)`` logits and binary targets under ``scale_iou_loss(mode, area_grad)`` without the
-    location term: ``images``, ``under`` (images with P < T), ``bg`` / ``bg_up`` (background pixels / those pushed
+def pixel_push(logits: torch.Tensor, target: torch.Tensor, mode: str = "diff", area_grad: str = "all",
+               with_location: bool = False) -> dict:
+    """Counts for ``(N, 1, H, W)`` logits and binary targets under ``scale_iou_loss(mode, area_grad)`` (with
+    MSHNet's location term if ``with_location``; it is a batch term: pass one image at a time): ``images``, ``under`` (images with P < T), ``bg`` / ``bg_up`` (background pixels / those pushed
     up), ``tg`` / ``tg_down`` (target pixels / those pushed down), ``wrong`` / ``total`` (Σ |grad| the wrong way /
     in all)."""
     x = logits.detach().float().clone().requires_grad_(True)
     t = target.float()
-    scale_iou_loss(x, t, mode, with_location=False, area_grad=area_grad, reduction="sum").backward()
+    scale_iou_loss(x, t, mode, with_location=with_location, area_grad=area_grad, reduction="sum").backward()
     g = x.grad
     bg, tg = t == 0, t > 0
     p_area = torch.sigmoid(x.detach()).sum((1, 2, 3))
@@ -57,7 +58,7 @@ def _config_beside(weights: Path) -> Path:
 
 
 def measure(weights, config=None, root=None, split: str = "train", images: int = 64, mode: str = "diff",
-            area_grad: str = "all") -> dict:
+            area_grad: str = "all", with_location: bool = False) -> dict:
     """:func:`pixel_push` summed over ``images`` evenly spaced images of ``split`` of ``root`` (one at a time)."""
     import gaussconv_plugin.mmdet  # noqa: F401  (registers the U-Net's types)
     from gaussconv_plugin.data import sirst_root
@@ -79,7 +80,7 @@ def measure(weights, config=None, root=None, split: str = "train", images: int =
         t = torch.as_tensor(s["data_samples"]["gt_mask"]).float()[None, None]
         with torch.no_grad():
             logits = model.net(s["inputs"][None].float(), return_sides=False)[..., : t.shape[-2], : t.shape[-1]]
-        for k, v in pixel_push(logits, t, mode, area_grad).items():
+        for k, v in pixel_push(logits, t, mode, area_grad, with_location).items():
             out[k] += v
     return out
 
@@ -93,12 +94,13 @@ def main(argv=None) -> dict:
     ap.add_argument("--images", type=int, default=64)
     ap.add_argument("--mode", default="diff")
     ap.add_argument("--area-grad", default="all")
+    ap.add_argument("--with-location", action="store_true", help="add MSHNet's location term (as in training)")
     a = ap.parse_args(argv)
-    r = measure(a.weights, a.config, a.data_root, a.split, a.images, a.mode, a.area_grad)
+    r = measure(a.weights, a.config, a.data_root, a.split, a.images, a.mode, a.area_grad, a.with_location)
     print(f"{a.weights}: {r['images']} images of {a.split}, {r['under']} with P < T; background pixels pushed up "
           f"{r['bg_up'] / max(1, r['bg']):.4f}, target pixels pushed down {r['tg_down'] / max(1, r['tg']):.4f}; "
           f"wrong-way share of |grad| {r['wrong'] / max(r['total'], 1e-30):.4f} "
-          f"(mode {a.mode}, area_grad {a.area_grad})")
+          f"(mode {a.mode}, area_grad {a.area_grad}{', with the location term' if a.with_location else ''})")
     return r
 
 
