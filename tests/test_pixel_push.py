@@ -55,3 +55,6 @@ def test_measure_a_checkpoint_with_its_dumped_config(tmp_path, capsys):
     (run / "other.py").write_text("")
     with pytest.raises(SystemExit, match="holds 2 config files, not one; pass --config"):
         measure(run / "epoch_1.pth", split="test", images=1)
+    with pytest.raises(SystemExit, match="'var' is not: use mode='diff'"):
+        main(["--weights", str(run / "epoch_1.pth"), "--config", str(GAUSS), "--mode", "var",
+              "--area-grad", "directed"])

@@ -3,7 +3,8 @@
 A right-way push raises a target pixel and lowers a background pixel (descent moves a logit against its gradient,
 so: gradient ≤ 0 on target pixels, ≥ 0 on background). The soft-IoU factor of ``1 − α·IoU`` only ever pushes the
 right way; the area weight α can push background up while a map is smaller than its target and target pixels
-down while it is larger (:mod:`gaussconv_plugin.losses`, "Masks"). This measures how much of that happens on a
+down while it is larger (:mod:`gaussconv_plugin.losses`, "Masks"), and MSHNet's location term (first moments not
+divided by the mass) can push either way. This measures how much of that happens on a
 checkpoint's own fused output over images of a split (native size, no augmentation, no deep supervision sides;
 MSHNet's location term only with ``--with-location``)::
 
@@ -24,7 +25,7 @@ if __package__ in (None, ""):  # run as a file: make `tools` and `gaussconv_plug
 
 import torch  # noqa: E402
 
-from gaussconv_plugin.losses import scale_iou_loss  # noqa: E402
+from gaussconv_plugin.losses import AREA_GRADS, SCALE_MODES, scale_iou_loss  # noqa: E402
 
 __all__ = ["pixel_push", "measure", "main"]
 
@@ -34,9 +35,9 @@ _KEYS = ("images", "under", "bg", "bg_up", "tg", "tg_down", "wrong", "total")
 def pixel_push(logits: torch.Tensor, target: torch.Tensor, mode: str = "diff", area_grad: str = "all",
                with_location: bool = False) -> dict:
     """Counts for ``(N, 1, H, W)`` logits and binary targets under ``scale_iou_loss(mode, area_grad)`` (with
-    MSHNet's location term if ``with_location``; it is a batch term: pass one image at a time): ``images``, ``under`` (images with P < T), ``bg`` / ``bg_up`` (background pixels / those pushed
-    up), ``tg`` / ``tg_down`` (target pixels / those pushed down), ``wrong`` / ``total`` (Σ |grad| the wrong way /
-    in all)."""
+    MSHNet's location term if ``with_location``; it is a batch term: pass one image at a time): ``images``,
+    ``under`` (images with P < T), ``bg`` / ``bg_up`` (background pixels / those pushed up), ``tg`` / ``tg_down``
+    (target pixels / those pushed down), ``wrong`` / ``total`` (Σ |grad| the wrong way / in all)."""
     x = logits.detach().float().clone().requires_grad_(True)
     t = target.float()
     scale_iou_loss(x, t, mode, with_location=with_location, area_grad=area_grad, reduction="sum").backward()
@@ -92,11 +93,14 @@ def main(argv=None) -> dict:
     ap.add_argument("--data-root", default=None)
     ap.add_argument("--split", default="train")
     ap.add_argument("--images", type=int, default=64)
-    ap.add_argument("--mode", default="diff")
-    ap.add_argument("--area-grad", default="all")
+    ap.add_argument("--mode", default="diff", choices=SCALE_MODES)
+    ap.add_argument("--area-grad", default="all", choices=AREA_GRADS)
     ap.add_argument("--with-location", action="store_true", help="add MSHNet's location term (as in training)")
     a = ap.parse_args(argv)
-    r = measure(a.weights, a.config, a.data_root, a.split, a.images, a.mode, a.area_grad, a.with_location)
+    try:
+        r = measure(a.weights, a.config, a.data_root, a.split, a.images, a.mode, a.area_grad, a.with_location)
+    except ValueError as e:  # e.g. --mode var --area-grad directed
+        raise SystemExit(f"pixel_push: {e}") from None
     print(f"{a.weights}: {r['images']} images of {a.split}, {r['under']} with P < T; background pixels pushed up "
           f"{r['bg_up'] / max(1, r['bg']):.4f}, target pixels pushed down {r['tg_down'] / max(1, r['tg']):.4f}; "
           f"wrong-way share of |grad| {r['wrong'] / max(r['total'], 1e-30):.4f} "

@@ -166,7 +166,8 @@ def markdown(summary: dict, meta: dict) -> str:
         if "retina" in summary:
             notes.append("- RetinaNet: mAP50 = COCO box AP at IoU 0.5 of the last epoch's validation inside training "
                          "(`CocoMetric`); Pd, Fa / img and area P/T from `python -m tools.evidence.retina_eval` "
-                         f"(`tools/test.py` one image at a time at the training size, score ≥ {EVAL_CONF:g}, same matching)")
+                         "(`tools/test.py` one image at a time at the training size, score ≥ "
+                         f"{EVAL_CONF:g}, same matching)")
     lines = [head, "",
              f"- tables written by: `{meta['command']}`",
              *[f"- runs trained by: `{c}`" for c in meta.get("run_commands", [])],
