@@ -12,7 +12,8 @@ import re
 from datetime import datetime
 from pathlib import Path
 
-__all__ = ["CHECKPOINT_OPTS", "epoch_checkpoints", "finished_run", "resume_command", "scalar_records", "epoch_seconds"]
+__all__ = ["CHECKPOINT_OPTS", "epoch_checkpoints", "finished_run", "resume_command", "scalar_records", "epoch_seconds",
+           "epoch_cost"]
 
 #: ``--cfg-options`` of the ablation's MMEngine runs: a checkpoint at every epoch end (only the latest kept), so
 #: that a run cut off resumes from its last finished epoch, and none chosen on the evaluation split
@@ -113,3 +114,12 @@ def epoch_seconds(log: Path) -> list[float]:
         cur_end = t
     close()
     return [ends[e] for e in sorted(ends)]
+
+
+def epoch_cost(work_dir, average) -> dict:
+    """``{"sec_per_epoch": average(secs), "epoch_seconds": secs}`` from :func:`epoch_seconds` of the run's
+    ``log.txt`` (rounded to 0.1 s), or ``{}`` if the log times no epoch. ``average``: e.g. ``statistics.median``."""
+    secs = epoch_seconds(Path(work_dir) / "log.txt")
+    if not secs:
+        return {}
+    return {"sec_per_epoch": round(average(secs), 1), "epoch_seconds": [round(x, 1) for x in secs]}

@@ -142,8 +142,7 @@ def result(run: Run) -> dict:
     ap = {e: (v.get("bbox_mAP_50", 0.0), v.get("bbox_mAP", 0.0)) for e, v in val.items()}
     epochs = sorted(train)
     mean = lambda xs: sum(xs) / len(xs) if xs else float("nan")  # noqa: E731
-    secs = mmlogs.epoch_seconds(run.dir / "log.txt")
-    rec = {
+    return {
         "metrics": {"mAP50": ap[run.epochs][0], "mAP50-95": ap[run.epochs][1]},
         "epochs_done": max(epochs) if epochs else 0,
         "curves": {"epoch": epochs, **{k: [mean(train[e].get(k, [])) for e in epochs]
@@ -153,11 +152,8 @@ def result(run: Run) -> dict:
         "empty_predictions": sorted(e for e, v in val.items() if "bbox_mAP_50" not in v),
         "imgsz": _imgsz(run),
         "weights": str(run.dir / f"epoch_{run.epochs}.pth"),
+        **mmlogs.epoch_cost(run.dir, statistics.median),
     }
-    if secs:
-        rec["sec_per_epoch"] = round(statistics.median(secs), 1)
-        rec["epoch_seconds"] = [round(s, 1) for s in secs]
-    return rec
 
 
 def eval_command(config: Path, model_opts: list[str], weights: str, root, split: str, imgsz, out: Path,

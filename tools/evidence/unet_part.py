@@ -1,6 +1,7 @@
 """MSHNet U-Net part: the ``tools/train.py`` command (CPU config + cfg-options of the variant) and its result."""
 from __future__ import annotations
 
+import statistics
 import sys
 
 from . import mmlogs
@@ -90,7 +91,4 @@ def _epoch_cost(run: Run) -> dict:
     the whole run's wall time / epochs gives for a run never cut), and the ``epoch_seconds`` behind it. A run
     resumed after a cut needs this: its finished segments' wall time covers only the epochs trained since the cut.
     Empty if the log times no epoch (the runner then falls back to wall time / epochs)."""
-    secs = mmlogs.epoch_seconds(run.dir / "log.txt")
-    if not secs:
-        return {}
-    return {"sec_per_epoch": round(sum(secs) / len(secs), 1), "epoch_seconds": [round(x, 1) for x in secs]}
+    return mmlogs.epoch_cost(run.dir, statistics.fmean)
