@@ -27,7 +27,8 @@ def test_plan_covers_every_variant_seed_and_part(tmp_path):
     assert {(r.part, r.variant, r.seed) for r in runs} == {
         (p, v, s) for p in ("yolo", "unet") for v in four for s in (0, 1)}
     every = ablation.plan(tmp_path, ["yolo", "unet"], list(ablation.VARIANTS), [0], 3, 5)
-    assert len(every) == len(ablation.VARIANTS) + 4  # the U-Net has the four base variants only
+    assert len(every) == len(ablation.VARIANTS) + 4  # the U-Net has the four base variants and two of its own
+    assert {r.variant for r in every if r.part == "yolo"}.isdisjoint({"both-directed", "both-noloc"})
     assert {r.epochs for r in runs if r.part == "yolo"} == {3} and {r.epochs for r in runs if r.part == "unet"} == {5}
     assert runs[0].part != runs[1].part  # side-by-side jobs mix the two parts
     assert len({r.dir for r in runs}) == len(runs)
@@ -74,7 +75,8 @@ def test_yolo_variant_yaml_builds_the_intended_model(tmp_path, variant, stem, fl
 
 
 @pytest.mark.parametrize("variant,gauss,mode", [("stock", "none", "var"), ("gsconv", "both", "var"),
-                                                ("diff", "none", "diff"), ("both", "both", "diff")])
+                                                ("diff", "none", "diff"), ("both", "both", "diff"),
+                                                ("both-directed", "both", "diff"), ("both-noloc", "both", "diff")])
 def test_unet_variant_config(tmp_path, variant, gauss, mode):
     from mmengine.config import Config, DictAction
 
@@ -85,6 +87,11 @@ def test_unet_variant_config(tmp_path, variant, gauss, mode):
     parser.add_argument("--cfg-options", nargs="+", action=DictAction)
     cfg.merge_from_dict(parser.parse_args(cmd[cmd.index("--cfg-options"):]).cfg_options)
     assert cfg.model.net.gauss_conv == gauss and cfg.model.loss.mode == mode
+    assert cfg.model.loss.get("area_grad", "all") == ("directed" if variant == "both-directed" else "all")
+    assert cfg.model.loss.with_location is (variant != "both-noloc")
+    from gaussconv_plugin.losses import ScaleIoULoss
+    loss = ScaleIoULoss(**{k: v for k, v in cfg.model.loss.items() if k != "type"})  # what the segmentor builds
+    assert (loss.area_grad, loss.with_location) == (cfg.model.loss.get("area_grad", "all"), variant != "both-noloc")
     assert cfg.train_dataloader.dataset.split == "trainval" and cfg.test_dataloader.dataset.split == "test"
     screen = ablation.unet_command(ablation.Run("unet", variant, 3, 15, tmp_path, {"split": "train:val"}))
     assert "train_dataloader.dataset.split=train" in screen and "val_dataloader.dataset.split=val" in screen

@@ -22,7 +22,9 @@ variant           layers 0–1                                             box l
 ================  =====================================================  ======================================
 
 MSHNet U-Net (``mmdet_cfgs/unet_mshnet_base_cpu.py``): ``stock`` (no Gaussian conv, SLS ``var`` loss), ``gsconv``
-(``gauss_conv='both'``), ``diff`` (``diff`` mask loss), ``both``.
+(``gauss_conv='both'``), ``diff`` (``diff`` mask loss), ``both``; and the mask-loss screen's two ``both`` forms,
+``both-directed`` (``model.loss.area_grad=directed``: the area gradient only grows target pixels or shrinks
+background) and ``both-noloc`` (``model.loss.with_location=False``: without MSHNet's location term).
 
 RetinaNet-R18 (``mmdet_cfgs/retinanet_r18_fpn_sirst320_cpu.py`` and its ``_gauss`` twin): ``stock`` (ResNet-18,
 GIoU), ``gsconv`` (``GaussResNet`` as in the twin, GIoU), ``diff`` (ResNet-18, ``DiffScaleIoULoss`` diff/add),
@@ -44,12 +46,13 @@ class Variant:
     """``conv``: the stem module (``Conv`` | ``GaussianShapedConv`` | ``PConv``); ``conv_opts``: options of the
     Gaussian conv (empty = package defaults); ``loss``: scale mode (None = the part's baseline loss);
     ``yaml_keys``: further top-level keys of the YOLO model YAML (``scale_loss_form``, ``scale_loss_lambda``,
-    ``shape_lr_mult``)."""
+    ``shape_lr_mult``); ``loss_opts``: further options of the U-Net's mask loss (``model.loss.<key>``)."""
 
     conv: str = "Conv"
     conv_opts: dict = field(default_factory=dict)
     loss: str | None = None
     yaml_keys: dict = field(default_factory=dict)
+    loss_opts: dict = field(default_factory=dict)
 
     @property
     def gauss(self) -> bool:
@@ -72,8 +75,12 @@ VARIANTS = {
     "diff-l025": Variant(loss="diff", yaml_keys={"scale_loss_form": "add", "scale_loss_lambda": 0.25}),
     "both": Variant(GS, loss="diff"),
     "both-l025": Variant(GS, loss="diff", yaml_keys={"scale_loss_form": "add", "scale_loss_lambda": 0.25}),
+    "both-directed": Variant(GS, loss="diff", loss_opts={"area_grad": "directed"}),
+    "both-noloc": Variant(GS, loss="diff", loss_opts={"with_location": False}),
 }
-PART_VARIANTS = {"yolo": list(VARIANTS), "unet": ["stock", "gsconv", "diff", "both"],
+_UNET_ONLY = ("both-directed", "both-noloc")
+PART_VARIANTS = {"yolo": [v for v in VARIANTS if v not in _UNET_ONLY],
+                 "unet": ["stock", "gsconv", "diff", "both", *_UNET_ONLY],
                  "retina": ["stock", "gsconv", "diff", "both"]}
 # stock CIoU for YOLO; MSHNet's SLS for the U-Net; GIoU (= DiffScaleIoULoss mode 'none') for RetinaNet
 BASELINE_LOSS = {"yolo": "none", "unet": "var", "retina": "none"}
