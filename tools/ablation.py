@@ -45,7 +45,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from gaussconv_plugin.data import cache_dir  # noqa: E402
-from tools.evidence import retina_part, unet_part, yolo_part  # noqa: E402
+from tools.evidence import defaults, retina_part, unet_part, yolo_part  # noqa: E402
 from tools.evidence.datasets import DATASETS, check_split, resolve  # noqa: E402
 from tools.evidence.plots import plot_curves, plot_sigma_theta  # noqa: E402
 from tools.evidence.report import machine, markdown, summarize, write_tables  # noqa: E402
@@ -59,7 +59,7 @@ __all__ = ["VARIANTS", "PARTS", "Run", "plan", "run_one", "collect", "summarize"
 
 yolo_model_yaml = yolo_part.model_yaml
 unet_command = unet_part.command
-DEFAULTS = {**yolo_part.DEFAULTS, **unet_part.DEFAULTS, **retina_part.DEFAULTS}
+DEFAULTS = defaults.ALL
 
 
 def write_reports(runs: list[Run], out: Path, meta: dict, publish: Path | None = None) -> dict:

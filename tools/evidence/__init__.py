@@ -1,8 +1,11 @@
 """The evidence tooling behind ``tools/ablation.py``: one concept per module.
 
 - :mod:`.variants` — what each variant changes (conv in the stem, its options, the box/mask loss), per part;
-- :mod:`.runs` — a run (part × variant × seed × split), the plan of an ablation, running one in a child process;
-- :mod:`.yolo_part` / :mod:`.unet_part` / :mod:`.retina_part` — the child command and the result record of each part;
+- :mod:`.core` — a run (part × variant × seed × split), its child processes, the dataset cache key, the commit;
+- :mod:`.defaults` — each part's default schedule and sizes;
+- :mod:`.yolo_part` / :mod:`.unet_part` / :mod:`.retina_part` — the child command and the result record of each part
+  (they import :mod:`.core` and :mod:`.defaults`, never :mod:`.runs`);
+- :mod:`.runs` — the plan of an ablation and running one run: the dispatch over the parts, above them;
 - :mod:`.mmlogs` — an MMEngine run's work dir across resumes: merged scalar records, epoch seconds, resume command;
 - :mod:`.boxeval` / :mod:`.retina_eval` — target-level evaluation of trained detectors (Pd, false alarms, box-size
   calibration) for YOLO / MMDetection (RetinaNet, with its COCO mAP50);

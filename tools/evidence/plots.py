@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from .datasets import DATASETS
-from .runs import REPO, child_env, log
+from .core import REPO, child_env, log
 from .variants import VARIANTS
 
 __all__ = ["COLORS", "PART_NAMES", "part_title", "dataset_title", "plot_curves", "plot_sigma_theta", "learned_sigma_theta"]

@@ -50,7 +50,7 @@ def eval_coco_dir(root: Path, limit: int | None = None) -> Path:
     """Cache folder of the COCO conversion of an evaluation folder (keyed by its path and limit)."""
     from gaussconv_plugin.data import cache_dir
 
-    from .runs import dataset_tag
+    from .core import dataset_tag
 
     return cache_dir("eval_coco", dataset_tag(root, limit))
 

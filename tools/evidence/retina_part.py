@@ -31,18 +31,15 @@ from pathlib import Path
 
 from gaussconv_plugin.boxmetrics import EVAL_CONF  # the same threshold as for YOLO
 
-from . import mmlogs
+from . import defaults, mmlogs
 from .mmlogs import CHECKPOINT_OPTS
-from .runs import REPO, Run, _call, dataset_tag
+from .core import REPO, Run, call_step, dataset_tag
 
 __all__ = ["command", "resume_command", "result", "evaluate", "coco_dir", "model_config", "CONFIGS", "VARIANT_OPTIONS",
            "DEFAULTS"]
 
-#: default epochs of ``--parts retina``: half the configs' 24 (LR steps after epochs 8 and 11). Measured: 98 s per
-#: epoch of train:val (255 images = 64 iterations + validation on the 85 val images; 91 s and 106 s) on one CPU
-#: thread beside two YOLO trainings on a 2-core machine, so ~20 min per run; stock reached mAP50 0.04 / 0.15 on val
-#: after epochs 1 / 2, so 12 epochs is well past the start-up phase for ranking the variants
-DEFAULTS = {"retina_epochs": 12, "retina_batch": 4}
+#: the part's defaults (:mod:`.defaults`: 12 epochs, half the configs' 24; batch 4)
+DEFAULTS = defaults.RETINA
 CONFIGS = {"base": REPO / "mmdet_cfgs" / "retinanet_r18_fpn_sirst320_cpu.py",
            "gauss": REPO / "mmdet_cfgs" / "retinanet_r18_fpn_sirst320_cpu_gauss.py"}
 #: cfg-options on the baseline config that give the twin's backbone / the twin's box loss
@@ -85,9 +82,7 @@ def _milestones(epochs: int) -> list[int]:
 
 
 def _imgsz(run: Run) -> int:
-    from .yolo_part import DEFAULTS as YD
-
-    return int(run.opts.get("imgsz") or YD["imgsz"])
+    return int(run.opts.get("imgsz") or defaults.YOLO["imgsz"])  # the detectors share one input size
 
 
 def command(run: Run, data=None) -> list[str]:
@@ -183,6 +178,6 @@ def evaluate(run: Run, threads: int = 1) -> dict:
     out = run.dir / "retina_eval.json"
     cmd = eval_command(cfg, opts, str(run.dir / f"epoch_{run.epochs}.pth"), run.opts.get("data_root"), run.split[1],
                        _imgsz(run), out, run.dir / "retina_eval", run.opts.get("limit"), coco_dir(run.opts))
-    _call(cmd, run, threads, "retina_eval.log", cwd=REPO)
+    call_step(cmd, run, threads, "retina_eval.log", cwd=REPO)
     rec = json.loads(out.read_text())
     return {"metrics": {k: rec[k] for k in ("Pd", "Fa_per_img", "area_ratio_median")}, "retina_eval": rec}

@@ -1,4 +1,8 @@
-"""A run of the ablation (part × variant × seed × split × epochs), the plan of runs, and running one.
+"""The plan of an ablation's runs and running one: the dispatch over the parts, above them.
+
+A :class:`~.core.Run` (part × variant × seed × split × epochs) and the child-process runner are in :mod:`.core`, the
+parts' defaults in :mod:`.defaults`; the parts (:mod:`.yolo_part`, :mod:`.unet_part`, :mod:`.retina_part`) import
+those and never this module, which picks a part's module for each run (:data:`PART_MODULES`).
 
 A run lives in ``<out>/<part>/[<dataset>/]<train>-<eval>/e<epochs>/<variant>/seed<k>/`` and is done when that
 folder holds ``result.json``; finished runs are skipped, so an interrupted ablation resumes where it stopped. A run
@@ -11,69 +15,32 @@ for a segment that was cut off — and command); the result's ``wall_s`` sums th
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
-import os
 import shutil
-import subprocess
-import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import defaults, retina_part, unet_part, yolo_part
+from .core import REPO, Run, call, call_step, child_env, dataset_tag, git_commit, log, relocated
 from .datasets import parse_split, run_tag
 from .variants import PART_VARIANTS, check_variants, resolved
 
-__all__ = ["PARTS", "DEFAULT_PARTS", "Run", "plan", "run_one", "collect", "child_env", "git_commit", "log",
-           "REPO", "call", "dataset_tag", "dataset_record", "relocated",
-           "segments", "SEGMENTS"]
+__all__ = ["PARTS", "DEFAULT_PARTS", "PART_MODULES", "Run", "plan", "run_one", "restore", "collect", "child_env",
+           "git_commit", "log", "REPO", "call", "dataset_tag", "dataset_record", "relocated", "segments", "SEGMENTS"]
 
-REPO = Path(__file__).resolve().parents[2]
 PARTS = ("yolo", "unet", "retina")
 #: the parts an ablation runs unless told otherwise (``--parts``); the RetinaNet part is opt-in
 DEFAULT_PARTS = ("yolo", "unet")
-_print_lock = threading.Lock()
-
-
-def log(msg: str) -> None:
-    with _print_lock:
-        print(msg, flush=True)
-
-
-@dataclass
-class Run:
-    """One training run; ``dir`` holds everything it writes. ``opts``: imgsz, batch, data_root, limit, split …"""
-
-    part: str
-    variant: str
-    seed: int
-    epochs: int
-    dir: Path
-    opts: dict = field(default_factory=dict)
-
-    @property
-    def split(self) -> tuple[str, str]:
-        return parse_split(self.opts.get("split", "trainval:test"))
-
-    @property
-    def result_file(self) -> Path:
-        return self.dir / "result.json"
-
-    @property
-    def done(self) -> bool:
-        return self.result_file.is_file()
-
-    @property
-    def name(self) -> str:
-        return f"{self.part}/{'-'.join(self.split)}/{self.variant}/seed{self.seed}"
+#: the module of each part: ``command``, ``resume_command``, ``result`` and (detectors) ``evaluate`` of a run
+PART_MODULES = {"yolo": yolo_part, "unet": unet_part, "retina": retina_part}
 
 
 def plan(out: Path, parts, variants, seeds, yolo_epochs: int, unet_epochs: int, retina_epochs: int | None = None,
          part_seeds: dict | None = None, **opts) -> list[Run]:
     """The runs of an ablation (folders: :func:`tools.evidence.datasets.run_tag`; split pairs: the datasets'
     ``final``/``screen`` defaults or any ``TRAIN:EVAL``), seed-major (every variant of seed 0 first, so that a
-    cut-off ablation leaves complete seeds) and interleaved so that side-by-side jobs mix parts. Variants a part lacks are skipped.
-    ``retina_epochs`` defaults to :data:`tools.evidence.retina_part.DEFAULTS`; ``part_seeds`` (``{part: seeds}``)
+    cut-off ablation leaves complete seeds) and interleaved so that side-by-side jobs mix parts. Variants a part
+    lacks are skipped. ``retina_epochs`` defaults to :data:`.defaults.RETINA`; ``part_seeds`` (``{part: seeds}``)
     gives a part its own seeds instead of ``seeds`` (e.g. 3 U-Net seeds beside 5 detector seeds)."""
     for p in parts:
         if p not in PARTS:
@@ -90,55 +57,9 @@ def plan(out: Path, parts, variants, seeds, yolo_epochs: int, unet_epochs: int, 
                     continue
                 e = {"yolo": yolo_epochs, "unet": unet_epochs}.get(p, retina_epochs)
                 if e is None:
-                    from .retina_part import DEFAULTS as RD
-
-                    e = RD["retina_epochs"]
+                    e = defaults.RETINA["retina_epochs"]
                 runs.append(Run(p, v, int(s), int(e), Path(out) / p / tag / f"e{e}" / v / f"seed{s}", dict(opts)))
     return runs
-
-
-def git_commit() -> str:
-    """Short hash of the checkout (``+dirty`` with uncommitted changes to tracked files); outside a git checkout (a
-    copy of the tree on a GPU machine, say) ``$GAUSSCONV_COMMIT`` if set, else ``unknown``."""
-    try:
-        c = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                           check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True).stdout.strip()
-        return c + ("+dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return os.environ.get("GAUSSCONV_COMMIT") or "unknown"
-
-
-def child_env(threads: int) -> dict:
-    """Environment of the child runs: Ultralytics offline switches and ``threads`` CPU threads."""
-    from gaussconv_plugin.yolo.offline import offline_env
-
-    return offline_env(threads=threads)
-
-
-def call(cmd: list[str], logfile: Path, threads: int, cwd: Path, what: str, hint: str = "",
-         append: bool = False) -> None:
-    """Run ``cmd`` in ``cwd`` with ``threads`` CPU threads (:func:`child_env`) and its output in ``logfile`` (appended
-    to it with ``append``); a failure raises one line: ``<what> (exit N): <last log line> — see <logfile><hint>``."""
-    with Path(logfile).open("a" if append else "w") as fh:
-        proc = subprocess.run(cmd, cwd=cwd, env=child_env(threads), stdout=fh, stderr=subprocess.STDOUT)
-    if proc.returncode != 0:
-        tail = Path(logfile).read_text(errors="replace").strip().splitlines()[-1:]
-        raise RuntimeError(f"{what} (exit {proc.returncode}): {tail[0] if tail else ''} — see {logfile}{hint}")
-
-
-def _call(cmd: list[str], run: Run, threads: int, logname: str, cwd: Path | None = None,
-          append: bool = False) -> None:
-    """:func:`call` for a step of ``run`` (in ``cwd``, default the run folder; output in ``<run>/<logname>``)."""
-    call(cmd, run.dir / logname, threads, cwd or run.dir, f"{run.name} failed", "; rerun the same command to retry it "
-         "(it resumes from the run's last checkpoint; delete the run folder to start it afresh)", append)
-
-
-def dataset_tag(root, limit: int | None = None) -> str:
-    """Cache key of a dataset folder: ``<name>-<sha1 of its absolute path, 8 hex>[-limit<N>]``."""
-    root = Path(root).resolve()
-    return f"{root.name}-{hashlib.sha1(str(root).encode()).hexdigest()[:8]}" + (f"-limit{limit}" if limit else "")
 
 
 #: the file of a run's training segments (module docstring)
@@ -160,29 +81,14 @@ def dataset_record(run: Run) -> dict:
     return {"name": root.name, "root": str(root), "layout": detect_layout(root)}
 
 
-def relocated(rec: dict, run: Run) -> dict:
-    """``rec`` (a finished run's record) with ``weights`` pointing into ``run.dir`` where the recorded file is gone but
-    the run's folder holds its copy: a run trained on another machine or under another ``--out`` (a GPU machine's
-    results untarred here) keeps the same path below its ``<part>/<split>/e<E>/<variant>/seed<S>`` folder."""
-    w = rec.get("weights")
-    if not w or Path(w).is_file():
-        return rec
-    parts = Path(w).parts
-    tail = [i for i in range(1, len(parts)) if parts[i - 1:i + 1] == run.dir.parts[-2:]]
-    if tail and run.dir.joinpath(*parts[tail[-1] + 1:]).is_file():
-        return {**rec, "weights": str(run.dir.joinpath(*parts[tail[-1] + 1:]))}
-    return rec
-
-
 def run_one(run: Run, data_yaml: Path | None = None, threads: int = 1, invoked_by: str = "") -> dict:
     """Train one run in a child process (skipped if its ``result.json`` exists), evaluate it, and return its
     result record (also written to ``result.json``)."""
-    from . import retina_part, unet_part, yolo_part
     from .report import machine
 
     if run.done:
         return relocated(json.loads(run.result_file.read_text()), run)
-    part = {"yolo": yolo_part, "unet": unet_part, "retina": retina_part}[run.part]
+    part = PART_MODULES[run.part]
     cmd = part.resume_command(run, data_yaml) if (run.dir / "command.txt").is_file() else None
     if cmd is None:
         if run.dir.exists():
@@ -200,7 +106,7 @@ def run_one(run: Run, data_yaml: Path | None = None, threads: int = 1, invoked_b
     seg_file.write_text(json.dumps(segs, indent=1))
     t0 = time.time()
     if cmd:  # [] = training finished before the cut (the evaluation was not): nothing to train
-        _call(cmd, run, threads, "log.txt", append=len(segs) > 1)
+        call_step(cmd, run, threads, "log.txt", append=len(segs) > 1)
     segs[-1]["wall_s"] = round(time.time() - t0, 1)
     seg_file.write_text(json.dumps(segs, indent=1))
     wall = sum(s["wall_s"] for s in segs if s["wall_s"] is not None)

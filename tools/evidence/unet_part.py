@@ -4,15 +4,15 @@ from __future__ import annotations
 import statistics
 import sys
 
-from . import mmlogs
+from . import defaults, mmlogs
 from .mmlogs import CHECKPOINT_OPTS
 from .report import LAST_K
-from .runs import REPO, Run
+from .core import REPO, Run
 from .variants import BASELINE_LOSS, VARIANTS
 
 __all__ = ["command", "resume_command", "config", "result", "DEFAULTS"]
 
-DEFAULTS = {"unet_epochs": 15}
+DEFAULTS = defaults.UNET  # the part's defaults (:mod:`.defaults`)
 _LOADERS = ("train_dataloader", "val_dataloader", "test_dataloader")
 
 

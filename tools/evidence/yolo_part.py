@@ -10,12 +10,13 @@ from pathlib import Path
 
 from gaussconv_plugin.boxmetrics import EVAL_CONF  # the target-level evaluation's confidence threshold
 
-from .runs import REPO, Run, _call
+from . import defaults
+from .core import REPO, Run, call_step, dataset_tag
 from .variants import BASELINE_LOSS, VARIANTS
 
 __all__ = ["model_yaml", "data_yaml", "command", "resume_command", "result", "evaluate", "DEFAULTS"]
 
-DEFAULTS = {"yolo_epochs": 15, "imgsz": 320, "batch": 16, "yolo_arch": "p2"}
+DEFAULTS = defaults.YOLO  # the part's defaults (:mod:`.defaults`)
 
 
 def model_yaml(run: Run) -> Path:
@@ -47,7 +48,6 @@ def data_yaml(opts: dict) -> Path:
     from gaussconv_plugin.data.yolo_format import prepare_yolo
 
     from .datasets import is_default_sirst, parse_split
-    from .runs import dataset_tag
 
     train, ev = parse_split(opts.get("split", "trainval:test"))
     limit = opts.get("limit")
@@ -145,6 +145,6 @@ def evaluate(run: Run, threads: int = 1) -> dict:
         cmd += ["--data-root", str(run.opts["data_root"])]
     if run.opts.get("limit"):
         cmd += ["--limit", str(run.opts["limit"])]
-    _call(cmd, run, threads, "boxeval.log", cwd=REPO)
+    call_step(cmd, run, threads, "boxeval.log", cwd=REPO)
     rec = json.loads(out.read_text())
     return {"metrics": {k: rec[k] for k in ("Pd", "Fa_per_img", "area_ratio_median")}, "boxeval": rec}

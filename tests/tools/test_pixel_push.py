@@ -11,7 +11,7 @@ pytest.importorskip("mmengine")
 
 from tools.evidence.pixel_push import main, measure, pixel_push  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 GAUSS = REPO / "mmdet_cfgs" / "unet_gauss_diff_cpu.py"
 
 
