@@ -1,5 +1,6 @@
 """A run of tools/ablation.py that is killed half-way resumes from its last end-of-epoch checkpoint (YOLO: `yolo
-train resume`; U-Net: `tools/train.py --resume`), and its result covers every epoch."""
+train resume`; U-Net: `tools/train.py --resume`), and its result covers every epoch; a YOLO run is finished only when
+its last.pt loads and carries its last epoch."""
 from __future__ import annotations
 
 import json
@@ -18,22 +19,52 @@ sys.path.insert(0, str(REPO))
 from tools import ablation  # noqa: E402
 from tools.evidence import mmlogs, unet_part  # noqa: E402
 from tools.evidence.runs import Run  # noqa: E402
-from tools.evidence.yolo_part import checkpoint_ok  # noqa: E402
+from tools.evidence import yolo_part  # noqa: E402
+from tools.evidence.yolo_part import checkpoint_epoch  # noqa: E402
 
 
-def _kill_after_first_epoch(argv: list[str], ready, env: dict, timeout: float = 420) -> None:
-    """Start ``tools/ablation.py argv`` in its own process group and kill the group once ``ready()`` is true."""
+def _kill_between_checkpoints(argv: list[str], changed, complete, env: dict, timeout: float = 420) -> None:
+    """Start ``tools/ablation.py argv`` in its own process group and kill the group at a complete checkpoint: each
+    time ``changed()`` (a cheap look at the checkpoint files) the group is stopped (SIGSTOP), ``complete()`` checks
+    the checkpoint while nothing can write it, and the group is killed (SIGKILL) if it holds, else let go on
+    (SIGCONT). So the kill never lands while a checkpoint is being rewritten in place."""
     proc = subprocess.Popen([sys.executable, str(REPO / "tools" / "ablation.py"), *argv], cwd=REPO, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     t0 = time.time()
     try:
-        while not ready():
-            assert proc.poll() is None, "the ablation ended before its first checkpoint"
+        while True:
+            assert proc.poll() is None, "the ablation ended before a checkpoint of an epoch before the last"
             assert time.time() - t0 < timeout, "no checkpoint in time"
+            if changed():
+                os.killpg(proc.pid, signal.SIGSTOP)
+                if complete():
+                    return
+                os.killpg(proc.pid, signal.SIGCONT)
             time.sleep(0.2)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+
+
+def _changes(*files: Path):
+    """A ``changed()`` for :func:`_kill_between_checkpoints`: true when any of ``files`` exists with another
+    (mtime, size) than at the last call."""
+    seen: dict = {}
+
+    def changed() -> bool:
+        now = {}
+        for f in files:
+            try:
+                st = f.stat()
+            except FileNotFoundError:
+                continue
+            now[f] = (st.st_mtime_ns, st.st_size)
+        new = bool(now) and now != seen
+        seen.clear()
+        seen.update(now)
+        return new
+
+    return changed
 
 
 @pytest.mark.parametrize("part, epochs", [("yolo", 4), ("unet", 3)])
@@ -44,18 +75,21 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(part, epochs, tmp_path, m
             "--imgsz", "128", "--batch", "4", "--jobs", "1", "--out", str(out)]
     run = ablation.plan(out, [part], ["stock"], [0], epochs, epochs, split="trainval:test")[0]
     if part == "yolo":
-        csv_file = run.dir / "train" / "results.csv"
         last = run.dir / "train" / "weights" / "last.pt"
+        changed = _changes(last)
 
-        def ready():  # a complete last.pt of an epoch before the last
-            return last.is_file() and len(csv_file.read_text().splitlines()) <= epochs and checkpoint_ok(last)
+        def complete():  # a last.pt that loads and carries an epoch before the last
+            done = checkpoint_epoch(last) if last.is_file() else None
+            return done is not None and 1 <= done < epochs
 
     else:
-        def ready():
+        changed = _changes(run.dir / "last_checkpoint")
+
+        def complete():
             return (run.dir / "last_checkpoint").is_file() and not (run.dir / f"epoch_{epochs}.pth").is_file()
 
     env = {**os.environ, "GAUSSCONV_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
-    _kill_after_first_epoch(argv, ready, env)
+    _kill_between_checkpoints(argv, changed, complete, env)
     assert not run.done and (run.dir / "command.txt").is_file()
     cut = json.loads((run.dir / "segments.json").read_text())
     assert len(cut) == 1 and cut[0]["wall_s"] is None  # the segment that was killed
@@ -81,6 +115,46 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(part, epochs, tmp_path, m
     ablation.main(argv)
     assert json.loads(run.result_file.read_text())["resumed"] == 2
     assert json.loads((run.dir / "segments.json").read_text())[-1]["command"] == []
+
+
+def test_a_yolo_run_is_finished_only_with_final_weights(tmp_path):
+    """``results.csv`` with every epoch's row is not enough: a ``last.pt`` that does not load (killed while being
+    written) starts the run again, one that carries an earlier epoch (killed before the last save) resumes it, and
+    neither becomes a record; the end-of-epoch ``last.pt`` of the last epoch and the final stripped one (``epoch``
+    −1, the epochs in ``train_results``, as Ultralytics' ``strip_optimizer`` leaves it) finish it."""
+    import torch
+
+    run = Run("yolo", "stock", 0, 3, tmp_path, {})
+    w = tmp_path / "train" / "weights"
+    w.mkdir(parents=True)
+    (tmp_path / "train" / "results.csv").write_text(
+        "epoch,time,train/box_loss,train/cls_loss,train/dfl_loss,metrics/precision(B),metrics/recall(B),"
+        "metrics/mAP50(B),metrics/mAP50-95(B)\n" + "".join(f"{e},{10 * e},1,1,1,0.5,0.5,0.4,0.2\n" for e in (1, 2, 3)))
+    last = w / "last.pt"
+    assert yolo_part.resume_command(run) is None  # no checkpoint: starts again
+
+    def save(**ckpt):
+        torch.save({"ema": torch.nn.Conv2d(1, 1, 1), "model": None, "optimizer": {}, **ckpt}, last)
+
+    save(epoch=1)  # saved after epoch 2 of 3 (0-based 1)
+    good = last.read_bytes()
+    assert checkpoint_epoch(last) == 2
+    assert yolo_part.resume_command(run)[-2:] == ["resume", f"model={last}"]
+    with pytest.raises(RuntimeError, match="carries epoch 2, not the run's last epoch 3"):
+        yolo_part.result(run)
+    last.write_bytes(good[: len(good) // 2])  # killed while the last save rewrote it in place
+    assert checkpoint_epoch(last) is None and yolo_part.resume_command(run) is None
+    with pytest.raises(RuntimeError, match="does not load"):
+        yolo_part.result(run)
+    torch.save({"epoch": 2, "ema": None, "model": None}, last)  # loads, but holds no weights
+    assert checkpoint_epoch(last) is None
+    save(epoch=2)  # the end-of-epoch save of the last epoch (killed before the final strip)
+    assert yolo_part.resume_command(run) == [] and yolo_part.result(run)["epochs_done"] == 3
+    torch.save({"epoch": -1, "model": torch.nn.Conv2d(1, 1, 1), "ema": None, "optimizer": None,
+                "train_results": {"epoch": [1, 2, 3]}, "train_args": {"epochs": 3}}, last)  # stripped, final
+    assert checkpoint_epoch(last) == 3 and yolo_part.resume_command(run) == []
+    rec = yolo_part.result(run)
+    assert rec["weights"] == str(last) and rec["metrics"]["mAP50"] == 0.4
 
 
 def test_mmengine_logs_across_segments(tmp_path):

@@ -14,7 +14,8 @@ from . import defaults
 from .core import REPO, Run, call_step, dataset_tag
 from .variants import BASELINE_LOSS, VARIANTS
 
-__all__ = ["model_yaml", "data_yaml", "command", "resume_command", "result", "evaluate", "DEFAULTS"]
+__all__ = ["model_yaml", "data_yaml", "command", "resume_command", "checkpoint_epoch", "checkpoint_ok", "result",
+           "evaluate", "DEFAULTS"]
 
 DEFAULTS = defaults.YOLO  # the part's defaults (:mod:`.defaults`)
 
@@ -80,16 +81,19 @@ def command(run: Run, data: Path) -> list[str]:
 
 
 def resume_command(run: Run, data=None) -> list[str] | None:
-    """``yolo train resume`` from the run's ``last.pt`` (saved at every epoch end); ``[]`` if its training already
-    reached the last epoch; None if there is no checkpoint yet (the run starts again)."""
+    """How the run goes on from its ``last.pt`` (Ultralytics rewrites it in place at every epoch end, then once more
+    at the end of training, stripped): ``[]`` where it loads and carries the run's last epoch (training finished:
+    nothing to train); ``yolo train resume`` where it loads and carries an earlier epoch (``results.csv`` may hold
+    a row more: the epoch cut off after its row was written and before its save is trained again); None where there
+    is none or it does not load (cut off while being written: the run starts again). :func:`checkpoint_epoch`."""
     last = run.dir / "train" / "weights" / "last.pt"
     if not last.is_file():
         return None
-    csv_file = run.dir / "train" / "results.csv"
-    if csv_file.is_file() and len(csv_file.read_text().strip().splitlines()) - 1 >= run.epochs:
-        return []
-    if not checkpoint_ok(last):  # killed while it was being written
+    done = checkpoint_epoch(last)
+    if done is None:  # killed while it was being written
         return None
+    if done >= run.epochs:
+        return []
     return [str(Path(sys.executable).with_name("yolo")), "train", "resume", f"model={last}"]
 
 
@@ -100,18 +104,47 @@ def _last_per_key(rows: list[dict], keys: tuple[str, ...]) -> list[dict]:
     return sorted(last.values(), key=lambda r: (int(float(r[keys[0]])), *(r[k] for k in keys[1:])))
 
 
-def checkpoint_ok(path: Path) -> bool:
-    """Whether the Ultralytics checkpoint ``path`` loads (one cut off while being written does not)."""
+def checkpoint_epoch(path: Path) -> int | None:
+    """The epochs of training the Ultralytics checkpoint ``path`` carries (3: saved at the end of epoch 3), or None
+    where it does not load (cut off while being written) or holds no model. An end-of-epoch ``last.pt`` holds
+    ``epoch`` = the 0-based epoch it was saved after, its EMA model and the optimizer; the final one, which training
+    rewrites at its end (``ultralytics.utils.torch_utils.strip_optimizer``: the EMA as ``model``, no optimizer),
+    holds ``epoch = -1`` and the epochs trained in ``train_results`` (``results.csv``'s columns; without them, the
+    ``train_args`` epochs)."""
     import torch
 
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception:  # noqa: BLE001 — any failure to read it means it cannot be resumed
-        return False
-    return isinstance(ckpt, dict) and "epoch" in ckpt
+    except Exception:  # noqa: BLE001 — any failure to read it means it is not a complete checkpoint
+        return None
+    if not isinstance(ckpt, dict) or ckpt.get("epoch") is None:
+        return None
+    if ckpt.get("ema") is None and ckpt.get("model") is None:
+        return None
+    if int(ckpt["epoch"]) >= 0:
+        return int(ckpt["epoch"]) + 1
+    res = {str(k).strip(): v for k, v in (ckpt.get("train_results") or {}).items()}
+    epochs = [int(float(e)) for e in res.get("epoch") or [] if e is not None]
+    if epochs:
+        return max(epochs)
+    n = (ckpt.get("train_args") or {}).get("epochs")
+    return int(n) if n is not None else None
+
+
+def checkpoint_ok(path: Path) -> bool:
+    """Whether the Ultralytics checkpoint ``path`` loads (one cut off while being written does not)."""
+    return checkpoint_epoch(path) is not None
 
 
 def result(run: Run) -> dict:
+    """The run's record from ``results.csv`` (the last row of each epoch), its σ/θ log and its final weights; a run
+    whose ``last.pt`` does not load or does not carry its last epoch has no record (one line: resume it)."""
+    last_pt = run.dir / "train" / "weights" / "last.pt"
+    done = checkpoint_epoch(last_pt) if last_pt.is_file() else None
+    if done is None or done < run.epochs:
+        what = "is missing or does not load" if done is None else f"carries epoch {done}"
+        raise RuntimeError(f"{last_pt} {what}, not the run's last epoch {run.epochs}: no record from these weights; "
+                           "rerun the same command to resume the run")
     rows = list(csv.DictReader((run.dir / "train" / "results.csv").open()))
     rows = _last_per_key([{k.strip(): v for k, v in r.items()} for r in rows], ("epoch",))
     if not rows:
@@ -131,7 +164,7 @@ def result(run: Run) -> dict:
         "sec_per_epoch": statistics.median(per_epoch),
         "curves": {"epoch": [int(float(r["epoch"])) for r in rows], **curves},
         "shape_log": _last_per_key(list(csv.DictReader(shape.open())), ("epoch", "layer")) if shape.is_file() else [],
-        "weights": str(run.dir / "train" / "weights" / "last.pt"),
+        "weights": str(last_pt),
     }
 
 
