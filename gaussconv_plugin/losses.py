@@ -36,7 +36,7 @@ form        loss                                          scale term (loss − s
 ``mul``     1 − α(P, T) · IoU + (IoU − IoU*)              (1 − α)·IoU ≥ 0: scales the IoU gradient by α
 ==========  ===========================================  ====================================================
 
-``add`` (default) is chosen by the SIRST screen (README): ``mul`` shrinks the IoU gradient by α, which is
+``add`` (default) is chosen by docs/ablation/screen_v2_train_val: ``mul`` shrinks the IoU gradient by α, which is
 smallest for exactly the tiniest, worst-sized boxes.
 
 The soft IoU of an image is ``I / U`` with ``I = Σ p·t``, ``U = Σ p + Σ t − I``; where ``U < eps`` (both

@@ -4,7 +4,7 @@
 Every row is measured side by side in one run: the candidates are timed in alternation (A, B, A, B, …) and
 the median per-call time of each is reported with the ratio to the reference. Run::
 
-    python tools/bench_conv.py              # defaults of the table in README.md
+    python tools/bench_conv.py              # defaults of the tables in docs/benchmark.md
     python tools/bench_conv.py --quick      # fewer repeats
     python tools/bench_conv.py --e2e-epochs 3 --threads 1   # + end-to-end rows: `yolo train` of yolov8n-gauss
                                                            #   vs yolov8n on SIRST, seconds/epoch + peak memory

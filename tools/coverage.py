@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Blind input pixels of GaussianShapedConv2d per design, kernel size and stride (the README's coverage table).
+"""Blind input pixels of GaussianShapedConv2d per design, kernel size and stride (docs/method.md's coverage table).
 
 For each mask floor m₀, k ∈ {3, 5, 7} and stride ∈ {1, 2} (and two stacked stride-2 layers), the worst fraction
 of interior input pixels that no output reads over θ on a 5° grid in [−90°, 90°], measured by input-gradient
