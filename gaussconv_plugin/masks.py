@@ -80,7 +80,7 @@ __all__ = [
     "blind_input_fraction",
 ]
 
-#: Default mask floor m₀ (see the module docstring); chosen by the SIRST train/val screen (README, Method).
+#: Default mask floor m₀ (module docstring), chosen by the SIRST train/val screen: docs/ablation/screen_v2_train_val.
 DEFAULT_MASK_FLOOR = 0.6
 
 

@@ -55,7 +55,7 @@ def _blind_fraction(layers, k) -> float:
 
 # ---------------------------------------------------------------------------------------------- coverage
 def test_default_floor_is_the_documented_value():
-    assert DEFAULT_MASK_FLOOR == 0.6  # chosen by the SIRST train → val screen (README, Evidence)
+    assert DEFAULT_MASK_FLOOR == 0.6  # chosen by the SIRST train → val screen (docs/ablation/screen_v2_train_val)
     assert GaussianShapedConv2d(1, 1, 3).mask_floor == DEFAULT_MASK_FLOOR
     assert 0.0 < DEFAULT_MASK_FLOOR < 1.0
 

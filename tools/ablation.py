@@ -5,7 +5,7 @@ parts, evaluation, statistics, report, plots); this file is the command line.
 
 One command runs every (part, variant, seed) that is not done yet, then writes the tables and plots::
 
-    python tools/ablation.py                                   # the README's schedule, 2 runs side by side
+    python tools/ablation.py  # the default schedule, 2 runs side by side: docs/ablation/v1_hard_pinwheel_trainval_test
     python tools/ablation.py --split train:val --parts yolo --variants stock gsconv-f03 pconv --seeds 0 1 2
     python tools/ablation.py --report-only                     # tables + plots from the runs already done
     python tools/ablation.py --parts unet --seeds 0 1 2 --restore docs/ablation/unet_trainval_test  # go on from those
