@@ -6,7 +6,12 @@ Effective kernel of a k×k conv with weight ``W[o, i, u, v]`` (formulas of the e
     K[o, i, u, v] = W[o, i, u, v] · G_σo(u, v) · (m₀ + (1 − m₀) · M_θo(u, v))
 
 m₀ is the mask floor (default :data:`~gaussconv_plugin.masks.DEFAULT_MASK_FLOOR`): the pinwheel taps weigh 1,
-the others m₀, so no tap is cut and every input pixel reaches the output at every stride and θ. σ and θ are learnable, one of each per output channel (``per_channel=True``) or one per layer.
+the others m₀, so no tap is cut and every input pixel reaches the output at every stride and θ. σ and θ are
+learnable, one of each per output channel (``per_channel=True``) or one per layer. σ has a smooth lower bound
+σ_min (default :data:`~gaussconv_plugin.masks.SIGMA_MIN` = 0.4, identity from σ = 0.9 up) so that the envelope
+never shrinks to its centre tap: coverage holds at every σ training can reach, in float32 and under float16 and
+bfloat16 autocast (:mod:`gaussconv_plugin.masks`). The envelope is computed in float32 (float64 for float64
+parameters) even when the module's parameters are half precision.
 The mask M is binary in the forward pass and passes the gradient of its soft version to θ
 (straight-through estimator). Parameters: those of the ``nn.Conv2d`` it replaces plus
 ``σ_raw`` and ``θ`` (2 scalars per output channel). In eval the kernel is a constant, so
@@ -15,12 +20,16 @@ eval mode without autograd computes it once and reuses it until a parameter chan
 """
 from __future__ import annotations
 
+import operator
+
 import torch
 import torch.nn as nn
 
 from .masks import (
     DEFAULT_MASK_FLOOR,
+    SIGMA_MIN,
     _check_floor,
+    _check_sigma_min,
     default_sigma,
     floor_mask,
     gaussian_envelope,
@@ -29,7 +38,9 @@ from .masks import (
     sigma_to_raw,
 )
 
-__all__ = ["GaussianShapedConv2d", "GaussianShapedConv", "autopad", "fuse_conv_bn"]
+__all__ = ["GaussianShapedConv2d", "GaussianShapedConv", "autopad", "fuse_conv_bn", "check_groups_dilation"]
+
+_ROW = "YAML row [c2, k, s, p, g, d] / constructor argument"
 
 
 def _tracing() -> bool:
@@ -47,6 +58,39 @@ def _square_odd_kernel(kernel_size) -> int:
             "use an odd size such as 3 or 5, or keep nn.Conv2d for this layer"
         )
     return ks[0]
+
+
+def _pos_int(v) -> int | None:
+    """``v`` as an int if it is a positive integer (not a bool), else None."""
+    if isinstance(v, bool):
+        return None
+    try:
+        i = operator.index(v)
+    except TypeError:
+        return None
+    return i if i >= 1 else None
+
+
+def check_groups_dilation(in_channels: int, out_channels: int, groups=1, dilation=1) -> tuple[int, int]:
+    """``(groups, dilation)`` as ints, or one ``ValueError`` line saying what to pass.
+
+    Supported: ``groups`` a positive int dividing both channel counts (depthwise included), ``dilation`` one positive
+    int for both axes (an int or an equal pair; the envelope is isotropic in taps, and 'same' padding needs one
+    value)."""
+    g = _pos_int(groups)
+    if g is None or in_channels % g or out_channels % g:
+        both = [x for x in range(1, min(in_channels, out_channels) + 1) if in_channels % x == 0 == out_channels % x]
+        raise ValueError(
+            f"GaussianShapedConv2d({in_channels}->{out_channels}) cannot use groups={groups!r}: groups must be a "
+            f"positive int dividing in_channels {in_channels} and out_channels {out_channels}; use one of {both} "
+            f"({_ROW} g)")
+    pair = tuple(dilation) if isinstance(dilation, (tuple, list)) else (dilation, dilation)
+    d = _pos_int(pair[0]) if len(pair) == 2 and pair[0] == pair[1] else None
+    if d is None:
+        raise ValueError(
+            f"GaussianShapedConv2d cannot use dilation={dilation!r}: it needs one positive int for both axes "
+            f"(the Gaussian envelope is isotropic in taps); use e.g. 1 or 2 ({_ROW} d), or keep nn.Conv2d here")
+    return g, d
 
 
 def autopad(k, p=None, d=1):
@@ -73,6 +117,9 @@ class GaussianShapedConv2d(nn.Conv2d):
         per_channel: one σ and one θ per output channel (default) or one per layer.
         learn_sigma, learn_theta: make σ / θ trainable (they stay parameters either way).
         tau: temperature of the soft mask whose gradient θ receives, in taps (> 0).
+        sigma_min: lower bound of σ in taps (≥ 0, default :data:`~gaussconv_plugin.masks.SIGMA_MIN`; smooth, the
+            identity from ``sigma_min + 0.5`` up, see :func:`~gaussconv_plugin.masks.bound_sigma`). 0 removes it
+            (blind input pixels at small σ; for comparison only).
         mask_floor: m₀ ∈ [0, 1], the weight of the taps off the pinwheel (default
             :data:`~gaussconv_plugin.masks.DEFAULT_MASK_FLOOR`). 0 is the hard pinwheel, which leaves input pixels
             unread in strided convs (see :func:`~gaussconv_plugin.masks.blind_input_fraction`); 1 drops the pinwheel.
@@ -83,6 +130,8 @@ class GaussianShapedConv2d(nn.Conv2d):
 
     # Modules pickled before the floor existed (whole-module checkpoints, e.g. Ultralytics') were hard pinwheels.
     mask_floor: float = 0.0
+    # Modules pickled before the bound existed get it (trained σ ≥ 0.9 is unchanged by it, bit for bit).
+    sigma_min: float = SIGMA_MIN
 
     def __init__(
         self,
@@ -105,12 +154,14 @@ class GaussianShapedConv2d(nn.Conv2d):
         learn_theta: bool = True,
         tau: float = 0.5,
         mask_floor: float = DEFAULT_MASK_FLOOR,
+        sigma_min: float = SIGMA_MIN,
     ):
         k = _square_odd_kernel(kernel_size)
         mask_floor = _check_floor(mask_floor)
+        sigma_min = _check_sigma_min(sigma_min)
+        groups, dilation = check_groups_dilation(in_channels, out_channels, groups, dilation)
         if padding is None:
-            d = dilation if isinstance(dilation, int) else dilation[0]
-            padding = d * (k - 1) // 2
+            padding = dilation * (k - 1) // 2
         if not tau > 0:
             raise ValueError(f"tau must be > 0 (got {tau!r}); pass a positive soft-mask temperature such as 0.5")
         super().__init__(
@@ -120,27 +171,66 @@ class GaussianShapedConv2d(nn.Conv2d):
         sigma_init = default_sigma(k) if sigma_init is None else float(sigma_init)
         n = out_channels if per_channel else 1
         pkw = dict(device=device, dtype=dtype)
-        self.sigma_raw = nn.Parameter(sigma_to_raw(sigma_init).to(**pkw).expand(n).clone(), requires_grad=learn_sigma)
+        raw = sigma_to_raw(sigma_init, sigma_min)
+        self.sigma_raw = nn.Parameter(raw.to(**pkw).expand(n).clone(), requires_grad=learn_sigma)
         self.theta = nn.Parameter(torch.full((n,), float(theta_init), **pkw), requires_grad=learn_theta)
         self.tau = float(tau)
         self.mask_floor = mask_floor
+        self.sigma_min = sigma_min
         self.per_channel = per_channel
 
     @property
     def sigma(self) -> torch.Tensor:
-        """σ per output channel (or per layer), ``(C,)`` or ``(1,)``, always > 0."""
-        return sigma_from_raw(self.sigma_raw)
+        """σ per output channel (or per layer), ``(C,)`` or ``(1,)``, always ≥ ``sigma_min`` (> 0)."""
+        self._check_shape_params()
+        return sigma_from_raw(self.sigma_raw, self.sigma_min)
+
+    def _compute_dtype(self) -> torch.dtype:
+        """float32, or float64 for float64 parameters: the envelope never underflows in half precision."""
+        return torch.promote_types(self.sigma_raw.dtype, torch.float32)
 
     def envelope(self) -> torch.Tensor:
-        """``G_σ · (m₀ + (1 − m₀)·M_θ)`` shaped ``(C or 1, 1, k, k)`` (mask straight-through)."""
-        k = self.kernel_size[0]
-        return gaussian_envelope(self.sigma, k) * floor_mask(pinwheel_mask(self.theta, k, self.tau), self.mask_floor)
+        """``G_σ · (m₀ + (1 − m₀)·M_θ)`` shaped ``(C or 1, 1, k, k)`` (mask straight-through), in float32 (float64
+        for float64 parameters)."""
+        self._check_shape_params()
+        k, dt = self.kernel_size[0], self._compute_dtype()
+        sigma = sigma_from_raw(self.sigma_raw.to(dt), self.sigma_min)
+        return gaussian_envelope(sigma, k) * floor_mask(pinwheel_mask(self.theta.to(dt), k, self.tau), self.mask_floor)
 
     def effective_kernel(self) -> torch.Tensor:
-        """``W · G_σ · M_θ``, shaped like ``.weight`` ``(out, in/groups, k, k)``."""
-        return self.weight * self.envelope().to(self.weight.dtype)
+        """``W · G_σ · M_θ``, shaped like ``.weight`` ``(out, in/groups, k, k)``, in ``.weight``'s dtype (the product
+        is formed in float32 or wider and rounded once)."""
+        env = self.envelope()
+        return (self.weight.to(env.dtype) * env).to(self.weight.dtype)
+
+    def _check_shape_params(self) -> None:
+        lacks = self.__dict__.get("_lacks_shape_params")
+        if lacks:
+            raise RuntimeError(
+                f"this GaussianShapedConv2d ({self.in_channels}->{self.out_channels}, k={self.kernel_size[0]}) was "
+                f"loaded from a checkpoint saved without {' and '.join(lacks)} (before σ/θ existed), so it cannot "
+                "run; rebuild the model from its YAML/config and transfer the weights: yolo train model=<gauss yaml> "
+                "pretrained=<checkpoint> (MMDetection: load_from=<checkpoint>); σ/θ start at sigma_init/theta_init")
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        lacks = [n for n in ("sigma_raw", "theta") if n not in self.__dict__.get("_parameters", {})]
+        if lacks:  # unpickling succeeds (its weights can still be transferred); running it raises one line
+            self.__dict__["_lacks_shape_params"] = lacks
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs):
+        lacks = [prefix + n for n in ("sigma_raw", "theta") if prefix + n not in state_dict]
+        if strict and lacks and prefix + "weight" in state_dict:
+            raise RuntimeError(
+                f"the state dict has {prefix}weight but no {' or '.join(lacks)}: it was saved from a plain conv or "
+                "before σ/θ existed; load it with strict=False (σ/θ keep sigma_init/theta_init) or fine-tune from "
+                "it (yolo train model=<gauss yaml> pretrained=<checkpoint>; MMDetection: load_from=<checkpoint>)")
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                      error_msgs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self._check_shape_params()
         if self.training or torch.is_grad_enabled() or _tracing():
             return self._conv_forward(x, self.effective_kernel(), self.bias)
         return self._conv_forward(x, self._eval_kernel(), self.bias)
@@ -150,7 +240,8 @@ class GaussianShapedConv2d(nn.Conv2d):
         validation pass or unfused inference). The key holds each tensor's version counter and storage, which
         in-place updates (optimizer steps, ``load_state_dict``, ``.to()``) change, and the mask settings."""
         ps = (self.weight, self.sigma_raw, self.theta)
-        key = (*(t._version for t in ps), *(t.data_ptr() for t in ps), self.weight.dtype, self.tau, self.mask_floor)
+        key = (*(t._version for t in ps), *(t.data_ptr() for t in ps), self.weight.dtype, self.tau, self.mask_floor,
+               self.sigma_min)
         cached = self.__dict__.get("_kernel_cache")
         if cached is None or cached[0] != key:
             cached = (key, self.effective_kernel())
@@ -180,7 +271,8 @@ class GaussianShapedConv2d(nn.Conv2d):
         return conv
 
     def extra_repr(self) -> str:
-        return super().extra_repr() + f", tau={self.tau}, mask_floor={self.mask_floor}, per_channel={self.per_channel}"
+        return super().extra_repr() + (f", tau={self.tau}, mask_floor={self.mask_floor}, sigma_min={self.sigma_min}, "
+                                       f"per_channel={self.per_channel}")
 
 
 @torch.no_grad()
@@ -216,6 +308,7 @@ class GaussianShapedConv(nn.Module):
 
     def __init__(self, c1, c2, k=3, s=1, p=None, g=1, d=1, act=True, **kwargs):
         super().__init__()
+        g, d = check_groups_dilation(c1, c2, g, d)  # before autopad, which cannot take a pair
         self.conv = GaussianShapedConv2d(c1, c2, k, s, autopad(k, p, d), dilation=d, groups=g, bias=False, **kwargs)
         self.bn = nn.BatchNorm2d(c2)
         self.act = self.default_act if act is True else act if isinstance(act, nn.Module) else nn.Identity()

@@ -6,7 +6,23 @@ of a tap from the kernel centre, both in ``{-r, ..., r}`` with ``r = (k - 1) // 
 
 Gaussian envelope (per output channel ``o``)::
 
-    G_σ(u, v) = exp(-(u² + v²) / (2 σ²)),    σ = softplus(σ_raw) > 0
+    G_σ(u, v) = exp(-(u² + v²) / (2 σ²)),    σ = bound(softplus(σ_raw)) ≥ σ_min
+
+Lower bound of σ (coverage at every σ training can reach). Without a bound, σ → 0 shrinks the envelope to its
+centre tap: the edge and corner taps of the inner 3×3 underflow (float32: exp(−1/(2σ²)) = 0 below σ ≈ 0.1; in
+float16, to which autocast casts the kernel, already below σ ≈ 0.25), and a stride-2 conv then reads only one
+input pixel in two or four. The bound is a smooth maximum that is the identity above ``σ_min + 20/β``::
+
+    bound(s) = s                                  if β·(s − σ_min) > 20   (bit for bit: σ ≥ 0.9 is unchanged)
+             = σ_min + softplus(β·(s − σ_min))/β  otherwise               (> σ_min, increasing, C¹)
+
+with σ_min = :data:`SIGMA_MIN` = 0.4 and β = :data:`SIGMA_BETA` = 40. At σ_min the smallest envelope value
+that coverage needs (the corner of the inner 3×3, exp(−1/σ²) = 1.9e-3; the edge: 0.044) stays far above
+float16's smallest subnormal (6e-8): a tap of weight |W| ≥ 3e-5 keeps a nonzero float16 kernel value with the
+default mask floor. So every tap class of strides 1–3 (the inner 3×3) is read in float32, bfloat16 and float16
+(autocast), at every θ and every σ_raw (even −∞). ``sigma_min=0`` gives the unbounded ``softplus`` (blind
+pixels at small σ; kept for comparison only). The bound adds no parameter and, σ being ``(C,)``, no measurable
+time (``tools/bench_conv.py``).
 
 Pinwheel mask rotated by θ. Four blades, blade ``j`` (j = 0..3) is a ray from the centre in the
 direction ``φ_j = θ + j·π/2`` whose one-tap-wide strip is offset half a tap sideways (towards the
@@ -69,6 +85,9 @@ import torch.nn.functional as F
 __all__ = [
     "tap_grid",
     "default_sigma",
+    "SIGMA_MIN",
+    "SIGMA_BETA",
+    "bound_sigma",
     "sigma_from_raw",
     "sigma_to_raw",
     "gaussian_envelope",
@@ -82,6 +101,10 @@ __all__ = [
 
 #: Default mask floor m₀ (module docstring), chosen by the SIRST train/val screen: docs/ablation/screen_v2_train_val.
 DEFAULT_MASK_FLOOR = 0.6
+#: Lower bound σ_min of σ in taps (module docstring: coverage at every σ, also under float16 autocast).
+SIGMA_MIN = 0.4
+#: Sharpness β of the smooth bound: σ is unchanged, bit for bit, from ``SIGMA_MIN + 20 / SIGMA_BETA`` (0.9) up.
+SIGMA_BETA = 40.0
 
 
 def _check_kernel_size(k: int) -> int:
@@ -125,18 +148,40 @@ def default_sigma(k: int) -> float:
     return _check_kernel_size(k) / 2.0
 
 
-def sigma_to_raw(sigma: float | torch.Tensor) -> torch.Tensor:
-    """Inverse of :func:`sigma_from_raw`: ``σ_raw = log(expm1(σ))`` (σ > 0)."""
+def _check_sigma_min(sigma_min: float) -> float:
+    if not float(sigma_min) >= 0.0:
+        raise ValueError(f"sigma_min must be >= 0 (got {sigma_min!r}); pass e.g. sigma_min={SIGMA_MIN} (0: unbounded)")
+    return float(sigma_min)
+
+
+def bound_sigma(s: torch.Tensor, sigma_min: float = SIGMA_MIN) -> torch.Tensor:
+    """Smooth lower bound of σ (module docstring): ``s`` itself where ``β·(s − σ_min) > 20``, else
+    ``σ_min + softplus(β·(s − σ_min))/β``; any shape, differentiable. ``sigma_min = 0`` returns ``s``."""
+    sigma_min = _check_sigma_min(sigma_min)
+    if sigma_min == 0.0:
+        return s
+    y = s - sigma_min
+    return torch.where(y * SIGMA_BETA > 20.0, s, sigma_min + F.softplus(y, beta=SIGMA_BETA, threshold=20.0))
+
+
+def sigma_to_raw(sigma: float | torch.Tensor, sigma_min: float = SIGMA_MIN) -> torch.Tensor:
+    """Inverse of :func:`sigma_from_raw` (float32): ``σ_raw`` with ``sigma_from_raw(σ_raw) = σ``, for σ > σ_min."""
     sigma = torch.as_tensor(sigma, dtype=torch.float32)
-    if not bool(torch.all(sigma > 0)):
-        raise ValueError(f"sigma must be > 0 (got {sigma.tolist()}); pass a positive sigma_init")
-    # softplus^-1 in a numerically safe form: σ + log(1 - exp(-σ))
-    return sigma + torch.log(-torch.expm1(-sigma))
+    sigma_min = _check_sigma_min(sigma_min)
+    if not bool(torch.all(sigma > sigma_min)):
+        raise ValueError(f"sigma must be > {sigma_min:g} (got {sigma.tolist()}); pass a sigma_init above the lower "
+                         f"bound sigma_min={sigma_min:g}")
+    s = sigma
+    if sigma_min > 0:  # invert the bound where it is not the identity (in float64: expm1 of a small margin)
+        y = (sigma.double() - sigma_min) * SIGMA_BETA
+        s = torch.where(y > 20.0, sigma, (sigma_min + torch.log(torch.expm1(y.clamp_max(20.0))) / SIGMA_BETA).float())
+    # softplus^-1 in a numerically safe form: s + log(1 - exp(-s))
+    return s + torch.log(-torch.expm1(-s))
 
 
-def sigma_from_raw(raw: torch.Tensor) -> torch.Tensor:
-    """``σ = softplus(σ_raw)``, strictly positive, any shape."""
-    return F.softplus(raw)
+def sigma_from_raw(raw: torch.Tensor, sigma_min: float = SIGMA_MIN) -> torch.Tensor:
+    """``σ = bound(softplus(σ_raw)) ≥ σ_min`` (:func:`bound_sigma`), any shape; ``sigma_min = 0``: plain softplus."""
+    return bound_sigma(F.softplus(raw), sigma_min)
 
 
 def gaussian_envelope(sigma: torch.Tensor, k: int) -> torch.Tensor:

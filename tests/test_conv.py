@@ -104,7 +104,9 @@ def test_gaussian_envelope_formula():
     u = torch.arange(-2, 3.0)
     ref = torch.exp(-(u.view(1, -1) ** 2 + u.view(-1, 1) ** 2) / (2 * s.view(-1, 1, 1) ** 2))
     torch.testing.assert_close(g[:, 0], ref)
-    torch.testing.assert_close(sigma_from_raw(sigma_to_raw(torch.tensor([0.1, 1.5, 7.0]))), torch.tensor([0.1, 1.5, 7.0]))
+    sig = torch.tensor([0.41, 0.5, 0.8, 1.5, 7.0])  # the bound's smooth part (< 0.9) and its identity part
+    torch.testing.assert_close(sigma_from_raw(sigma_to_raw(sig)), sig)
+    torch.testing.assert_close(sigma_from_raw(sigma_to_raw(torch.tensor([0.1]), 0), 0), torch.tensor([0.1]))
 
 
 def test_gradcheck_input_weight_sigma():

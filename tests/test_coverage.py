@@ -1,5 +1,7 @@
 """Coverage of the floored pinwheel: every input pixel reaches the output at every k, stride and θ (default
-GaussianShapedConv2d), the hard pinwheel (mask_floor=0) provably does not, and the floor's own properties."""
+GaussianShapedConv2d), the hard pinwheel (mask_floor=0) provably does not, and the floor's own properties.
+Coverage at every σ training can reach (the lower bound σ_min, σ_raw driven to −∞), θ every 15°, in float32 and
+under float16 / bfloat16 autocast; without the bound (sigma_min=0) the same check finds the blind pixels."""
 import math
 
 import pytest
@@ -9,10 +11,13 @@ import torch.nn as nn
 from gaussconv_plugin import GaussianShapedConv2d
 from gaussconv_plugin.masks import (
     DEFAULT_MASK_FLOOR,
+    SIGMA_BETA,
+    SIGMA_MIN,
     blind_input_fraction,
     floor_mask,
     gaussian_envelope,
     pinwheel_mask_hard,
+    sigma_from_raw,
 )
 
 THETAS = torch.linspace(-math.pi / 2, math.pi / 2, 37).tolist()  # 5° steps, both ends included
@@ -212,3 +217,144 @@ def test_bad_mask_floor_is_a_one_line_error(bad):
     assert "\n" not in str(e.value) and repr(bad) in str(e.value)
     with pytest.raises(ValueError, match="mask_floor"):
         floor_mask(torch.ones(3, 3), bad)
+
+
+# ---------------------------------------------------------------------------------------------- every reachable σ
+THETAS_15 = [math.radians(t) for t in range(-90, 91, 15)]
+# softplus(σ_raw) over the range training can reach: far below the bound, the bound itself, its smooth part, above
+SOFTPLUS_GRID = [1e-6, 0.01, 0.05, 0.08, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, SIGMA_MIN, 0.45, 0.6, 0.9, 1.5, 3.5]
+RAW_EXTREMES = [-30.0, -200.0, -1e4, -math.inf]  # σ_raw driven very negative: softplus underflows to 0
+AUTOCAST = {"float32": None, "fp16-autocast": torch.float16, "bf16-autocast": torch.bfloat16}
+
+
+def _raw_of_softplus(s: float) -> float:
+    """σ_raw with softplus(σ_raw) = s (no bound), in float64."""
+    s = torch.tensor(s, dtype=torch.float64)
+    return float(s + torch.log(-torch.expm1(-s)))
+
+
+RAWS = [_raw_of_softplus(s) for s in SOFTPLUS_GRID] + RAW_EXTREMES
+
+
+def _blind_interior(conv, k, autocast, size=24) -> int:
+    """Interior input pixels with exactly zero input gradient through the module's real forward (under autocast
+    if given), L a positive random read-out; float32 input and parameters as in AMP training."""
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(1, conv.in_channels, size, size, generator=g, requires_grad=True)
+    with torch.autocast("cpu", dtype=autocast or torch.bfloat16, enabled=autocast is not None):
+        y = conv(x)
+    assert y.dtype == (autocast or torch.float32)
+    r = torch.rand(y.shape, generator=g) + 0.5
+    (y.float() * r).sum().backward()
+    return int((_interior(x.grad.abs().sum(1)[0], k, 1) == 0).sum())
+
+
+def _sweep(k, stride, autocast, sigma_min=SIGMA_MIN, raws=RAWS, thetas=THETAS_15) -> list:
+    """(σ_raw, θ, blind count) of every grid point with a blind interior pixel; default module (4 → 8 channels)."""
+    torch.manual_seed(k + stride)
+    conv = GaussianShapedConv2d(4, 8, k, stride, sigma_min=sigma_min)
+    bad = []
+    for raw in raws:
+        for theta in thetas:
+            with torch.no_grad():
+                conv.sigma_raw.fill_(raw)
+                conv.theta.fill_(theta)
+            conv.zero_grad(set_to_none=True)
+            n = _blind_interior(conv, k, autocast)
+            if n:
+                bad.append((raw, round(math.degrees(theta)), n))
+    return bad
+
+
+@pytest.mark.parametrize("dtype", list(AUTOCAST))
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("k", [3, 5, 7])
+def test_coverage_at_every_reachable_sigma_and_theta(k, stride, dtype):
+    """No interior input pixel is blind for any σ_raw of the grid (σ from far below the bound up to 3.5, σ_raw = −∞
+    included), θ every 15°, in float32 and under fp16 / bf16 autocast."""
+    bad = _sweep(k, stride, AUTOCAST[dtype])
+    assert not bad, f"k={k} stride={stride} {dtype}: blind pixels at (σ_raw, θ°, count) {bad[:6]}"
+
+
+@pytest.mark.parametrize("dtype,softplus_sigma,want", [
+    ("float32", 0.05, 0.75), ("float32", 0.08, 0.25), ("fp16-autocast", 0.15, 0.75), ("fp16-autocast", 0.2, 0.25),
+    ("bf16-autocast", 0.05, 0.75),
+])
+def test_negative_control_unbounded_sigma_leaves_blind_pixels(dtype, softplus_sigma, want):
+    """sigma_min=0 (plain softplus, the behaviour before the bound): the same measurement finds the blind pixels of
+    issue 35 (k=3, stride 2, worst θ), so the sweep above can fail."""
+    torch.manual_seed(0)
+    conv = GaussianShapedConv2d(4, 8, 3, 2, sigma_min=0.0)
+    worst = 0.0
+    for theta in THETAS_15:
+        with torch.no_grad():
+            conv.sigma_raw.fill_(_raw_of_softplus(softplus_sigma))
+            conv.theta.fill_(theta)
+        n = _blind_interior(conv, 3, AUTOCAST[dtype])
+        worst = max(worst, n / _interior(torch.zeros(24, 24), 3, 1).numel())
+    assert worst == pytest.approx(want, abs=0)
+    # the bounded module at the same σ_raw and angles reads everything
+    assert not _sweep(3, 2, AUTOCAST[dtype], raws=[_raw_of_softplus(softplus_sigma)])
+
+
+def test_sigma_bound_values():
+    """σ ≥ σ_min for every σ_raw (−∞ included), increasing, and bit for bit softplus(σ_raw) from σ_min + 20/β up
+    (value and gradient): the published σ (≥ 1.16) are unchanged."""
+    raw = torch.cat([torch.linspace(-60, 30, 200001), torch.tensor([-1e4, -math.inf])])
+    sig = sigma_from_raw(raw)
+    assert bool((sig >= SIGMA_MIN).all()) and bool(torch.isfinite(sig).all())
+    assert float(sig[-1]) == pytest.approx(SIGMA_MIN, abs=1e-7)
+    assert bool((sig[:-2].diff() >= 0).all())
+    plain = torch.nn.functional.softplus(raw)
+    above = plain >= SIGMA_MIN + 20 / SIGMA_BETA
+    assert SIGMA_MIN + 20 / SIGMA_BETA == pytest.approx(0.9)
+    assert int(above.sum()) > 50_000 and torch.equal(sig[above], plain[above])
+    r1 = raw[above][::997].clone().requires_grad_(True)
+    r2 = r1.detach().clone().requires_grad_(True)
+    sigma_from_raw(r1).sum().backward()
+    torch.nn.functional.softplus(r2).sum().backward()
+    assert torch.equal(r1.grad, r2.grad)
+    # below: strictly above σ_min, within the smooth maximum's gap, continuous at the switch
+    below = ~above & torch.isfinite(raw)
+    gap = sig[below] - torch.maximum(plain[below], torch.tensor(SIGMA_MIN))
+    assert bool((gap >= 0).all()) and float(gap.max()) <= math.log(2) / SIGMA_BETA + 1e-6
+    assert torch.equal(sigma_from_raw(raw, 0.0), plain)
+    # a default module's σ at init is k/2, unchanged (published runs start there)
+    for k in (3, 5, 7):
+        assert float(GaussianShapedConv2d(1, 2, k).sigma.detach()[0]) == k / 2
+
+
+def test_small_sigma_is_finite_and_fusion_stays_exact():
+    """σ_raw = −10⁴ (softplus underflows to 0): output and gradients finite (0/0 at the centre tap without the
+    bound), and to_conv2d equals the module's forward."""
+    torch.manual_seed(0)
+    gs = GaussianShapedConv2d(4, 8, 5, 2)
+    with torch.no_grad():
+        gs.sigma_raw.fill_(-1e4)
+        gs.theta.uniform_(-1.5, 1.5)
+    x = torch.randn(2, 4, 15, 18)
+    y = gs(x)
+    y.square().mean().backward()
+    assert bool(torch.isfinite(y).all()) and all(bool(torch.isfinite(p.grad).all()) for p in gs.parameters())
+    assert float(gs.sigma.detach().min()) >= SIGMA_MIN
+    torch.testing.assert_close(gs.to_conv2d().eval()(x), gs.eval()(x), rtol=1e-6, atol=1e-6)
+    unbounded = GaussianShapedConv2d(4, 8, 5, 2, sigma_min=0.0)
+    unbounded.load_state_dict(gs.state_dict())
+    assert not bool(torch.isfinite(unbounded.envelope()).all())  # what the bound prevents
+
+
+def test_half_precision_module_keeps_its_kernel():
+    """A module converted to float16 (Ultralytics validates in half on a GPU) computes the envelope in float32: its
+    kernel equals the float32 kernel rounded once, and no tap of the inner 3×3 is zero at the bound."""
+    torch.manual_seed(0)
+    gs = GaussianShapedConv2d(4, 8, 3, 2)
+    with torch.no_grad():
+        gs.sigma_raw.fill_(-50.0)
+    half = GaussianShapedConv2d(4, 8, 3, 2).half()
+    half.load_state_dict(gs.state_dict())
+    assert half.envelope().dtype == torch.float32
+    k16 = half.effective_kernel()
+    assert k16.dtype == torch.float16
+    want = (half.weight.float() * gs.envelope()).half()  # float16 weights times the float32 envelope, rounded once
+    torch.testing.assert_close(k16, want, rtol=0, atol=0)
+    assert bool((half.envelope() > 1e-3).all())

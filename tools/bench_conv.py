@@ -128,6 +128,35 @@ def unet_rows(repeats: int, size: int, batch: int, device: str) -> list[str]:
     return out + row(f"U-Net validation forward, 1 image, {size}², {device}", res, names["none"])
 
 
+def sigma_bound_rows(x: torch.Tensor, repeats: int) -> list[str]:
+    """Cost of σ's lower bound (issue 35's coverage fix): a train step (fwd+bwd) and the envelope alone of a default
+    ``GaussianShapedConv2d`` with the bound (``sigma_min`` = SIGMA_MIN) and without it (``sigma_min=0``), same
+    weights, timed in alternation."""
+    c = x.shape[1]
+    torch.manual_seed(0)
+    mods = {"sigma_min=0 (no bound)": GaussianShapedConv2d(c, c, 3, sigma_min=0.0),
+            "sigma_min=0.4 (default: bound)": GaussianShapedConv2d(c, c, 3)}
+    ref = next(iter(mods))
+    mods[ref].load_state_dict(mods["sigma_min=0.4 (default: bound)"].state_dict())
+
+    def step(m):
+        def f():
+            m.zero_grad(set_to_none=True)
+            m(x).square().mean().backward()
+        return f
+
+    def env(m):
+        def f():
+            m.zero_grad(set_to_none=True)
+            m.envelope().sum().backward()
+        return f
+
+    out = row(f"σ bound: train step (fwd+bwd), {c} ch, {x.shape[-1]}², k=3, batch {x.shape[0]}",
+              bench({k: step(m) for k, m in mods.items()}, repeats), ref)
+    return out + row(f"σ bound: envelope alone (fwd+bwd), {c} ch, k=3",
+                     bench({k: env(m) for k, m in mods.items()}, repeats * 20), ref)
+
+
 def row(title, res, ref):
     out = []
     for k, v in res.items():
@@ -238,6 +267,7 @@ def main(argv=None):
     res = bench({"nn.Conv2d": infer(conv), "GaussianShapedConv2d (unfused)": infer(gs),
                  "GaussianShapedConv2d.to_conv2d()": infer(fused)}, rep)
     lines += row(f"inference, {c} ch, {s}², batch {b}", res, "nn.Conv2d")
+    lines += sigma_bound_rows(x, rep)
 
     logits = torch.randn(16, 1, 256, 256)
     target = (torch.rand(16, 1, 256, 256) > 0.995).float()
