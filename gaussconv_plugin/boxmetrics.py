@@ -1,6 +1,6 @@
 """Target-level metrics of a box detector on small targets: Pd, false alarms per image, size calibration.
 
-mAP50 of 2–10 px targets is as much box-size calibration as detection (DESIGN.md, evidence protocol), so the
+mAP50 of 2–10 px targets is as much box-size calibration as detection (docs/evidence/README.md, protocol), so the
 detectors are also scored the way IRSTD scores segmentation, per target (pure NumPy):
 
 - A detection (score ≥ the caller's confidence threshold) **matches** a target when the distance between the
@@ -15,6 +15,11 @@ detectors are also scored the way IRSTD scores segmentation, per target (pure Nu
   IoU 0.5 lets it through; it costs precision although nothing new was "seen".
 - **Area ratio** = predicted / target box area of each matched pair; the median is reported (< 1: boxes too
   small, which costs IoU ≥ 0.5 matches in mAP50 even when the target is found).
+- **False boxes by size and head** (``false_boxes`` of :meth:`BoxTargetMetrics.result`): of the unmatched
+  detections, the share whose long side is ``≥ 32`` and ``≥ 100`` px (original image pixels), their median long
+  side, their count per head stride (when the caller passes each detection's stride) and their median score
+  (when it passes the scores). A detector tuned for 1–30 px targets that fires 100 px boxes on clutter fails in a
+  different way from one that fires small ones (docs/ablation/ood_yolo).
 - **Pd by target area** (:meth:`BoxTargetMetrics.pd_by_area`): Pd within bins of the target box's area in pixels
   of the original image, bin ``i`` holding ``edges[i-1] < area ≤ edges[i]`` (first bin from 0, last to ∞), so
   a Pd gap between two detectors or two datasets can be traced to the target sizes it comes from.
@@ -77,13 +82,27 @@ class BoxTargetMetrics:
         self.area_ratios: list[float] = []
         self.target_areas: list[float] = []
         self.target_found: list[bool] = []
+        self.false_long: list[float] = []
+        self.false_strides: list[int] = []
+        self.false_scores: list[float] = []
 
-    def update(self, det_boxes: np.ndarray, tgt_boxes: np.ndarray) -> None:
-        """One image: ``(N, 4)`` thresholded detections and ``(K, 4)`` targets, xyxy pixels."""
+    def update(self, det_boxes: np.ndarray, tgt_boxes: np.ndarray, det_strides=None, det_scores=None) -> None:
+        """One image: ``(N, 4)`` thresholded detections and ``(K, 4)`` targets, xyxy pixels; optionally ``(N,)``
+        the stride of the head each detection comes from and ``(N,)`` its score (for ``false_boxes``)."""
         det = np.asarray(det_boxes, np.float64).reshape(-1, 4)
         tgt = np.asarray(tgt_boxes, np.float64).reshape(-1, 4)
+        for name, extra in (("det_strides", det_strides), ("det_scores", det_scores)):
+            if extra is not None and len(extra) != len(det):
+                raise ValueError(f"{name} has {len(extra)} entries for {len(det)} detections; pass one per box")
         m = match_targets(det, tgt, self.radius)
         ok = m >= 0
+        unmatched = np.setdiff1d(np.arange(len(det)), m[ok])
+        self.false_long += np.maximum(det[unmatched, 2] - det[unmatched, 0],
+                                      det[unmatched, 3] - det[unmatched, 1]).tolist()
+        if det_strides is not None:
+            self.false_strides += [int(s) for s in np.asarray(det_strides).reshape(-1)[unmatched]]
+        if det_scores is not None:
+            self.false_scores += np.asarray(det_scores, np.float64).reshape(-1)[unmatched].tolist()
         self.n_images += 1
         self.n_targets += len(tgt)
         self.n_matched += int(ok.sum())
@@ -121,9 +140,31 @@ class BoxTargetMetrics:
                          "Pd": m / n if n else float("nan")})
         return rows
 
+    def false_boxes(self) -> dict:
+        """Unmatched detections by size, head and score (module docstring): ``{n, share_long_ge32,
+        share_long_ge100, long_median, by_stride: {stride: n}, score_median, score_median_long_ge100}``."""
+        nan = float("nan")
+        long_ = np.asarray(self.false_long, np.float64)
+        scores = np.asarray(self.false_scores, np.float64)
+        big = long_ >= 100
+        out = {"n": int(len(long_)),
+               "share_long_ge32": float((long_ >= 32).mean()) if len(long_) else nan,
+               "share_long_ge100": float(big.mean()) if len(long_) else nan,
+               "long_median": float(np.median(long_)) if len(long_) else nan}
+        if self.false_strides:
+            strides = np.asarray(self.false_strides)
+            out["by_stride"] = {str(s): int((strides == s).sum()) for s in sorted(set(self.false_strides))}
+            out["by_stride_long_ge100"] = {str(s): int(((strides == s) & big).sum())
+                                           for s in sorted(set(self.false_strides))}
+        if len(scores) == len(long_) and len(scores):
+            out["score_median"] = float(np.median(scores))
+            out["score_median_long_ge100"] = float(np.median(scores[big])) if big.any() else nan
+        return out
+
     def result(self) -> dict:
         nan = float("nan")
         return {
+            "false_boxes": self.false_boxes(),
             "Pd": self.n_matched / self.n_targets if self.n_targets else nan,
             "Fa_per_img": self.n_false / self.n_images if self.n_images else nan,
             "Fa_per_empty_img": self.n_false_empty / self.n_empty_images if self.n_empty_images else nan,

@@ -2,6 +2,7 @@
 import math
 
 import numpy as np
+import pytest
 
 from gaussconv_plugin.boxmetrics import BoxTargetMetrics, match_targets
 
@@ -55,3 +56,30 @@ def test_pd_by_area_rejects_edges_that_do_not_increase():
 
     with pytest.raises(ValueError, match="strictly increasing"):
         BoxTargetMetrics().pd_by_area((25, 9))
+
+
+def test_false_boxes_by_size_head_and_score():
+    """Unmatched detections are described by long side, head stride and score; matched ones are not counted."""
+    acc = BoxTargetMetrics()
+    tgt = np.array([[10, 10, 14, 14]], float)  # one 4 px target, centre (12, 12)
+    det = np.array([[10, 10, 14, 14],       # the match (stride 4)
+                    [50, 50, 60, 56],       # 10 px false box (stride 8)
+                    [0, 0, 150, 40],        # 150 px false box (stride 32)
+                    [100, 100, 140, 120]])  # 40 px false box (stride 16)
+    acc.update(det, tgt, det_strides=[4, 8, 32, 16], det_scores=[0.9, 0.4, 0.8, 0.5])
+    fb = acc.result()["false_boxes"]
+    assert fb["n"] == 3
+    assert fb["share_long_ge32"] == pytest.approx(2 / 3) and fb["share_long_ge100"] == pytest.approx(1 / 3)
+    assert fb["long_median"] == 40
+    assert fb["by_stride"] == {"8": 1, "16": 1, "32": 1}
+    assert fb["by_stride_long_ge100"] == {"8": 0, "16": 0, "32": 1}
+    assert fb["score_median"] == pytest.approx(0.5) and fb["score_median_long_ge100"] == pytest.approx(0.8)
+    with pytest.raises(ValueError, match="det_strides has 1 entries for 4 detections"):
+        acc.update(det, tgt, det_strides=[4])
+
+
+def test_false_boxes_without_detections_is_nan():
+    acc = BoxTargetMetrics()
+    acc.update(np.zeros((0, 4)), np.array([[1, 1, 3, 3]], float))
+    fb = acc.result()["false_boxes"]
+    assert fb["n"] == 0 and np.isnan(fb["share_long_ge100"]) and "by_stride" not in fb

@@ -7,7 +7,9 @@ target when the box centres are ≤ 3 px apart. Prints and writes (``--out``) Pd
 median predicted/target area ratio; ``--by-area 9 25 64`` adds Pd per bin of target box area (px², the
 original image's pixels). From Python, ``imgsz='native'`` predicts each image at its long side rounded
 up to 32 (:func:`native_imgsz`) and ``per_image=True`` records each image's shape, the size asked for and the
-network's input shape (:mod:`tools.evidence.evaluate` uses both)::
+network's input shape (:mod:`tools.evidence.evaluate` uses both). Every record carries ``false_boxes``
+(:meth:`~gaussconv_plugin.boxmetrics.BoxTargetMetrics.false_boxes`): the unmatched detections' long sides, their
+scores and the head (stride) each comes from, read from the anchor index NMS keeps (:func:`kept_anchor_strides`)::
 
     python -m tools.evidence.boxeval --weights runs/detect/train/weights/last.pt --split val
 """
@@ -27,7 +29,54 @@ if __package__ in (None, ""):  # run as a file: make `tools` and `gaussconv_plug
 from gaussconv_plugin.boxmetrics import EVAL_CONF, PD_RADIUS, BoxTargetMetrics  # noqa: E402
 from gaussconv_plugin.data import load_image, read_split, sirst_root, target_boxes  # noqa: E402
 
-__all__ = ["evaluate_weights", "native_imgsz", "main"]
+__all__ = ["evaluate_weights", "native_imgsz", "kept_anchor_strides", "anchor_strides", "main"]
+
+
+def anchor_strides(input_hw, strides) -> np.ndarray:
+    """Stride of every anchor of a YOLO head, in the order of its output: level by level, row-major.
+
+    ``input_hw``: the network input ``(H, W)``; ``strides``: the model's ``stride`` per level. → ``(A,)`` ints."""
+    h, w = input_hw
+    return np.concatenate([np.full(int(math.ceil(h / s)) * int(math.ceil(w / s)), int(s)) for s in strides])
+
+
+class kept_anchor_strides:
+    """Context manager that records, for every image an Ultralytics predictor post-processes inside it, the anchor
+    index of each detection NMS keeps (``non_max_suppression(..., return_idxs=True)``, the one host function touched
+    here; a host without ``return_idxs`` fails loudly). ``.indices`` holds one ``(N,)`` array per image, in the
+    order of ``Results.boxes`` (NMS output order; the confidence filter of the predictor comes from NMS itself);
+    ``.scores`` the best class score of every anchor before NMS, ``(A,)`` per image (which head fires where)."""
+
+    def __init__(self):
+        self.indices: list[np.ndarray] = []
+        self.scores: list[np.ndarray] = []
+
+    def __enter__(self):
+        import inspect
+
+        from ultralytics.utils import nms
+
+        self._nms, self._orig = nms, nms.non_max_suppression
+        if "return_idxs" not in inspect.signature(self._orig).parameters:
+            raise RuntimeError("ultralytics.utils.nms.non_max_suppression has no return_idxs: this Ultralytics is not "
+                               "supported by tools.evidence.boxeval; install the version in requirements/constraints.txt")
+
+        def nms_with_idx(*args, **kwargs):
+            want = kwargs.pop("return_idxs", False)
+            pred = args[0] if args else kwargs["prediction"]
+            pred = pred[0] if isinstance(pred, (list, tuple)) else pred
+            if pred.dim() == 3 and pred.shape[1] > 4:  # (B, 4 + nc, A): not an end-to-end head
+                self.scores += list(pred[:, 4:].amax(1).float().cpu().numpy())
+            out, keep = self._orig(*args, return_idxs=True, **kwargs)
+            self.indices += [k.cpu().numpy().astype(np.int64) for k in keep]
+            return (out, keep) if want else out
+
+        nms.non_max_suppression = nms_with_idx
+        return self
+
+    def __exit__(self, *exc):
+        self._nms.non_max_suppression = self._orig
+        return False
 
 
 def native_imgsz(height: int, width: int, stride: int = 32) -> int:
@@ -54,22 +103,36 @@ def evaluate_weights(weights, root=None, split: str = "test", imgsz: int | str =
     inputs, rows = [], []
     hook = model.model.register_forward_pre_hook(lambda m, a: inputs.append(tuple(a[0].shape[-2:]))) \
         if per_image else None
+    shapes, level_max = [], {}
+    shape_hook = model.model.register_forward_pre_hook(lambda m, a: shapes.append(tuple(a[0].shape[-2:])))
+    strides = [int(s) for s in model.model.stride.tolist()]
     for n in names:
         img = load_image(root, n)
         size = native_imgsz(*img.shape) if imgsz == "native" else imgsz
         inputs.clear()
-        res = model.predict(np.repeat(img[:, :, None], 3, axis=2), imgsz=size, conf=conf, iou=0.7, device=device,
-                            verbose=False)[0]
+        with kept_anchor_strides() as kept:
+            res = model.predict(np.repeat(img[:, :, None], 3, axis=2), imgsz=size, conf=conf, iou=0.7, device=device,
+                                verbose=False)[0]
         det, tgt = res.boxes.xyxy.cpu().numpy(), target_boxes(root, n)[0]
-        acc.update(det, tgt)
+        a_strides = anchor_strides(shapes[-1], strides)
+        det_strides = a_strides[kept.indices[-1]] if len(det) else np.zeros(0, int)
+        if kept.scores and len(kept.scores[-1]) == len(a_strides):
+            for s_ in strides:
+                level_max.setdefault(str(s_), []).append(float(kept.scores[-1][a_strides == s_].max()))
+        acc.update(det, tgt, det_strides=det_strides, det_scores=res.boxes.conf.cpu().numpy())
         if per_image:
             rows.append({"name": n, "orig_shape": list(img.shape), "imgsz": size,
                          "input_shape": list(inputs[-1]) if inputs else None, "targets": len(tgt),
                          "detections": len(det)})
+    shape_hook.remove()
     if hook is not None:
         hook.remove()
     rec = {**acc.result(), "weights": str(weights), "root": str(root), "split": split, "imgsz": imgsz,
            "conf": conf, "radius": radius}
+    if level_max:  # per head: the median over images of the image's best anchor score (does a head fire at all?)
+        rec["false_boxes"]["level_max_score_median"] = {k: float(np.median(v)) for k, v in level_max.items()}
+        rec["false_boxes"]["level_share_images_ge_conf"] = {k: float(np.mean(np.asarray(v) >= conf))
+                                                           for k, v in level_max.items()}
     if by_area is not None:
         rec["Pd_by_area"] = acc.pd_by_area(by_area)
     if per_image:
