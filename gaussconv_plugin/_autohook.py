@@ -10,14 +10,17 @@ How it gets loaded:
 - ``import gaussconv_plugin`` also calls :func:`install` (for a source checkout that was never installed).
 
 What :func:`install` does: it puts a finder (:class:`_PostImportFinder`) at the front of ``sys.meta_path`` that
-reacts to exactly two module names, ``ultralytics.nn.tasks`` (model building, loss, fusing) and
-``ultralytics.engine.trainer`` (σ/θ out of weight decay). It lets the real finders locate such a module and
-wraps the found loader's ``exec_module`` so that, right after the module has executed,
-``gaussconv_plugin.yolo.adapter.register()`` runs (idempotent: each part is patched once, when its module is
-complete). If they are already imported, it registers at once. Nothing happens in a process that never imports
-Ultralytics. While the adapter itself is still being imported (``import gaussconv_plugin.yolo.adapter`` as a
-process's first import makes it import Ultralytics), the hook defers silently and the adapter registers at the
-end of its own import.
+reacts to two module names, ``ultralytics.nn.tasks`` (model building, loss, fusing) and
+``ultralytics.engine.trainer`` (σ/θ out of weight decay), and to the modules of ``gaussconv_plugin.yolo``. It lets
+the real finders locate such a module and wraps the found loader's ``exec_module`` so that, right after a
+trigger module has executed, ``gaussconv_plugin.yolo.adapter.register()`` runs (idempotent: each part is patched
+once, when its module is complete). If they are already imported, it registers at once. Nothing happens in a
+process that never imports Ultralytics.
+
+Registration is triggered from this side only (the adapter never imports this module). When a trigger executes
+while a ``gaussconv_plugin.yolo`` module is itself executing (``import gaussconv_plugin.yolo.adapter`` as a
+process's first import makes it import Ultralytics, half-way through the adapter), the hook defers silently and
+registers as soon as the outermost of those modules has finished executing.
 
 Because the ``.pth`` runs in every interpreter, the hook is active in every process Ultralytics spawns
 (dataloader workers started with ``spawn``, the DDP temp script launched by ``torch.distributed.run``);
@@ -38,9 +41,12 @@ __all__ = ["PTH_NAME", "pth_line", "TRIGGER", "TRIGGERS", "ENV_OFF", "disabled",
 TRIGGER = "ultralytics.nn.tasks"
 TRIGGERS = (TRIGGER, "ultralytics.engine.trainer")
 ADAPTER = "gaussconv_plugin.yolo.adapter"
+OWN = "gaussconv_plugin.yolo."  # the adapter's modules: they import Ultralytics at module level
 ENV_OFF = "GAUSSCONV_NO_AUTOHOOK"
 
 _last_error: BaseException | None = None
+_own_executing = 0  # how many modules under OWN are executing right now (nested imports)
+_pending = False  # a trigger fired while one of them was executing: register when the outermost finishes
 
 # Executed by the .pth line (in site's namespace, where the line imported os and sys): find the package without
 # importing it, load this file as gaussconv_plugin._autohook and install the hook; never raise at start-up.
@@ -90,13 +96,17 @@ def last_error() -> BaseException | None:
 
 
 def _register() -> None:
-    """Import the Ultralytics adapter and register; a failure becomes one warning (stock Ultralytics keeps working)."""
-    global _last_error
+    """Import the Ultralytics adapter and register; a failure becomes one warning (stock Ultralytics keeps working).
+
+    Deferred (:data:`_pending`) while a module under :data:`OWN` is executing: it is half-built, and the adapter
+    needs it; the finder calls this again when the outermost such module has finished."""
+    global _last_error, _pending
     if disabled():
         return
-    partial = sys.modules.get(ADAPTER)
-    if partial is not None and not hasattr(partial, "register"):
-        return  # the adapter is being imported right now; it registers at the end of its own import
+    if _own_executing:
+        _pending = True
+        return
+    _pending = False
     try:
         from gaussconv_plugin.yolo import adapter
 
@@ -113,15 +123,17 @@ def _register() -> None:
 
 
 class _PostImportFinder:
-    """``sys.meta_path`` entry that runs :func:`_register` right after a module of :data:`TRIGGERS` executes.
+    """``sys.meta_path`` entry that runs :func:`_register` right after a module of :data:`TRIGGERS` executes, and
+    counts the modules under :data:`OWN` while they execute (a registration deferred meanwhile runs after them).
 
-    It never loads anything itself: for the trigger name it asks the other finders for the spec and wraps that
+    It never loads anything itself: for those names it asks the other finders for the spec and wraps that
     spec's loader's ``exec_module`` (an instance attribute, so ``__loader__`` keeps its real type)."""
 
     _gaussconv_autohook = True  # marker: recognised across reloads of this module
 
     def find_spec(self, fullname, path=None, target=None):
-        if fullname not in TRIGGERS or disabled():
+        own = fullname.startswith(OWN)
+        if not (own or fullname in TRIGGERS) or disabled():
             return None
         spec = None
         for finder in list(sys.meta_path):
@@ -135,15 +147,19 @@ class _PostImportFinder:
             return spec
         orig_exec = loader.exec_module
 
-        def exec_module(module, _orig=orig_exec, _loader=loader):
+        def exec_module(module, _orig=orig_exec, _loader=loader, _own=own):
+            global _own_executing
+            _own_executing += _own
             try:
                 _orig(module)
             finally:
+                _own_executing -= _own
                 try:
                     del _loader.exec_module  # restore the class method for any later reload
                 except AttributeError:
                     pass
-            _register()
+            if not _own or (_pending and not _own_executing):
+                _register()
 
         try:
             loader.exec_module = exec_module

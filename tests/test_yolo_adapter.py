@@ -67,6 +67,64 @@ def test_ultralytics_internals_the_adapter_relies_on_exist():
     assert not getattr(tasks.parse_model.__wrapped__, "_gaussconv", False)
 
 
+def _ultralytics_names_used(path: Path) -> dict[str, int]:
+    """Dotted Ultralytics names a module of gaussconv_plugin/yolo reads (``tasks.BaseModel.fuse``, a ``from
+    ultralytics.x import y`` of a non-module ``y``, …), from its AST: name → first line. Assignments to
+    Ultralytics attributes (what ``register`` sets) and dunders (``__version__``) are not reads of an internal."""
+    import ast
+    import importlib
+
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    alias: dict[str, str] = {}  # local name -> ultralytics module path
+    used: dict[str, int] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                if a.name.split(".")[0] == "ultralytics":
+                    alias[a.asname or a.name.split(".")[0]] = a.name if a.asname else "ultralytics"
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "ultralytics":
+            for a in node.names:
+                full = f"{node.module}.{a.name}"
+                try:
+                    importlib.import_module(full)
+                    alias[a.asname or a.name] = full
+                except ImportError:
+                    used.setdefault(full, node.lineno)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Load):
+            chain, cur = [], node
+            while isinstance(cur, ast.Attribute):
+                chain.append(cur.attr)
+                cur = cur.value
+            if isinstance(cur, ast.Name) and cur.id in alias:
+                used.setdefault(".".join([alias[cur.id], *reversed(chain)]), node.lineno)
+    names = {n: line for n, line in used.items() if not any(part.startswith("__") for part in n.split("."))}
+    # `tasks.BaseModel.fuse` also walks its prefix `tasks.BaseModel`: keep the longest chains
+    return {n: line for n, line in names.items() if not any(o != n and o.startswith(n + ".") for o in names)}
+
+
+def test_check_internals_lists_every_ultralytics_internal_the_yolo_modules_read():
+    """Every Ultralytics name read by a module of gaussconv_plugin/yolo is covered by internals.REQUIRED (the
+    name itself, an object it belongs to, or an object inside it), so check_internals sees every one of them."""
+    from gaussconv_plugin.yolo import internals
+
+    required = [path for path, _ in internals.REQUIRED]
+    folder = Path(internals.__file__).parent
+    seen, missing = {}, []
+    for f in sorted(folder.glob("*.py")):
+        if f.name == "internals.py":  # the list itself (and the Conv it builds to check .conv/.bn/.act)
+            continue
+        for name, line in _ultralytics_names_used(f).items():
+            seen[name] = f.name
+            if not any(name == r or name.startswith(r + ".") or r.startswith(name + ".") for r in required):
+                missing.append(f"{f.name}:{line} reads {name}")
+    assert missing == [], "add these to internals.REQUIRED: " + "; ".join(missing)
+    # positive control: the walk sees the reads it must see
+    for name in ("ultralytics.nn.tasks.parse_model", "ultralytics.utils.loss.BboxLoss", "ultralytics.utils.RANK",
+                 "ultralytics.utils.metrics.bbox_iou", "ultralytics.nn.tasks.BaseModel.fuse"):
+        assert name in seen, (name, sorted(seen))
+
+
 # ------------------------------------------------------------------------------------------------ hook
 def test_autohook_registers_in_a_fresh_interpreter_without_importing_the_package(tmp_path):
     """The installed .pth loads only the stdlib hook at start-up (no torch); ultralytics' import registers."""

@@ -35,6 +35,7 @@ from ultralytics.nn import tasks  # noqa: E402
 
 from gaussconv_plugin import GaussianShapedConv2d  # noqa: E402
 from gaussconv_plugin.yolo import adapter  # noqa: E402
+from gaussconv_plugin.yolo.optim import _log_shape_params  # noqa: E402
 
 CFG = "yolov8n-p2-gauss.yaml"
 
@@ -106,7 +107,8 @@ def test_shape_params_are_exactly_sigma_and_theta(model):
 
 # ------------------------------------------------------------------------------------------------ bare optimizer
 def _ultralytics_groups(model, lr=0.01, decay=5e-4, bn_lr=None):
-    """The three groups of BaseTrainer.build_optimizer (weight with decay, bn weight and bias without)."""
+    """The three groups of Ultralytics 8.4's BaseTrainer.build_optimizer (SGD), in its order and with its tags:
+    weight (decay), bn (norm weights, decay 0), bias (no decay; 8.4's warm-up finds it by its tag)."""
     bn = tuple(v for k, v in torch.nn.__dict__.items() if "Norm" in k)
     g = [[], [], []]
     for mn, m in model.named_modules():
@@ -114,10 +116,10 @@ def _ultralytics_groups(model, lr=0.01, decay=5e-4, bn_lr=None):
             full = f"{mn}.{pn}" if mn else pn
             g[2 if "bias" in full else 1 if isinstance(m, bn) else 0].append(p)
     return torch.optim.SGD([
-        {"params": g[2], "lr": lr, "momentum": 0.9, "nesterov": True, "param_group": "bias"},
         {"params": g[0], "lr": lr, "momentum": 0.9, "nesterov": True, "weight_decay": decay, "param_group": "weight"},
         {"params": g[1], "lr": lr if bn_lr is None else bn_lr, "momentum": 0.9, "nesterov": True, "weight_decay": 0.0,
          "param_group": "bn"},
+        {"params": g[2], "lr": lr, "momentum": 0.9, "nesterov": True, "param_group": "bias"},
     ])
 
 
@@ -181,6 +183,91 @@ def test_exclude_from_decay_with_lr_mult_gets_its_own_group(model):
     assert not _shape_ids(model) & _ids(_group(opt, "weight")["params"])
 
 
+def _ultralytics_83_groups(model, lr=0.01, decay=5e-4):
+    """The groups of Ultralytics 8.3's BaseTrainer.build_optimizer (SGD): untagged, built as
+    ``SGD(g[2], lr, momentum, nesterov)`` (0: biases), then ``add_param_group`` of g[0] (1: weights, decay) and of
+    g[1] (2: norm weights, decay 0). 8.3's warm-up starts group index 0 at ``warmup_bias_lr``, the others at 0."""
+    bn = tuple(v for k, v in torch.nn.__dict__.items() if "Norm" in k)
+    g = [[], [], []]
+    for mn, m in model.named_modules():
+        for pn, p in m.named_parameters(recurse=False):
+            full = f"{mn}.{pn}" if mn else pn
+            g[2 if "bias" in full else 1 if isinstance(m, bn) else 0].append(p)
+    opt = torch.optim.SGD(g[2], lr=lr, momentum=0.9, nesterov=True)
+    opt.add_param_group({"params": g[0], "weight_decay": decay})
+    opt.add_param_group({"params": g[1], "weight_decay": 0.0})
+    return opt
+
+
+def _warmup_start_lr(opt, warmup_bias_lr=0.1) -> list[float]:
+    """Learning rate of each group at warm-up iteration 0 under Ultralytics 8.3's rule (bias group = index 0)."""
+    return [warmup_bias_lr if j == 0 else 0.0 for j, _ in enumerate(opt.param_groups)]
+
+
+def test_exclude_from_decay_on_an_83_layout_never_uses_the_bias_group(model):
+    opt = _ultralytics_83_groups(model)
+    before = [_ids(g["params"]) for g in opt.param_groups]
+    shape = _shape_ids(model)
+    # the trap: group 0 (biases) is untagged and has no decay, exactly like the norm-weight group 2
+    assert [g.get("param_group") for g in opt.param_groups] == [None, None, None]
+    assert opt.param_groups[0]["weight_decay"] == opt.param_groups[2]["weight_decay"] == 0
+    assert shape <= before[1]
+    assert adapter.exclude_from_decay(opt, adapter.shape_params(model), model=model) == 4
+    after = [_ids(g["params"]) for g in opt.param_groups]
+    assert after == [before[0], before[1] - shape, before[2] | shape]  # σ/θ join the norm weights
+    start = _warmup_start_lr(opt)
+    assert {start[j] for j, g in enumerate(after) if g & shape} == {0.0}  # no σ/θ warms up from 0.1
+    assert adapter.norm_weight_group(opt, model) is opt.param_groups[2]
+
+
+def test_exclude_from_decay_on_an_83_layout_without_the_model_takes_a_new_group(model):
+    """Untagged groups cannot be told apart without the model: σ/θ get their own group, never group 0."""
+    opt = _ultralytics_83_groups(model)
+    before = [_ids(g["params"]) for g in opt.param_groups]
+    assert adapter.exclude_from_decay(opt, adapter.shape_params(model)) == 4
+    assert len(opt.param_groups) == 4
+    assert [_ids(g["params"]) for g in opt.param_groups[:3]] == [before[0], before[1] - _shape_ids(model), before[2]]
+    new = opt.param_groups[3]
+    assert _ids(new["params"]) == _shape_ids(model) and new["weight_decay"] == 0.0 and new["lr"] == 0.01
+
+
+def test_exclude_from_decay_on_an_84_layout_finds_the_bn_group_by_its_content(model):
+    opt = _ultralytics_groups(model)
+    before = {g["param_group"]: _ids(g["params"]) for g in opt.param_groups}
+    for g in opt.param_groups:  # what it holds decides, not the tag
+        g.pop("param_group")
+    assert adapter.exclude_from_decay(opt, adapter.shape_params(model), model=model) == 4
+    assert [_ids(g["params"]) for g in opt.param_groups] == [
+        before["weight"] - _shape_ids(model), before["bn"] | _shape_ids(model), before["bias"]]
+
+
+@pytest.mark.parametrize("layout", ["8.3", "8.4"])
+def test_wrapped_build_optimizer_rebuilds_the_same_groups_on_resume(trainer, layout):
+    """The wrapper on a stock build_optimizer of each layout: σ/θ in the norm-weight group, and a rebuilt
+    optimizer (what ``resume`` does) has the same groups, so the saved optimizer state loads into it."""
+    from gaussconv_plugin.yolo.optim import wrap_build_optimizer
+
+    def stock(self, model, name="SGD", lr=0.01, momentum=0.9, decay=5e-4, iterations=100):
+        return _ultralytics_83_groups(model, lr, decay) if layout == "8.3" else _ultralytics_groups(model, lr, decay)
+
+    torch.manual_seed(0)
+    m = tasks.DetectionModel(CFG, nc=1, verbose=False)
+    build = wrap_build_optimizer(stock)
+    a = build(trainer, m)
+    shape = _shape_ids(m)
+    norm_group = 2 if layout == "8.3" else 1  # 8.3: bias, weight, norm weights; 8.4: weight, bn, bias
+    assert [bool(_ids(g["params"]) & shape) for g in a.param_groups] == [j == norm_group for j in range(3)]
+    assert a.param_groups[norm_group]["weight_decay"] == 0.0
+    for p in m.parameters():
+        p.grad = torch.ones_like(p)
+    a.step()
+    b = build(trainer, m)
+    assert [[id(p) for p in g["params"]] for g in a.param_groups] == \
+        [[id(p) for p in g["params"]] for g in b.param_groups]
+    b.load_state_dict(a.state_dict())
+    assert len(b.state) == len(a.state) == len(list(m.parameters()))
+
+
 def test_shape_lr_mult_yaml_key_is_validated():
     assert adapter.shape_lr_mult({}) == 1.0 and adapter.shape_lr_mult({"shape_lr_mult": 10}) == 10.0
     for bad in (0, -1.0, "10", True):
@@ -219,7 +306,7 @@ def test_build_optimizer_of_a_real_detection_trainer(trainer, name):
         assert g["weight_decay"] == 5e-4 and g["param_group"] == ("muon" if name == "MuSGD" else "weight")
     # the σ/θ log callback is registered once, however often the optimizer is rebuilt (resume)
     cbs = trainer.callbacks["on_fit_epoch_end"]
-    assert sum(cb is adapter._log_shape_params for cb in cbs) == 1
+    assert sum(cb is _log_shape_params for cb in cbs) == 1
 
 
 def test_stock_model_without_gaussian_convs_is_untouched(trainer):
@@ -251,11 +338,11 @@ def test_shape_param_stats_and_csv_log(model, tmp_path):
 
         ft = FakeTrainer()
         ft.model = model
-        adapter._log_shape_params(ft)
+        _log_shape_params(ft)
         ft.epoch = 1
-        adapter._log_shape_params(ft)
+        _log_shape_params(ft)
         ft.epoch = 2  # Ultralytics' final_eval fires on_fit_epoch_end once more after the last epoch: not logged
-        adapter._log_shape_params(ft)
+        _log_shape_params(ft)
         lines = list(csv.DictReader((tmp_path / adapter.SHAPE_LOG).open()))
         assert adapter.SHAPE_LOG == "gauss_shape.csv"
         assert [(r["epoch"], r["layer"]) for r in lines] == [("1", "model.0.conv"), ("1", "model.1.conv"),
