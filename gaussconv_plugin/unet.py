@@ -21,8 +21,8 @@ Architecture (MSHNet, Liu et al. CVPR 2024, public code; channel widths ``C = (1
 ``CA(x) = σ(fc(avgpool x) + fc(maxpool x))`` (``fc`` = 1×1 conv C→C/16→C, ReLU between, shared) and spatial
 attention ``SA(x) = σ(conv7×7([mean_c x, max_c x]))`` (2 → 1 channels, no bias); both multiply the features.
 
-Gaussian-shaped convolution (:class:`~gaussconv_plugin.conv.GaussianShapedConv2d`, DESIGN.md "Where the module
-goes"), selected by ``gauss_conv``:
+Gaussian-shaped convolution (:class:`~gaussconv_plugin.conv.GaussianShapedConv2d`; the method in
+``docs/method.md``), selected by ``gauss_conv``:
 
 - ``'none'``: plain MSHNet.
 - ``'spatial_attention'``: the 7×7 spatial-attention conv of **every** residual block (a 2→1-channel conv

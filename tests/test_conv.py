@@ -17,7 +17,7 @@ from gaussconv_plugin.masks import (
     sigma_to_raw,
 )
 
-# θ = 0 masks written out by hand from DESIGN.md's description: four one-tap-wide blades, rays at j·90°,
+# θ = 0 masks written out by hand from docs/method.md ("Pinwheel mask"): four one-tap-wide blades, rays at j·90°,
 # each shifted half a tap sideways (towards the ray turned +90°), centre on.
 PINWHEEL_3 = [
     [1, 0, 1],

@@ -28,7 +28,7 @@ def test_var_is_not_monotone():
     below = p < 100
     assert not bool((a[below].diff() > 0).all())
     t = torch.tensor(100.0)
-    # the numbers quoted in DESIGN.md
+    # the numbers quoted in docs/method.md (scale-loss table, var row: α(1) = 0.961 > α(80) = 0.900)
     assert float(scale_weight(torch.tensor(1.0), t, "var")) == pytest.approx(0.9612, abs=1e-4)
     assert float(scale_weight(torch.tensor(80.0), t, "var")) == pytest.approx(0.90, abs=1e-6)
 
