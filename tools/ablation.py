@@ -12,6 +12,7 @@ One command runs every (part, variant, seed) that is not done yet, then writes t
     python tools/ablation.py --split train:val --parts retina --seeds 0 1     # RetinaNet-R18 CPU twins
     python tools/ablation.py --evaluate DIR --eval-imgsz native  # the finished runs on another dataset
     python tools/ablation.py --dataset nudt_sirst --parts unet yolo --variants stock both --seeds 0 1 2
+    python tools/ablation.py --split train:val --parts unet --variants both both-directed both-noloc --reference both
 
 ``--split train:val`` trains on ``train`` and evaluates on ``val`` (the screen: designs are chosen there);
 the default ``trainval:test`` is the final protocol. ``--dataset nudt_sirst`` (or ``--data-root`` of any folder in
@@ -27,7 +28,7 @@ another dataset in either layout (:mod:`tools.evidence.evaluate`) and writes the
 
 Outputs under ``--out`` (default ``~/.cache/gaussconv_plugin/ablation``, outside the repository):
 ``<part>/<train>-<eval>/e<epochs>/<variant>/seed<k>/`` (weights, logs, ``result.json``), ``results.json``,
-``results.csv``, ``ablation.md`` and the PNG plots; ``--publish DIR`` copies the tables and plots (not the
+``results.csv``, ``ablation.md`` (paired differences to ``--reference``, default ``stock``) and the PNG plots; ``--publish DIR`` copies the tables and plots (not the
 weights) to ``DIR``.
 """
 from __future__ import annotations
@@ -48,7 +49,7 @@ from gaussconv_plugin.data import cache_dir  # noqa: E402
 from tools.evidence import defaults, retina_part, unet_part, yolo_part  # noqa: E402
 from tools.evidence.datasets import DATASETS, check_split, resolve  # noqa: E402
 from tools.evidence.plots import plot_curves, plot_sigma_theta  # noqa: E402
-from tools.evidence.report import machine, markdown, summarize, write_tables  # noqa: E402
+from tools.evidence.report import REFERENCE, machine, markdown, summarize, write_tables  # noqa: E402
 from tools.evidence.runs import (  # noqa: E402
     DEFAULT_PARTS, PARTS, Run, child_env, collect, git_commit, log, plan, restore, run_one,
 )
@@ -87,11 +88,15 @@ def main(argv=None) -> dict:
                     help="default: yolo unet (retina: RetinaNet-R18, opt-in)")
     ap.add_argument("--variants", nargs="+", default=["stock", "gsconv", "diff", "both"],
                     help="subset of: " + " ".join(VARIANTS) + " (default: stock gsconv diff both)")
+    ap.add_argument("--reference", default=None, metavar="VARIANT",
+                    help="the variant the tables' paired differences are taken to (default stock; one of --variants, "
+                         "e.g. both for a screen of forms of both)")
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     ap.add_argument("--unet-seeds", nargs="+", type=int, default=None,
                     help="seeds of the U-Net part if not --seeds (e.g. 0 1 2 beside five detector seeds)")
     ap.add_argument("--dataset", default="sirst", choices=list(DATASETS),
-                    help="sirst (SIRST v1, default) or nudt_sirst (NUDT-SIRST); --data-root overrides its folder")
+                    help="sirst (SIRST v1, default), nudt_sirst (NUDT-SIRST) or irstd1k (IRSTD-1k); --data-root "
+                         "overrides its folder")
     ap.add_argument("--split", default=None, metavar="TRAIN:EVAL",
                     help="two split lists of the dataset (default: sirst trainval:test, nudt_sirst train:test; "
                          "screens: sirst train:val, nudt_sirst train_sub:val_sub)")
@@ -130,6 +135,9 @@ def main(argv=None) -> dict:
     a = ap.parse_args(argv)
     if a.eval_imgsz is not None and a.eval_imgsz != "native" and not (a.eval_imgsz.isdigit() and int(a.eval_imgsz)):
         raise SystemExit(f"--eval-imgsz {a.eval_imgsz}: give a long side in pixels (e.g. 640) or 'native'")
+    if a.reference is not None and a.reference not in a.variants:
+        raise SystemExit(f"--reference {a.reference}: not among --variants ({' '.join(a.variants)}); name one of them "
+                         "or add it to --variants")
     if a.epochs is not None:
         a.yolo_epochs = a.unet_epochs = a.retina_epochs = a.epochs
     if min(a.yolo_epochs, a.unet_epochs, a.retina_epochs) < 1 or a.jobs < 1 or a.threads < 1:
@@ -156,6 +164,8 @@ def main(argv=None) -> dict:
             "dataset_label": ds.label if root is None or root.name == a.dataset else f"{root.name} ({root})",
             "unet_config": unet_part.config(root) if root else None,
             "threads_per_run": a.threads, "jobs": a.jobs, **opts}
+    if a.reference not in (None, REFERENCE):  # the default stays implicit (tables rendered before the option read the same)
+        meta["reference"] = a.reference
     if a.evaluate:
         from tools.evidence.evaluate import evaluate_runs
 

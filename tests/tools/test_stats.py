@@ -113,6 +113,56 @@ def test_rerender_rewrites_tables_from_the_published_runs_only(tmp_path, capsys)
     assert (pub / "ablation.md").read_text() == "kept"
 
 
+def test_paired_differences_to_another_reference(tmp_path, capsys):
+    """``--reference both``: every other variant (stock included) is paired with ``both`` seed by seed; the tables
+    say so; a folder keeps its reference until another is given, ``stock`` leaves it implicit; a reference the
+    runs lack is one line naming the folder, and nothing is rewritten."""
+    recs = _records("unet")
+    s = report.summarize(recs, "both")["unet"]
+    assert "paired" not in s["both"] and s["stock"]["n"] == 5
+    for v, d in [("stock", [0.0] * 5), ("gsconv", STRONG), ("diff", BORDER)]:
+        want = sum(a - b for a, b in zip(d, NULL)) / 5
+        d = s[v]["paired"]["mIoU"]
+        assert d["mean"] == pytest.approx(want) and d["seeds"] == list(range(5))
+    assert report.summarize(recs)["unet"]["both"]["paired"]["mIoU"]["mean"] == pytest.approx(sum(NULL) / 5)
+
+    pub = tmp_path / "pub"
+    pub.mkdir()
+    meta = {"command": "python tools/ablation.py --report-only", "commit": "c", "date": "d", "machine": "m"}
+    report.write_tables(recs, pub, meta)
+    md_stock = (pub / "ablation.md").read_text()
+    assert "- Δ to stock:" in md_stock and "Paired difference to stock (unet):" in md_stock
+
+    report.main(["--reference", "both", str(pub)])
+    data = json.loads((pub / "results.json").read_text())
+    md = (pub / "ablation.md").read_text()
+    assert data["meta"]["reference"] == "both" and "paired" not in data["summary"]["unet"]["both"]
+    assert "- Δ to both:" in md and "Paired difference to both (unet):" in md and "to stock" not in md
+    delta = md.split("Paired difference to both (unet):")[1]
+    assert "| stock | 0,1,2,3,4 |" in delta and "| both |" not in delta
+    report.main([str(pub)])  # no option: the folder's own reference
+    assert "Paired difference to both (unet):" in (pub / "ablation.md").read_text()
+    report.main(["--reference", "stock", str(pub)])
+    data = json.loads((pub / "results.json").read_text())
+    assert "reference" not in data["meta"]
+    rerendered = f"\n- tables re-rendered by: `python -m tools.evidence.report --reference stock {pub}` (same runs)"
+    assert (pub / "ablation.md").read_text() == md_stock.replace("\n\n####", rerendered + "\n\n####", 1)
+    capsys.readouterr()
+
+    (pub / "ablation.md").write_text("kept")
+    with pytest.raises(SystemExit, match=f"--reference gsconv-f03: {pub / 'results.json'} holds no run of it; "
+                                         "choose one of its variants: stock, gsconv, diff, both"):
+        report.main(["--reference", "gsconv-f03", str(pub)])
+    assert (pub / "ablation.md").read_text() == "kept"
+
+
+def test_ablation_reference_must_be_one_of_its_variants():
+    from tools import ablation
+
+    with pytest.raises(SystemExit, match="--reference stock: not among --variants \\(both both-noloc\\)"):
+        ablation.main(["--parts", "unet", "--variants", "both", "both-noloc", "--reference", "stock", "--report-only"])
+
+
 def test_area_pd_table_marks_holm_survivors():
     def rec(pds):
         return {"Pd_by_area": [{"area": b, "targets": 10, "Pd": p} for b, p in zip(["(0, 9]", "(9, inf]"], pds)]}

@@ -1,5 +1,6 @@
 """Tables of an ablation: ``results.json`` (every run + the summary), ``results.csv`` (a row per run) and
-``ablation.md`` (mean ± std per variant, and each variant's paired per-seed difference to ``stock``).
+``ablation.md`` (mean ± std per variant, and each variant's paired per-seed difference to a reference variant:
+``stock`` unless ``--reference`` names another, e.g. ``both`` for a screen of forms of ``both``).
 
 In the Δ table of a part, ``*`` marks an interval that excludes 0 (paired t-test, p < 0.05, each cell on its own)
 and ``†`` a difference that still holds after Holm's correction over every cell of that table (all variants × all
@@ -8,6 +9,9 @@ and ``†`` a difference that still holds after Holm's correction over every cel
 Re-render published tables (new marks, same runs; plots and ``results.csv`` untouched)::
 
     python -m tools.evidence.report docs/ablation/yolo_trainval_test docs/ablation/retina_trainval_test
+    python -m tools.evidence.report --reference both docs/ablation/unet_loss_screen_train_val  # Δ to both
+
+A folder keeps the reference it was rendered with (``meta["reference"]``, absent = ``stock``) until another is given.
 """
 from __future__ import annotations
 
@@ -23,8 +27,8 @@ from gaussconv_plugin.boxmetrics import EVAL_CONF, PD_RADIUS
 from .stats import ALPHA, holm, mean_std, paired_difference
 from .variants import VARIANTS
 
-__all__ = ["METRICS", "DIFF_METRICS", "LAST_K", "ALPHA", "last_k_mean", "hardware", "summarize", "markdown",
-           "write_tables", "rerender", "machine"]
+__all__ = ["METRICS", "DIFF_METRICS", "LAST_K", "ALPHA", "REFERENCE", "last_k_mean", "hardware", "summarize",
+           "markdown", "write_tables", "rerender", "reference", "machine"]
 
 #: epochs averaged by the ``mAP50_last3`` column: the last-epoch figure alone swings by up to 0.17 mAP50 between
 #: neighbouring epochs at these schedules; the mean of the last three is as free of selection and less noisy
@@ -38,8 +42,10 @@ METRICS = {
     "retina": [("mAP50", "mAP50"), ("mAP50_last3", f"mAP50 (last {LAST_K})"), ("Pd", "Pd"),
                ("Fa_per_img", "Fa / img"), ("area_ratio_median", "area P/T")],
 }
-DIFF_METRICS = {"yolo": ["mAP50", "mAP50_last3", "mAP50-95", "Pd", "Fa_per_img"], "unet": ["mIoU", "mIoU_last3", "nIoU", "Pd"],
+DIFF_METRICS = {"yolo": ["mAP50", "mAP50_last3", "mAP50-95", "Pd", "Fa_per_img"],
+                "unet": ["mIoU", "mIoU_last3", "nIoU", "Pd"],
                 "retina": ["mAP50", "mAP50_last3", "Pd", "Fa_per_img", "area_ratio_median"]}
+#: the variant the paired differences are taken to unless a table names another (``meta["reference"]``)
 REFERENCE = "stock"
 NAMES = {"stock": "stock", "gsconv": "+ GaussianShapedConv", "diff": "+ diff scale loss", "both": "both"}
 
@@ -77,11 +83,17 @@ def _with_derived(rec: dict) -> dict:
     return {**rec, "metrics": {**rec["metrics"], key: m}} if m is not None else rec
 
 
-def summarize(records: list[dict]) -> dict:
+def reference(meta: dict | None) -> str:
+    """The variant a table's paired differences are taken to: ``meta["reference"]``, else :data:`REFERENCE`."""
+    return (meta or {}).get("reference") or REFERENCE
+
+
+def summarize(records: list[dict], ref_variant: str = REFERENCE) -> dict:
     """``{part: {variant: {"n", "seeds", "epochs", metric: (mean, std), "sec_per_epoch": (mean, std),
-    "paired": {metric: paired_difference to stock}}}}``; std is the sample standard deviation over seeds. A seed is
-    paired only where the variant and stock trained on the same :func:`hardware` (a GPU run of stock is no pair for a
-    CPU run of the variant), and a row whose runs trained on several hardware gets its s / epoch per hardware
+    "paired": {metric: paired_difference to ref_variant}}}}``; std is the sample standard deviation over seeds. A
+    seed is paired only where the variant and the reference (``stock`` by default) trained on the same
+    :func:`hardware` (a GPU run of the reference is no pair for a CPU run of the variant), and a row whose runs
+    trained on several hardware gets its s / epoch per hardware
     (``sec_per_epoch_by_hardware``) beside the meaningless pooled one.
     ``mAP50_last3`` (detectors) and ``mIoU_last3`` (U-Net) are derived here from each run's curves
     (:func:`last_k_mean`). Each paired difference carries its t-test ``p`` and ``p_holm``, Holm-adjusted over every
@@ -91,7 +103,7 @@ def summarize(records: list[dict]) -> dict:
     for part in METRICS:
         by_v = {v: sorted((r for r in records if r["part"] == part and r["variant"] == v), key=lambda r: r["seed"])
                 for v in VARIANTS}
-        ref = {r["seed"]: r for r in by_v.get(REFERENCE, [])}
+        ref = {r["seed"]: r for r in by_v.get(ref_variant, [])}
         for v, recs in by_v.items():
             if not recs:
                 continue
@@ -106,7 +118,7 @@ def summarize(records: list[dict]) -> dict:
                 secs_by_hw.setdefault(hardware(r) or "?", []).append(r["sec_per_epoch"])
             if len(secs_by_hw) > 1:  # a GPU's seconds and a CPU's do not average: one figure per hardware
                 row["sec_per_epoch_by_hardware"] = {h: mean_std(xs) for h, xs in sorted(secs_by_hw.items())}
-            if v != REFERENCE and ref:
+            if v != ref_variant and ref:
                 row["paired"] = {}
                 same = {r["seed"] for r in recs if r["seed"] in ref and _same_hardware(r, ref[r["seed"]])}
                 for key in DIFF_METRICS[part]:
@@ -140,6 +152,7 @@ def _fmt_diff(d: dict, digits: int) -> str:
 
 
 def markdown(summary: dict, meta: dict) -> str:
+    ref = reference(meta)
     split = meta.get("split", "trainval:test").split(":")
     label = meta.get("dataset_label", "SIRST v1 (idx_427)")
     if meta.get("evaluated_on"):  # tools.evidence.evaluate: the trained runs on another dataset
@@ -176,7 +189,7 @@ def markdown(summary: dict, meta: dict) -> str:
              *([f"- runs trained on: {'; '.join(meta['run_machines'])}"] if meta.get("run_machines") else []),
              f"- machine{' (tables)' if meta.get('run_machines') else ''}: {meta['machine']}",
              *notes,
-             "- Δ to stock: paired per-seed difference, mean ± std [95 % t interval]; `*` marks an interval that "
+             f"- Δ to {ref}: paired per-seed difference, mean ± std [95 % t interval]; `*` marks an interval that "
              "excludes 0 (none is given when every seed's difference is the same); `†` marks one that still holds "
              "after Holm's correction over every cell of its Δ table (family-wise 5 %)",
              *([f"- tables re-rendered by: `{meta['rerendered_by']}` (same runs)"]
@@ -205,7 +218,7 @@ def markdown(summary: dict, meta: dict) -> str:
         if diffs:
             keys = [k for k in DIFF_METRICS[part] if any(k in p for _, p in diffs)]
             label = dict(METRICS[part])
-            lines += ["", f"Paired difference to stock ({part}):", "",
+            lines += ["", f"Paired difference to {ref} ({part}):", "",
                       "| variant | seeds | " + " | ".join(f"Δ {label[k]}" for k in keys) + " |",
                       "|---|---|" + "---|" * len(keys)]
             for v, p in diffs:
@@ -218,7 +231,7 @@ def markdown(summary: dict, meta: dict) -> str:
 
 def write_tables(records: list[dict], out: Path, meta: dict) -> dict:
     records = [_with_derived(r) for r in records]
-    summary = summarize(records)
+    summary = summarize(records, reference(meta))
     (out / "results.json").write_text(json.dumps({"meta": meta, "runs": records, "summary": summary}, indent=1))
     keys = sorted({k for r in records for k in r["metrics"]})
     with (out / "results.csv").open("w", newline="") as fh:
@@ -235,19 +248,34 @@ def write_tables(records: list[dict], out: Path, meta: dict) -> dict:
     return summary
 
 
-def rerender(folder: Path, command: str) -> dict:
+def rerender(folder: Path, command: str, ref_variant: str | None = None) -> dict:
     """Rewrite ``folder``'s ``results.json`` summary and ``ablation.md`` from the runs and meta it holds (what this
-    module's current version marks, e.g. the Holm ``†``), recording ``command`` as ``meta["rerendered_by"]``. Runs,
-    ``results.csv`` and plots are left as they are. Returns the summary."""
+    module's current version marks, e.g. the Holm ``†``), recording ``command`` as ``meta["rerendered_by"]``; with
+    ``ref_variant`` the paired differences are taken to that variant (recorded as ``meta["reference"]``), else to the
+    folder's own reference. Runs, ``results.csv`` and plots are left as they are. Returns the summary."""
     path = Path(folder) / "results.json"
     if not path.is_file():
         raise SystemExit(f"report: no results.json in {folder}: pass a folder that tools/ablation.py --publish wrote")
     data = json.loads(path.read_text())
     meta = {**data["meta"], "rerendered_by": command}
-    summary = summarize(data["runs"])
+    if ref_variant is not None:
+        check_reference(ref_variant, data["runs"], path)
+        meta = {k: v for k, v in meta.items() if k != "reference"}
+        if ref_variant != REFERENCE:  # the default stays implicit: tables rendered before the option read the same
+            meta["reference"] = ref_variant
+    summary = summarize(data["runs"], reference(meta))
     path.write_text(json.dumps({"meta": meta, "runs": data["runs"], "summary": summary}, indent=1))
     (Path(folder) / "ablation.md").write_text(markdown(summary, meta))
     return summary
+
+
+def check_reference(ref_variant: str, records: list[dict], where) -> None:
+    """One line naming ``where`` and the fix unless some run of ``records`` is of variant ``ref_variant``."""
+    order = list(VARIANTS)
+    have = sorted({r["variant"] for r in records}, key=lambda v: (order.index(v) if v in order else len(order), v))
+    if ref_variant not in have:
+        raise SystemExit(f"--reference {ref_variant}: {where} holds no run of it; choose one of its variants: "
+                         f"{', '.join(have)}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -258,14 +286,20 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m tools.evidence.report",
                                  description="Re-render published ablation tables from their results.json")
     ap.add_argument("folders", nargs="+", type=Path, help="folders holding a results.json (docs/ablation/...)")
+    ap.add_argument("--reference", default=None, metavar="VARIANT", choices=list(VARIANTS),
+                    help="take the paired differences to this variant (default: the folder's own, stock unless it "
+                         "was rendered with another)")
     args = ap.parse_args(argv)
     command = "python -m tools.evidence.report " + " ".join(
         shlex.quote(str(f)) for f in (argv if argv is not None else sys.argv[1:]))
     missing = [str(f) for f in args.folders if not (f / "results.json").is_file()]
     if missing:  # before any folder is rewritten
         ap.error(f"no results.json in {', '.join(missing)}: pass folders that tools/ablation.py --publish wrote")
+    if args.reference is not None:  # every folder must hold the reference, before any is rewritten
+        for f in args.folders:
+            check_reference(args.reference, json.loads((f / "results.json").read_text())["runs"], f / "results.json")
     for f in args.folders:
-        rerender(f, command)
+        rerender(f, command, args.reference)
         print(f"re-rendered {f / 'ablation.md'}")
 
 
