@@ -71,19 +71,21 @@ def _pos_int(v) -> int | None:
     return i if i >= 1 else None
 
 
-def check_groups_dilation(in_channels: int, out_channels: int, groups=1, dilation=1) -> tuple[int, int]:
+def check_groups_dilation(in_channels: int | None, out_channels: int | None, groups=1, dilation=1) -> tuple[int, int]:
     """``(groups, dilation)`` as ints, or one ``ValueError`` line saying what to pass.
 
     Supported: ``groups`` a positive int dividing both channel counts (depthwise included), ``dilation`` one positive
     int for both axes (an int or an equal pair; the envelope is isotropic in taps, and 'same' padding needs one
-    value)."""
+    value). With ``in_channels``/``out_channels`` None (a YAML row before channel inference) only the values are
+    checked, not the divisibility."""
     g = _pos_int(groups)
-    if g is None or in_channels % g or out_channels % g:
-        both = [x for x in range(1, min(in_channels, out_channels) + 1) if in_channels % x == 0 == out_channels % x]
-        raise ValueError(
-            f"GaussianShapedConv2d({in_channels}->{out_channels}) cannot use groups={groups!r}: groups must be a "
-            f"positive int dividing in_channels {in_channels} and out_channels {out_channels}; use one of {both} "
-            f"({_ROW} g)")
+    chans = [c for c in (in_channels, out_channels) if c is not None]
+    if g is None or any(c % g for c in chans):
+        what = f"({in_channels}->{out_channels}) " if chans else " "
+        both = [x for x in range(1, min(chans) + 1) if all(c % x == 0 for c in chans)] if chans else "1, 2, ..."
+        div = f" dividing in_channels {in_channels} and out_channels {out_channels}" if chans else ""
+        raise ValueError(f"GaussianShapedConv2d{what}cannot use groups={groups!r}: groups must be a positive int{div}; "
+                         f"use one of {both} ({_ROW} g)")
     pair = tuple(dilation) if isinstance(dilation, (tuple, list)) else (dilation, dilation)
     d = _pos_int(pair[0]) if len(pair) == 2 and pair[0] == pair[1] else None
     if d is None:
@@ -217,17 +219,6 @@ class GaussianShapedConv2d(nn.Conv2d):
         lacks = [n for n in ("sigma_raw", "theta") if n not in self.__dict__.get("_parameters", {})]
         if lacks:  # unpickling succeeds (its weights can still be transferred); running it raises one line
             self.__dict__["_lacks_shape_params"] = lacks
-
-    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
-                              error_msgs):
-        lacks = [prefix + n for n in ("sigma_raw", "theta") if prefix + n not in state_dict]
-        if strict and lacks and prefix + "weight" in state_dict:
-            raise RuntimeError(
-                f"the state dict has {prefix}weight but no {' or '.join(lacks)}: it was saved from a plain conv or "
-                "before σ/θ existed; load it with strict=False (σ/θ keep sigma_init/theta_init) or fine-tune from "
-                "it (yolo train model=<gauss yaml> pretrained=<checkpoint>; MMDetection: load_from=<checkpoint>)")
-        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
-                                      error_msgs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check_shape_params()

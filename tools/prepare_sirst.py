@@ -40,6 +40,15 @@ def _pair(s: str) -> tuple[str, str]:
 
 
 def main(argv=None) -> Path:
+    """Parse the arguments and convert; bad data (a missing, corrupt or truncated file, a mask of another aspect
+    ratio, a split list naming a missing file) exits with one line naming the file and the fix, nothing written."""
+    try:
+        return _main(argv)
+    except (FileNotFoundError, ValueError) as e:
+        raise SystemExit(f"prepare_sirst.py: {e}") from None
+
+
+def _main(argv=None) -> Path:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--format", choices=("yolo", "coco"), default="yolo", help="output format (default yolo)")
     ap.add_argument("--data-root", "--root", dest="root", default=None,

@@ -12,7 +12,9 @@ Images are referenced by **absolute path to the original files** (``file_name``)
 MMDetection's ``LoadImageFromFile`` (``color_type='color'``, cv2 ``IMREAD_COLOR``) decodes all four PNG modes
 of SIRST (L, RGB, RGBA, palette) to 3-channel BGR whose gray value equals :func:`load_image` (checked by
 ``tests/test_mmdet_data.py``): palette files are expanded through their palette, RGBA drops alpha as PIL does.
-Some files carry an iCCP profile that libpng warns about on stderr; the warning is harmless.
+Some files carry an iCCP profile that libpng warns about on stderr; the warning is harmless. Every image is
+decoded once here (:func:`~gaussconv_plugin.data.sirst.load_image`), so a corrupt or truncated file fails now, in
+one line naming it, not in the middle of a training run.
 
 Boxes come from the mask's 8-connected components (:func:`~gaussconv_plugin.data.sirst.target_boxes`), the
 ground truth used everywhere in this project; the VOC xml files (SIRST v1 only) are only cross-checked and their
@@ -20,7 +22,8 @@ problems counted. COCO ``bbox`` is ``[x, y, w, h]`` in pixel-edge coordinates (a
 ``x = 3, w = 3``); ``area = w·h``. Category id 1, name ``Target``.
 
 The function is idempotent: a json whose content would not change is not rewritten (its mtime stays), and
-files are written atomically (safe when several distributed workers prepare the same directory).
+files are written atomically (safe when several distributed workers prepare the same directory). Every split is
+read before anything is written: bad data (see :mod:`gaussconv_plugin.data.sirst`) leaves ``out_dir`` as it was.
 """
 from __future__ import annotations
 
@@ -30,10 +33,9 @@ import tempfile
 from pathlib import Path
 from typing import Iterable
 
-from PIL import Image
 
 from .layout import default_splits, detect_layout, idx_label, mask_path, split_folders
-from .sirst import cache_dir, read_split, sirst_root, target_boxes
+from .sirst import cache_dir, load_image, read_split, sirst_root, target_boxes
 
 __all__ = ["prepare_coco", "coco_dict", "CLASSES", "default_coco_dir"]
 
@@ -59,9 +61,8 @@ def coco_dict(root: str | os.PathLike, names: Iterable[str], description: str = 
     for img_id, name in enumerate(names, start=1):
         path = root / "images" / f"{name}.png"
         if not path.is_file():
-            raise FileNotFoundError(f"{path} missing; the split lists {name!r} but the image is not in {root}/images")
-        with Image.open(path) as im:
-            width, height = im.size
+            raise FileNotFoundError(f"image {path} not found; add it or drop {name!r} from the names/split list")
+        height, width = load_image(root, name).shape  # decoded in full: a corrupt file fails here, in one line
         images.append(dict(id=img_id, file_name=str(path), width=width, height=height, sirst_name=name))
         boxes, probs = target_boxes(root, name, layout=layout)
         if probs:
@@ -138,15 +139,17 @@ def prepare_coco(
     out = out.resolve()
     if out == root or root in out.parents:
         raise ValueError(f"out_dir {out} lies inside the read-only dataset {root}; choose a cache or temp folder")
-    summaries = {}
-    for split in splits:
+    summaries, cocos = {}, {}
+    for split in splits:  # read every split first: bad data leaves out_dir as it was
         names = read_split(root, split, folders[split])
         if limit is not None:
             names = names[: int(limit)]
         label = "SIRST" if layout == "sirst" else root.name
-        coco, summary = coco_dict(root, names, f"{label} {folders[split]}/{split} as COCO (from {root})")
+        desc = f"{label} {folders[split]}/{split} as COCO (from {root})"
+        cocos[split], summaries[split] = coco_dict(root, names, desc)
+    for split, coco in cocos.items():
+        summary = summaries[split]
         _write_if_changed(out / "annotations" / f"{split}.json", json.dumps(coco, indent=1) + "\n")
-        summaries[split] = summary
         if verbose:
             print(
                 f"prepare_coco: {split}: {summary['images']} images, {summary['boxes']} boxes, VOC xml problems "

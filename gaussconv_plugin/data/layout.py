@@ -144,5 +144,8 @@ def check_names(root: str | os.PathLike, names, layout: str | None = None, sourc
     missing = [p for n in names for p in (image_path(root, n), mask_path(root, n, layout)) if not p.is_file()]
     if missing:
         src = f"{source} lists" if source else "the names list"
+        ext = [n for n in names if os.path.splitext(str(n))[1].lower() in (".png", ".jpg", ".jpeg", ".bmp", ".tif")]
+        fix = (f"list names without extension (e.g. {os.path.splitext(ext[0])[0]!r}, not {ext[0]!r})" if ext
+               else "add the image/mask or drop the name from the list")
         raise FileNotFoundError(f"{src} {len(missing)} missing file(s) in {root} ({layout} layout), first "
-                                f"{missing[0]}; add the image/mask or drop the name from the list")
+                                f"{missing[0]}; {fix}")

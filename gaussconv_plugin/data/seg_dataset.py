@@ -3,10 +3,12 @@
 :mod:`gaussconv_plugin.mmdet.segmentation`).
 
 Images may have any PIL mode (L, RGB, RGBA, P: all read as 8-bit grey by
-:func:`~gaussconv_plugin.data.sirst.load_image`) and any size. A mask whose size differs from its image's
-(SIRST v1 has one: ``Misc_111``, image 325×220, mask 592×400, same aspect ratio, in the ``test`` split) is
-resized to the image with nearest neighbour (:func:`resize_mask`, with a warning), as MSHNet's loader does
-implicitly; metrics are computed at the image's size.
+:func:`~gaussconv_plugin.data.sirst.load_image`) and any size. A mask whose size differs from its image's is
+accepted only as the image scaled by one factor, up to a pixel of rounding per side
+(:func:`~gaussconv_plugin.data.sirst.check_mask_size`; SIRST v1 has one: ``Misc_111``, image 325×220, mask
+592×400, in the ``test`` split): it is resized to the image with nearest neighbour (:func:`resize_mask`, with a
+warning), as MSHNet's loader does implicitly; metrics are computed at the image's size. A mask of another aspect
+ratio, or a file that does not decode, raises one line naming the file when the sample is first read.
 
 Sample (what ``dataset[i]`` returns)::
 
@@ -42,8 +44,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageFilter
 
-from .layout import check_names, detect_layout
-from .sirst import dataset_root, load_image, load_mask, read_split
+from .layout import check_names, detect_layout, image_path, mask_path
+from .sirst import check_mask_size, dataset_root, load_image, load_mask, read_split
 
 __all__ = ["SIRSTSegDataset", "train_transform", "pad_collate", "resize_mask", "GREY_MEAN", "GREY_STD"]
 
@@ -199,7 +201,8 @@ class SIRSTSegDataset(torch.utils.data.Dataset):
             return self._store[i]
         name = self.names[i]
         img, mask = load_image(self.root, name), load_mask(self.root, name, self.layout)
-        if img.shape != mask.shape:
+        if not check_mask_size(img.shape, mask.shape, image_path(self.root, name),
+                               mask_path(self.root, name, self.layout)):
             warnings.warn(f"{name}: mask {mask.shape} resized to the image's {img.shape} (nearest)", stacklevel=2)
             mask = resize_mask(mask, img.shape)
         if self.cache:

@@ -16,6 +16,17 @@ Layouts (:mod:`gaussconv_plugin.data.layout` tells them apart from ``masks/``)::
 Every function taking ``idx`` accepts ``None`` for the layout's default split folder
 (:func:`~gaussconv_plugin.data.layout.default_idx`). Boxes are ``xyxy`` in pixel-edge coordinates: a target
 covering columns 3..5 has ``x1 = 3, x2 = 6``.
+
+Bad data ends in one ``ValueError`` / ``FileNotFoundError`` line that names the file and the fix, raised where the
+file is read: a missing image or mask, an image or mask that does not decode (corrupt, truncated, not an image),
+an unreadable VOC xml, a mask whose size breaks the rule of :func:`check_mask_size`.
+
+Mask size rule (:func:`check_mask_size`). A mask may be stored at another size than its image only as the image
+scaled by one factor: there must be one ``s > 0`` with ``|W_mask − s·W_image| ≤ 1`` and ``|H_mask − s·H_image| ≤ 1``
+(the same aspect ratio up to a pixel of rounding on each side; SIRST v1's ``Misc_111``, image 325×220 and mask
+592×400, is one such case). Such a mask is read at its own size and mapped to the image: its boxes are scaled
+(:func:`target_boxes`) and the segmentation dataset resizes it with nearest neighbour. Any other size (another
+aspect ratio: most likely the mask of another image) is an error.
 """
 from __future__ import annotations
 
@@ -33,6 +44,7 @@ from .split_lists import committed_split_file, read_names
 __all__ = [
     "cache_dir", "dataset_root", "sirst_root", "nudt_root", "read_split", "load_image", "load_mask",
     "load_voc_boxes", "mask_to_boxes", "check_boxes_against_voc", "target_boxes", "SHARED_DATASETS",
+    "check_mask_size", "image_size",
 ]
 
 SPLITS = ("train", "val", "test", "trainval", "trainvaltest")
@@ -134,18 +146,41 @@ def read_split(root: str | os.PathLike, split: str = "trainval", idx: str | None
     return names
 
 
+def _decode(p: Path, what: str, name: str, convert) -> np.ndarray:
+    """Open and fully decode ``p`` with PIL and ``convert(im) -> array``; a file that does not decode is one
+    ``ValueError`` line naming it and the fix."""
+    try:
+        with Image.open(p) as im:
+            return convert(im)
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        reason = " ".join(str(e).split()) or type(e).__name__
+        raise ValueError(f"{what} {p} cannot be read ({reason}): it is corrupt, truncated or not an image; "
+                         f"replace it with a valid PNG or drop {name!r} from the split list") from None
+
+
+def _grey(im: Image.Image) -> np.ndarray:
+    if im.mode == "P":
+        im = im.convert("RGBA")
+    if im.mode in ("RGBA", "LA"):
+        im = im.convert("RGB")
+    return np.asarray(im.convert("L"), dtype=np.uint8).copy()
+
+
 def load_image(root: str | os.PathLike, name: str) -> np.ndarray:
     """``(H, W)`` uint8 grayscale image ``images/<name>.png``; L, RGB, RGBA and palette files are all converted
-    with PIL's 'L'."""
+    with PIL's 'L'. A missing or undecodable file raises one line naming it."""
     p = image_path(root, name)
     if not p.is_file():
         raise FileNotFoundError(f"image {p} not found; add it or drop {name!r} from the names/split list")
-    with Image.open(p) as im:
-        if im.mode == "P":
-            im = im.convert("RGBA")
-        if im.mode in ("RGBA", "LA"):
-            im = im.convert("RGB")
-        return np.asarray(im.convert("L"), dtype=np.uint8).copy()
+    return _decode(p, "image", name, _grey)
+
+
+def image_size(root: str | os.PathLike, name: str) -> tuple[int, int]:
+    """``(W, H)`` of ``images/<name>.png`` from its header (not decoded); one error line if it is no image."""
+    p = image_path(root, name)
+    if not p.is_file():
+        raise FileNotFoundError(f"image {p} not found; add it or drop {name!r} from the names/split list")
+    return _decode(p, "image", name, lambda im: im.size)
 
 
 def load_mask(root: str | os.PathLike, name: str, layout: str | None = None) -> np.ndarray:
@@ -155,20 +190,41 @@ def load_mask(root: str | os.PathLike, name: str, layout: str | None = None) -> 
     if not p.is_file():
         raise FileNotFoundError(f"mask {p} of image {name!r} not found; add it or drop {name!r} from the "
                                 "names/split list")
-    with Image.open(p) as im:
-        return np.asarray(im.convert("L")) > 127
+    return _decode(p, "mask", name, lambda im: np.asarray(im.convert("L")) > 127)
+
+
+def check_mask_size(image_hw: tuple[int, int], mask_hw: tuple[int, int], image_file, mask_file) -> bool:
+    """The mask size rule (module docstring): True if the mask has the image's size, False if it is the image
+    scaled by one factor (up to a pixel of rounding per side: map it to the image), else one ``ValueError`` line
+    naming both files and the fix."""
+    (h, w), (mh, mw) = (int(x) for x in image_hw), (int(x) for x in mask_hw)
+    if (h, w) == (mh, mw):
+        return True
+    lo = max((mw - 1) / w, (mh - 1) / h, 0.0)  # the scale factors s allowed by each side overlap
+    hi = min((mw + 1) / w, (mh + 1) / h)
+    if lo <= hi and hi > 0:
+        return False
+    raise ValueError(f"mask {mask_file} is {mw}x{mh} but its image {image_file} is {w}x{h}, another aspect ratio "
+                     "(a mask may differ in size only as the image scaled by one factor): it is probably another "
+                     f"image's mask; save the mask at {w}x{h} or drop the name from the split list")
 
 
 def load_voc_boxes(root: str | os.PathLike, name: str) -> np.ndarray:
-    """``(K, 4)`` float32 xyxy boxes from ``masks/<name>.xml`` converted to pixel edges (VOC max is inclusive)."""
+    """``(K, 4)`` float32 xyxy boxes from ``masks/<name>.xml`` converted to pixel edges (VOC max is inclusive);
+    an unreadable file raises one line naming it."""
     f = Path(root) / "masks" / f"{name}.xml"
     if not f.is_file():
         return np.zeros((0, 4), np.float32)
     boxes = []
-    for obj in ET.parse(f).getroot().iter("object"):
-        bb = obj.find("bndbox")
-        x1, y1, x2, y2 = (float(bb.find(t).text) for t in ("xmin", "ymin", "xmax", "ymax"))
-        boxes.append((x1, y1, x2 + 1, y2 + 1))
+    try:
+        for obj in ET.parse(f).getroot().iter("object"):
+            bb = obj.find("bndbox")
+            x1, y1, x2, y2 = (float(bb.find(t).text) for t in ("xmin", "ymin", "xmax", "ymax"))
+            boxes.append((x1, y1, x2 + 1, y2 + 1))
+    except (ET.ParseError, AttributeError, TypeError, ValueError) as e:
+        reason = " ".join(str(e).split()) or "an <object> without a numeric bndbox xmin/ymin/xmax/ymax"
+        raise ValueError(f"VOC file {f} cannot be read ({reason}); fix or delete it (the boxes come from the mask, "
+                         "the xml is only cross-checked)") from None
     return np.asarray(boxes, np.float32).reshape(-1, 4)
 
 
@@ -238,15 +294,16 @@ def target_boxes(root: str | os.PathLike, name: str, tol: float = 2.0,
     layouts), in the image's pixel coordinates, and the problems :func:`check_boxes_against_voc` finds against
     ``masks/<name>.xml`` where that file exists (SIRST v1; IRSTD folders have none, so the list is empty).
 
-    A mask stored at another size than its image (SIRST v1 ``Misc_111``: image 325×220, mask and VOC file
-    592×400) is read at its own size and its boxes (like the VOC check, done in mask coordinates) are scaled to
-    the image: components are never merged or lost by resizing the mask."""
+    A mask stored at another size than its image as :func:`check_mask_size` allows (e.g. SIRST v1 ``Misc_111``:
+    image 325×220, mask and VOC file 592×400) is read at its own size and its boxes (like the VOC check, done in
+    mask coordinates) are scaled to the image: components are never merged or lost by resizing the mask. Any other
+    size raises one line naming both files."""
     mask = load_mask(root, name, layout)
+    w, h = image_size(root, name)
+    same = check_mask_size((h, w), mask.shape, image_path(root, name), mask_path(root, name, layout))
     boxes = mask_to_boxes(mask)
     xml = Path(root) / "masks" / f"{name}.xml"
     problems = check_boxes_against_voc(boxes, load_voc_boxes(root, name), tol) if xml.is_file() else []
-    with Image.open(image_path(root, name)) as im:
-        w, h = im.size
-    if (h, w) != mask.shape:
+    if not same:
         boxes = boxes * np.array([w / mask.shape[1], h / mask.shape[0]] * 2, np.float32)
     return boxes, problems

@@ -28,12 +28,17 @@ Output layout (``out_dir``)::
 - **Idempotent.** ``manifest.json`` records the parameters and the source; a second call with the same
   parameters returns at once. With other parameters the ``images/``, ``labels/`` folders (and Ultralytics'
   ``*.cache`` files in them) are rebuilt.
+- **All or nothing.** The new ``images/`` and ``labels/`` are written to a staging folder inside ``out_dir`` and
+  swapped in only when every image, mask and split list has been read: bad data (a missing, corrupt or truncated
+  file, a mask of another aspect ratio, see :mod:`gaussconv_plugin.data.sirst`) raises one line naming the file
+  and leaves ``out_dir`` as it was (a previous conversion stays whole and usable).
 """
 from __future__ import annotations
 
 import json
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -137,29 +142,35 @@ def prepare_yolo(
         return data_yaml
 
     out.mkdir(parents=True, exist_ok=True)
-    for sub in ("images", "labels"):
-        shutil.rmtree(out / sub, ignore_errors=True)
+    stage = Path(tempfile.mkdtemp(prefix=".staging.", dir=out))  # swapped in only once every file was read
     problems: dict[str, list[str]] = {}
     counts: dict[str, dict[str, int]] = {}
     sides: list[int] = []
-    for ys, ns in names.items():
-        (out / "images" / ys).mkdir(parents=True, exist_ok=True)
-        (out / "labels" / ys).mkdir(parents=True, exist_ok=True)
-        n_obj = n_bg = 0
-        for n in ns:
-            img = load_image(root, n)  # (H, W) uint8
-            h, w = img.shape
-            sides.append(max(h, w))
-            boxes, probs = target_boxes(root, n, layout=layout)
-            if probs:
-                problems[n] = probs
-            lines = boxes_to_yolo_lines(boxes, w, h)
-            n_obj += len(lines)
-            n_bg += not lines
-            im = Image.fromarray(img, mode="L")
-            (im if channels == 1 else im.convert("RGB")).save(out / "images" / ys / f"{n}.png")
-            (out / "labels" / ys / f"{n}.txt").write_text("".join(f"{ln}\n" for ln in lines))
-        counts[ys] = {"images": len(ns), "targets": n_obj, "background_images": n_bg}
+    try:
+        for ys, ns in names.items():
+            (stage / "images" / ys).mkdir(parents=True, exist_ok=True)
+            (stage / "labels" / ys).mkdir(parents=True, exist_ok=True)
+            n_obj = n_bg = 0
+            for n in ns:
+                img = load_image(root, n)  # (H, W) uint8
+                h, w = img.shape
+                sides.append(max(h, w))
+                boxes, probs = target_boxes(root, n, layout=layout)
+                if probs:
+                    problems[n] = probs
+                lines = boxes_to_yolo_lines(boxes, w, h)
+                n_obj += len(lines)
+                n_bg += not lines
+                im = Image.fromarray(img, mode="L")
+                (im if channels == 1 else im.convert("RGB")).save(stage / "images" / ys / f"{n}.png")
+                (stage / "labels" / ys / f"{n}.txt").write_text("".join(f"{ln}\n" for ln in lines))
+            counts[ys] = {"images": len(ns), "targets": n_obj, "background_images": n_bg}
+        (out / "manifest.json").unlink(missing_ok=True)  # from here on the old conversion is replaced
+        for sub in ("images", "labels"):
+            shutil.rmtree(out / sub, ignore_errors=True)
+            (stage / sub).replace(out / sub)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
 
     ysplits = dict(splits)
     val_key = "val" if "val" in ysplits else splits[-1][0]
