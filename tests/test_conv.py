@@ -187,7 +187,8 @@ def test_swap_convs_and_fuse_back():
     assert model.conv1.padding == (3, 3) and model.conv1.kernel_size == (7, 7)
     assert sum(p.numel() for p in model.parameters()) == n_before + 2 * sum(m.out_channels for m in replaced.values())
     # 1x1 downsample convs are skipped by default, and nothing outside the pattern was touched
-    assert all(type(m) is nn.Conv2d for n, m in model.named_modules() if n.startswith("layer2") and isinstance(m, nn.Conv2d))
+    assert all(type(m) is nn.Conv2d for n, m in model.named_modules()
+               if n.startswith("layer2") and isinstance(m, nn.Conv2d))
     model.eval()
     x = torch.randn(1, 3, 64, 64)
     y = model(x)

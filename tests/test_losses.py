@@ -50,8 +50,22 @@ def test_empty_cases_are_finite_and_documented(mode):
     a = scale_weight(p, t, mode)
     assert bool(torch.isfinite(a).all())
     assert float(a[0]) == 1.0  # both empty: agreement
-    expected_miss = {"diff": 0.0, "ratio": 0.0, "sqrt": 0.0, "none": 1.0, "var": (49 / 4) / (7 + 49 / 4)}
-    assert float(a[1]) == pytest.approx(expected_miss[mode], abs=1e-3)
+    # P = 0 < T (miss) and T = 0 < P (false alarm): the documented values (module docstring), both symmetric here
+    expected = {"diff": 0.0, "ratio": 0.0, "sqrt": 0.0, "none": 1.0, "var": (49 / 4) / (7 + 49 / 4)}
+    assert float(a[1]) == pytest.approx(expected[mode], abs=1e-6)
+    assert float(a[2]) == pytest.approx(expected[mode], abs=1e-6)
+
+
+def test_false_alarm_uses_lambda_over_and_miss_lambda_under():
+    """diff: T = 0 < P gives 1 − λ₊, P = 0 < T gives 1 − λ₋ (the two empty cases are told apart)."""
+    a = scale_weight(torch.tensor([7.0, 0.0]), torch.tensor([0.0, 7.0]), "diff", lambda_over=0.3, lambda_under=0.8)
+    assert float(a[0]) == pytest.approx(0.7, abs=1e-6) and float(a[1]) == pytest.approx(0.2, abs=1e-6)
+    # and the loss of a false alarm is 1 − α·IoU with IoU = 0: exactly 1 for every mode
+    logits = torch.full((1, 1, 8, 8), -100.0)
+    logits[..., 2:4, 2:4] = 100.0  # P = 4, T = 0
+    for mode in SCALE_MODES:
+        loss = scale_iou_loss(logits, torch.zeros(1, 1, 8, 8), mode, with_location=False)
+        assert float(loss) == pytest.approx(1.0, abs=1e-6), mode
 
 
 @pytest.mark.parametrize("mode", SCALE_MODES)

@@ -132,10 +132,7 @@ def test_real_sirst_subset_all_modes():
     """The real SIRST v1 files (L, RGB, RGBA, palette; ~320×240) load at native size."""
     from gaussconv_plugin.data.sirst import sirst_root
 
-    try:
-        root = sirst_root()
-    except FileNotFoundError:
-        pytest.skip("SIRST v1 not found beside the checkout")
+    root = sirst_root()  # the real-data tests need ../shared/data/sirst (make test); a missing folder is one line
     names = {"RGB": "Misc_181", "L": "Misc_64", "RGBA": "Misc_31", "P": "Misc_73"}
     ds = SIRSTSegDataset(root, names=list(names.values()), mode="test")
     for i, name in enumerate(ds.names):
@@ -169,10 +166,7 @@ def test_mask_of_another_size_is_resized_to_the_image(tmp_path):
 def test_real_sirst_misc_111_mask_size_mismatch():
     from gaussconv_plugin.data.sirst import sirst_root
 
-    try:
-        root = sirst_root()
-    except FileNotFoundError:
-        pytest.skip("SIRST v1 not found beside the checkout")
+    root = sirst_root()  # the real-data tests need ../shared/data/sirst (make test); a missing folder is one line
     ds = SIRSTSegDataset(root, names=["Misc_111"], mode="test")  # image 325×220, mask 592×400 (test split)
     with pytest.warns(UserWarning, match="Misc_111"):
         s = ds[0]

@@ -5,7 +5,8 @@ best.pt â†’ ``yolo export format=onnx`` (standard ops, onnxruntime == PyTorch) â
 Offline: YOLO_OFFLINE / YOLO_AUTOINSTALL=false / a temp YOLO_CONFIG_DIR with stand-in fonts
 (:func:`gaussconv_plugin.yolo.offline.offline_env`); ``plots`` stays at its default (True): plotting needs no
 download once the fonts are in place. An audit hook in every CLI process records any DNS look-up or connection,
-and the tests assert there was none. Export uses ``simplify=False`` because ``onnxslim`` is not part of the
+and the tests assert there was none; the hook also records that it was installed in each process, and a positive
+control shows that the same hook does log a network attempt. Export uses ``simplify=False`` because ``onnxslim`` is not part of the
 pinned environment (with YOLO_AUTOINSTALL=false Ultralytics would otherwise fail to import it).
 """
 from __future__ import annotations
@@ -40,11 +41,14 @@ IMGSZ = 160
 LIMIT = 16  # images per split
 
 # sitecustomize put on PYTHONPATH of every CLI process: an audit hook that logs any network attempt (DNS look-up,
-# connect, urllib request) to $GC_NET_AUDIT, so the tests can assert that nothing reached for the network.
+# connect, urllib request) to $GC_NET_AUDIT, so the tests can assert that nothing reached for the network, and the
+# pid and command of every process it was installed in to $GC_NET_AUDIT.installed (proof that it ran).
 _NET_AUDIT = """\
 import os, sys
 _log = os.environ.get("GC_NET_AUDIT")
 if _log:
+    with open(_log + ".installed", "a") as f:
+        f.write(f"{os.getpid()} {' '.join(sys.argv)[:200]}\\n")
     def _hook(event, args, _log=_log):
         if event in ("socket.getaddrinfo", "socket.gethostbyname", "socket.connect", "urllib.Request",
                      "http.client.connect"):
@@ -104,8 +108,10 @@ def test_val_and_predict_in_fresh_processes(run):
     out = _yolo(["val", f"model={run['best']}", f"data={run['data']}", f"imgsz={IMGSZ}", "device=cpu",
                  f"project={run['base'] / 'runs'}", "name=val", "exist_ok=True"], run["work"], run["env"])
     m = _metrics(out)
-    assert all(0.0 <= v <= 1.0 for v in m)
-    assert re.search(rf"\ball\s+{LIMIT}\s+\d+", out)
+    assert len(m) == 4 and all(0.0 <= v <= 1.0 for v in m)
+    # the 'all' row counts the val split's images and exactly the targets of its label files
+    n_targets = sum(len(f.read_text().split("\n")) - 1 for f in (run["data"].parent / "labels" / "val").glob("*.txt"))
+    assert n_targets > 0 and re.search(rf"\ball\s+{LIMIT}\s+{n_targets}\s", out), (n_targets, out[-1500:])
     out = _yolo(["predict", f"model={run['best']}", f"source={run['data'].parent / 'images' / 'val'}",
                  f"imgsz={IMGSZ}", "device=cpu", "conf=0.0001", "save_txt=True", "save_conf=True",
                  f"project={run['base'] / 'runs'}", "name=predict", "exist_ok=True"], run["work"], run["env"])
@@ -165,7 +171,33 @@ def test_export_onnx_standard_ops_and_matches_pytorch(run):
     np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4 * float(np.abs(ref).max()))
 
 
+def test_the_audit_hook_logs_a_network_attempt(run):
+    """Positive control: a process started with the same environment (same sitecustomize, same $GC_NET_AUDIT
+    mechanism) that *does* reach for the network (DNS look-up, connect, urllib) gets each attempt logged."""
+    control = run["base"] / "control_audit.log"
+    env = dict(run["env"], GC_NET_AUDIT=str(control))
+    code = (
+        "import socket, urllib.request\n"
+        "socket.getaddrinfo('localhost', 9)\n"
+        "s = socket.socket(); s.settimeout(2); s.connect_ex(('127.0.0.1', 9)); s.close()\n"
+        "try:\n    urllib.request.urlopen('http://127.0.0.1:9/', timeout=2)\nexcept OSError:\n    pass\n"
+    )
+    p = subprocess.run([sys.executable, "-c", code], cwd=run["work"], env=env, capture_output=True, text=True,
+                       timeout=60)
+    assert p.returncode == 0, p.stderr[-2000:]
+    logged = control.read_text()
+    for event in ("socket.getaddrinfo", "socket.connect", "urllib.Request"):
+        assert event in logged, f"{event} not logged by the audit hook:\n{logged}"
+    assert not (run["base"] / "net_audit.log").exists()  # the control wrote only its own log
+
+
 def test_nothing_reached_for_the_network(run):
-    """Runs last in this module: the audit hook of every CLI process above logged no DNS/connect/urllib event."""
+    """Runs last in this module: the audit hook was installed in every yolo CLI process above (train, val, predict,
+    safe-load val, export) and logged no DNS/connect/urllib event."""
+    installed = (run["base"] / "net_audit.log.installed").read_text().splitlines()
+    argvs = [ln.split()[1:3] for ln in installed]  # [argv[0], argv[1]] of each process
+    for cmd in ("train", "val", "predict", "export"):
+        assert any(len(a) == 2 and Path(a[0]).name == "yolo" and a[1] == cmd for a in argvs), \
+            f"no `yolo {cmd}` process installed the audit hook: {installed}"
     log = run["base"] / "net_audit.log"
     assert not log.exists(), log.read_text()[:2000]

@@ -69,7 +69,8 @@ def main(argv=None) -> None:
             cells.append(f"{100 * w:.1f} % ({cnt}/37)")
         print(f"| {m0:g} | " + " | ".join(cells) + " |")
     if a.sigmas:
-        print(f"\nm₀ = {DEFAULT_MASK_FLOOR}, sigma_min = {a.sigma_min:g}, θ every 15° (13 angles): worst blind fraction")
+        print(f"\nm₀ = {DEFAULT_MASK_FLOOR}, sigma_min = {a.sigma_min:g}, θ every 15° (13 angles): "
+              "worst blind fraction")
         print(f"\n| softplus(σ_raw) | kernel dtype | {head} |")
         print("|---|---|" + "---:|" * len(CASES))
         for sg in a.sigmas:
