@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Ablation on SIRST v1 or NUDT-SIRST: stock / +GaussianShapedConv (and its screened designs) / +scale loss / both,
-for YOLOv8n, the MSHNet U-Net and (``--parts retina``) RetinaNet-R18. The pieces live in :mod:`tools.evidence` (variants, runs,
-parts, evaluation, statistics, report, plots); this file is the command line.
+for YOLOv8n, the MSHNet U-Net and (``--parts retina``) RetinaNet-R18. The pieces live in :mod:`tools.evidence`
+(variants, runs, parts, evaluation, statistics, report, plots); this file is the command line.
 
 One command runs every (part, variant, seed) that is not done yet, then writes the tables and plots::
 
@@ -28,8 +28,8 @@ another dataset in either layout (:mod:`tools.evidence.evaluate`) and writes the
 
 Outputs under ``--out`` (default ``~/.cache/gaussconv_plugin/ablation``, outside the repository):
 ``<part>/<train>-<eval>/e<epochs>/<variant>/seed<k>/`` (weights, logs, ``result.json``), ``results.json``,
-``results.csv``, ``ablation.md`` (paired differences to ``--reference``, default ``stock``) and the PNG plots; ``--publish DIR`` copies the tables and plots (not the
-weights) to ``DIR``.
+``results.csv``, ``ablation.md`` (paired differences to ``--reference``, default ``stock``) and the PNG plots;
+``--publish DIR`` copies the tables and plots (not the weights) to ``DIR``.
 """
 from __future__ import annotations
 
@@ -164,7 +164,7 @@ def main(argv=None) -> dict:
             "dataset_label": ds.label if root is None or root.name == a.dataset else f"{root.name} ({root})",
             "unet_config": unet_part.config(root) if root else None,
             "threads_per_run": a.threads, "jobs": a.jobs, **opts}
-    if a.reference not in (None, REFERENCE):  # the default stays implicit (tables rendered before the option read the same)
+    if a.reference not in (None, REFERENCE):  # the default stays implicit: tables from before the option read the same
         meta["reference"] = a.reference
     if a.evaluate:
         from tools.evidence.evaluate import evaluate_runs
@@ -211,7 +211,8 @@ def main(argv=None) -> dict:
     print("trained weights (kept out of git):")
     for r in collect(runs):
         here = Path(r["weights"]).is_file()
-        print(f"  {r['part']}/{r['variant']}/seed{r['seed']}: {r['weights']}" + ("" if here else " (not on this machine)"))
+        print(f"  {r['part']}/{r['variant']}/seed{r['seed']}: {r['weights']}"
+              + ("" if here else " (not on this machine)"))
     return summary
 
 

@@ -11,7 +11,8 @@ from .datasets import DATASETS
 from .core import REPO, child_env, log
 from .variants import VARIANTS
 
-__all__ = ["COLORS", "PART_NAMES", "part_title", "dataset_title", "plot_curves", "plot_sigma_theta", "learned_sigma_theta"]
+__all__ = ["COLORS", "PART_NAMES", "part_title", "dataset_title", "plot_curves", "plot_sigma_theta",
+           "learned_sigma_theta"]
 
 _PALETTE = ["tab:gray", "tab:blue", "tab:purple", "tab:cyan", "tab:olive", "tab:pink", "tab:brown", "tab:orange",
             "gold", "tab:green", "tab:red"]
@@ -102,7 +103,8 @@ def plot_sigma_theta(records: list[dict], out: Path) -> list[Path]:
 
     written = []
     for part in ("yolo", "unet", "retina"):
-        recs = [r for r in records if r["part"] == part and VARIANTS[r["variant"]].gauss and Path(r["weights"]).is_file()]
+        recs = [r for r in records
+                if r["part"] == part and VARIANTS[r["variant"]].gauss and Path(r["weights"]).is_file()]
         if not recs:
             continue
         by_v: dict[str, dict[str, tuple[int, list, list]]] = {}
@@ -144,7 +146,8 @@ def plot_sigma_theta(records: list[dict], out: Path) -> list[Path]:
         # the kernels themselves, for the 'both' (else first) variant's first seed
         pick = sorted(recs, key=lambda r: (r["variant"] != "both", r["seed"]))[0]
         kp = out / f"kernels_{part}_{pick['variant']}_seed{pick['seed']}.png"
-        cmd = [sys.executable, str(REPO / "tools" / "plot_kernels.py"), "--checkpoint", pick["weights"], "--out", str(kp)]
+        cmd = [sys.executable, str(REPO / "tools" / "plot_kernels.py"), "--checkpoint", pick["weights"],
+               "--out", str(kp)]
         log("$ " + " ".join(cmd))
         subprocess.run(cmd, check=True, env=child_env(1), cwd=REPO, stdout=subprocess.DEVNULL)
         written.append(kp)

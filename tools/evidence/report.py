@@ -166,7 +166,8 @@ def markdown(summary: dict, meta: dict) -> str:
     if not notes:  # the default notes of the parts shown
         if "yolo" in summary:
             notes.append(
-                "- YOLO: mAP50 etc. from the last epoch's `yolo val` inside training (batch 32, rect); Pd, Fa / img and "
+                "- YOLO: mAP50 etc. from the last epoch's `yolo val` inside training (batch 32, rect); Pd, Fa / img "
+                "and "
                 "area P/T from `python -m tools.evidence.boxeval` (one image at a time at the training size, conf ≥ "
                 f"{EVAL_CONF:g}, match = box centres ≤ {PD_RADIUS:g} px apart; area P/T = median predicted/target box "
                 "area of matched targets)")
@@ -197,7 +198,8 @@ def markdown(summary: dict, meta: dict) -> str:
              ""]
     titles = {"yolo": f"YOLOv8n-{meta.get('yolo_arch', 'p2').upper()} (stock `yolo train`, imgsz {meta.get('imgsz')}, "
                       f"batch {meta.get('batch')})",
-              "unet": f"MSHNet U-Net (`tools/train.py mmdet_cfgs/{meta.get('unet_config', 'unet_mshnet_base_cpu.py')}`, "
+              "unet": "MSHNet U-Net (`tools/train.py mmdet_cfgs/"
+                      f"{meta.get('unet_config', 'unet_mshnet_base_cpu.py')}`, "
                       "CPU schedule)",
               "retina": f"RetinaNet-R18 (`tools/train.py mmdet_cfgs/retinanet_r18_fpn_sirst320_cpu[_gauss].py`, imgsz "
                         f"{meta.get('imgsz')}, batch 4)"}
@@ -236,8 +238,8 @@ def write_tables(records: list[dict], out: Path, meta: dict) -> dict:
     keys = sorted({k for r in records for k in r["metrics"]})
     with (out / "results.csv").open("w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["part", "variant", "seed", "epochs", "dataset", "train_split", "eval_split", *keys, "sec_per_epoch", "wall_s",
-                    "commit", "weights"])
+        w.writerow(["part", "variant", "seed", "epochs", "dataset", "train_split", "eval_split", *keys,
+                    "sec_per_epoch", "wall_s", "commit", "weights"])
         for r in records:
             sp = r.get("split", {"train": "trainval", "eval": "test"})
             ds = r.get("dataset") or {"name": "sirst"}  # runs made before datasets were recorded: SIRST v1

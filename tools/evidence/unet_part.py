@@ -31,7 +31,8 @@ def command(run: Run, data=None) -> list[str]:
     opts = [f"{d}.dataset.data_root={root}" for d in _LOADERS]
     opts += [f"train_dataloader.dataset.split={train}", f"val_dataloader.dataset.split={ev}",
              f"test_dataloader.dataset.split={ev}"]
-    opts += [f"model.net.gauss_conv={'both' if v.gauss else 'none'}", f"model.loss.mode={v.loss or BASELINE_LOSS['unet']}",
+    opts += [f"model.net.gauss_conv={'both' if v.gauss else 'none'}",
+             f"model.loss.mode={v.loss or BASELINE_LOSS['unet']}",
              f"train_cfg.max_epochs={run.epochs}", f"train_cfg.val_interval={val_every}",
              f"train_cfg.dynamic_intervals=[({milestone},1)]",
              f"model.warmup_epochs={min(2, max(0, run.epochs - 1))}", f"randomness.seed={run.seed}",
