@@ -92,7 +92,7 @@ def run_one(run: Run, data_yaml: Path | None = None, threads: int = 1, invoked_b
     cmd = part.resume_command(run, data_yaml) if (run.dir / "command.txt").is_file() else None
     if cmd is None:
         if run.dir.exists():
-            shutil.rmtree(run.dir)  # cut off before its first checkpoint: starts again
+            shutil.rmtree(run.dir)  # cut off before its first complete checkpoint: starts again
         run.dir.mkdir(parents=True)
         cmd = part.command(run, data_yaml)
         (run.dir / "command.txt").write_text(" ".join(cmd) + "\n")
