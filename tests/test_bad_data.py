@@ -101,6 +101,23 @@ def test_corrupt_or_truncated_image_is_one_line_everywhere(root, tmp_path, how):
         assert str(bad) in p.stderr and "Traceback" not in p.stderr
 
 
+def test_garbage_image_with_ultralytics_patched_pil_open(root, monkeypatch):
+    """Ultralytics patches PIL's Image.open to retry unidentified files through a HEIF plugin it would import or
+    install; a garbage image is still one line here, and nothing is imported or installed for it."""
+    pytest.importorskip("ultralytics", reason="ultralytics not installed: make setup")
+    import ultralytics.utils.patches  # noqa: F401  (applies the patch)
+    from ultralytics.utils import checks
+
+    assert Image.open.__module__ == "ultralytics.utils.patches"
+    calls = []
+    monkeypatch.setattr(checks, "check_requirements", lambda *a, **k: calls.append(a))
+    _corrupt(root / "images" / "a3.png", "garbage")
+    with pytest.raises(ValueError, match="a3.png cannot be read") as e:
+        load_image(root, "a3")
+    _one_line(e)
+    assert calls == []  # the host's install-and-retry path was not taken
+
+
 def test_truncated_mask_and_unreadable_voc_are_one_line(root):
     _corrupt(root / "masks" / "a1_pixels0.png", "truncated")
     with pytest.raises(ValueError, match="mask .*a1_pixels0.png cannot be read") as e:

@@ -146,13 +146,22 @@ def read_split(root: str | os.PathLike, split: str = "trainval", idx: str | None
     return names
 
 
+def _pil_open(p: Path) -> Image.Image:
+    """PIL's own ``Image.open``. A host may patch it: Ultralytics retries a file PIL cannot identify through a HEIF
+    plugin it imports (and installs, unless YOLO_AUTOINSTALL=false); here such a file is bad data, never a reason to
+    install anything. The patch keeps the original as ``_image_open`` in its module."""
+    opener = Image.open
+    original = getattr(opener, "__globals__", {}).get("_image_open")
+    return (original if getattr(original, "__module__", None) == Image.__name__ else opener)(p)
+
+
 def _decode(p: Path, what: str, name: str, convert) -> np.ndarray:
     """Open and fully decode ``p`` with PIL and ``convert(im) -> array``; a file that does not decode is one
-    ``ValueError`` line naming it and the fix."""
+    ``ValueError`` line naming it and the fix, whatever a host's patch of ``Image.open`` raises."""
     try:
-        with Image.open(p) as im:
+        with _pil_open(p) as im:
             return convert(im)
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+    except Exception as e:  # noqa: BLE001 — any failure to decode this file is this file's fault
         reason = " ".join(str(e).split()) or type(e).__name__
         raise ValueError(f"{what} {p} cannot be read ({reason}): it is corrupt, truncated or not an image; "
                          f"replace it with a valid PNG or drop {name!r} from the split list") from None
