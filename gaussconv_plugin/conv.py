@@ -21,6 +21,7 @@ eval mode without autograd computes it once and reuses it until a parameter chan
 from __future__ import annotations
 
 import operator
+import warnings
 
 import torch
 import torch.nn as nn
@@ -71,13 +72,14 @@ def _pos_int(v) -> int | None:
     return i if i >= 1 else None
 
 
-def check_groups_dilation(in_channels: int | None, out_channels: int | None, groups=1, dilation=1) -> tuple[int, int]:
-    """``(groups, dilation)`` as ints, or one ``ValueError`` line saying what to pass.
+def check_groups_dilation(in_channels: int | None, out_channels: int | None, groups=1,
+                          dilation=1) -> tuple[int, int | tuple[int, int]]:
+    """``(groups, dilation)``, or one ``ValueError`` line saying what to pass.
 
-    Supported: ``groups`` a positive int dividing both channel counts (depthwise included), ``dilation`` one positive
-    int for both axes (an int or an equal pair; the envelope is isotropic in taps, and 'same' padding needs one
-    value). With ``in_channels``/``out_channels`` None (a YAML row before channel inference) only the values are
-    checked, not the divisibility."""
+    Supported: ``groups`` a positive int dividing both channel counts (depthwise included); ``dilation`` a positive
+    int or a pair of them (rows, columns; returned as an int when both are equal; the envelope stays in taps).
+    With ``in_channels``/``out_channels`` None (a YAML row before channel inference) only the values are checked,
+    not the divisibility."""
     g = _pos_int(groups)
     chans = [c for c in (in_channels, out_channels) if c is not None]
     if g is None or any(c % g for c in chans):
@@ -87,12 +89,18 @@ def check_groups_dilation(in_channels: int | None, out_channels: int | None, gro
         raise ValueError(f"GaussianShapedConv2d{what}cannot use groups={groups!r}: groups must be a positive int{div}; "
                          f"use one of {both} ({_ROW} g)")
     pair = tuple(dilation) if isinstance(dilation, (tuple, list)) else (dilation, dilation)
-    d = _pos_int(pair[0]) if len(pair) == 2 and pair[0] == pair[1] else None
-    if d is None:
-        raise ValueError(
-            f"GaussianShapedConv2d cannot use dilation={dilation!r}: it needs one positive int for both axes "
-            f"(the Gaussian envelope is isotropic in taps); use e.g. 1 or 2 ({_ROW} d), or keep nn.Conv2d here")
-    return g, d
+    d = tuple(_pos_int(x) for x in pair) if len(pair) == 2 else (None,)
+    if None in d:
+        raise ValueError(f"GaussianShapedConv2d cannot use dilation={dilation!r}: it takes a positive int or a pair "
+                         f"of them (rows, columns); use e.g. 1 or 2 ({_ROW} d)")
+    return g, d[0] if d[0] == d[1] else d
+
+
+def _same_padding(k: int, dilation) -> int | tuple[int, int]:
+    """'Same' padding ``d·(k−1)/2`` per axis for an odd k (``dilation`` an int or a pair)."""
+    if isinstance(dilation, tuple):
+        return tuple(d * (k - 1) // 2 for d in dilation)
+    return dilation * (k - 1) // 2
 
 
 def autopad(k, p=None, d=1):
@@ -163,7 +171,7 @@ class GaussianShapedConv2d(nn.Conv2d):
         sigma_min = _check_sigma_min(sigma_min)
         groups, dilation = check_groups_dilation(in_channels, out_channels, groups, dilation)
         if padding is None:
-            padding = dilation * (k - 1) // 2
+            padding = _same_padding(k, dilation)
         if not tau > 0:
             raise ValueError(f"tau must be > 0 (got {tau!r}); pass a positive soft-mask temperature such as 0.5")
         super().__init__(
@@ -205,20 +213,23 @@ class GaussianShapedConv2d(nn.Conv2d):
         env = self.envelope()
         return (self.weight.to(env.dtype) * env).to(self.weight.dtype)
 
-    def _check_shape_params(self) -> None:
-        lacks = self.__dict__.get("_lacks_shape_params")
-        if lacks:
-            raise RuntimeError(
-                f"this GaussianShapedConv2d ({self.in_channels}->{self.out_channels}, k={self.kernel_size[0]}) was "
+    def _lacks_message(self, lacks) -> str:
+        return (f"this GaussianShapedConv2d ({self.in_channels}->{self.out_channels}, k={self.kernel_size[0]}) was "
                 f"loaded from a checkpoint saved without {' and '.join(lacks)} (before σ/θ existed), so it cannot "
                 "run; rebuild the model from its YAML/config and transfer the weights: yolo train model=<gauss yaml> "
                 "pretrained=<checkpoint> (MMDetection: load_from=<checkpoint>); σ/θ start at sigma_init/theta_init")
 
+    def _check_shape_params(self) -> None:
+        lacks = self.__dict__.get("_lacks_shape_params")
+        if lacks:
+            raise RuntimeError(self._lacks_message(lacks))
+
     def __setstate__(self, state):
         super().__setstate__(state)
         lacks = [n for n in ("sigma_raw", "theta") if n not in self.__dict__.get("_parameters", {})]
-        if lacks:  # unpickling succeeds (its weights can still be transferred); running it raises one line
+        if lacks:  # unpickling succeeds (its weights can still be transferred), says what to do; running it raises
             self.__dict__["_lacks_shape_params"] = lacks
+            warnings.warn(self._lacks_message(lacks), UserWarning, stacklevel=2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check_shape_params()
@@ -299,8 +310,9 @@ class GaussianShapedConv(nn.Module):
 
     def __init__(self, c1, c2, k=3, s=1, p=None, g=1, d=1, act=True, **kwargs):
         super().__init__()
-        g, d = check_groups_dilation(c1, c2, g, d)  # before autopad, which cannot take a pair
-        self.conv = GaussianShapedConv2d(c1, c2, k, s, autopad(k, p, d), dilation=d, groups=g, bias=False, **kwargs)
+        g, d = check_groups_dilation(c1, c2, g, d)  # one line before anything is built
+        p = autopad(k, p, d) if not isinstance(d, tuple) or p is not None else _same_padding(k, d)
+        self.conv = GaussianShapedConv2d(c1, c2, k, s, p, dilation=d, groups=g, bias=False, **kwargs)
         self.bn = nn.BatchNorm2d(c2)
         self.act = self.default_act if act is True else act if isinstance(act, nn.Module) else nn.Identity()
 

@@ -204,7 +204,8 @@ def _without_shape_params(model: torch.nn.Module) -> torch.nn.Module:
 def test_pickle_saved_before_sigma_theta_says_what_to_do():
     torch.manual_seed(0)
     old = _without_shape_params(GaussianShapedConv(3, 8, 3, 2))
-    loaded = pickle.loads(pickle.dumps(old))  # unpickling works: its weights can still be transferred
+    with pytest.warns(UserWarning, match="pretrained=<checkpoint>"):  # loading says what to do ...
+        loaded = pickle.loads(pickle.dumps(old))  # ... and works: its weights can still be transferred
     x = torch.randn(1, 3, 16, 16)
     for call in (lambda: loaded(x), lambda: loaded.fuse(), lambda: loaded.conv.sigma):
         with pytest.raises(RuntimeError, match="saved without sigma_raw and theta") as e:
@@ -242,7 +243,8 @@ def test_yolo_checkpoint_saved_before_sigma_theta(tmp_path):
     old = _without_shape_params(DetectionModel(cfg, ch=3, nc=1, verbose=False))
     f = tmp_path / "old.pt"
     torch.save({"model": old, "train_args": {}}, f)
-    model, _ = load_checkpoint(str(f))
+    with pytest.warns(UserWarning, match="before σ/θ existed"):
+        model, _ = load_checkpoint(str(f))
     with pytest.raises(RuntimeError, match="before σ/θ existed") as e:
         model(torch.zeros(1, 3, 64, 64))
     assert "yolo train model=<gauss yaml> pretrained=<checkpoint>" in _one_line(e)
@@ -262,8 +264,9 @@ def test_yolo_checkpoint_saved_before_sigma_theta(tmp_path):
     (0, 1, "groups=0"),
     (1.5, 1, "groups=1.5"),
     (1, 0, "dilation=0"),
-    (1, (1, 2), r"dilation=\(1, 2\)"),
-    (1, [2, 3], r"dilation=\[2, 3\]"),
+    (1, (0, 2), r"dilation=\(0, 2\)"),
+    (1, [2, 3, 4], r"dilation=\[2, 3, 4\]"),
+    (1, 1.5, "dilation=1.5"),
 ])
 def test_unsupported_groups_or_dilation_is_one_line(g, d, match):
     for build in (lambda: GaussianShapedConv2d(16, 32, 3, 1, None, d, g),
@@ -276,8 +279,10 @@ def test_unsupported_groups_or_dilation_is_one_line(g, d, match):
 def test_supported_groups_and_dilation_build_and_fuse():
     torch.manual_seed(0)
     x = torch.randn(1, 16, 12, 12)
-    for g, d in ((16, 1), (4, 2), (2, (2, 2))):
+    for g, d in ((16, 1), (4, 2), (2, (2, 2)), (1, (1, 2)), (8, [3, 1])):
         blk = GaussianShapedConv(16, 32, 3, 1, None, g, d).eval()
         y = blk(x)
         assert y.shape == (1, 32, 12, 12)  # 'same' padding with the dilation
         torch.testing.assert_close(blk.fuse()(x), y, rtol=1e-5, atol=1e-5)
+    conv = GaussianShapedConv2d(16, 32, 5, dilation=(1, 2))  # 'same' padding per axis
+    assert conv.padding == (2, 4) and conv(x).shape == (1, 32, 12, 12)
