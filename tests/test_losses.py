@@ -115,7 +115,8 @@ def _location_loss_reference(pred, target):
     for i in range(b):
         pcx, pcy = (x_index * pred[i]).mean(), (y_index * pred[i]).mean()
         tcx, tcy = (x_index * target[i]).mean(), (y_index * target[i]).mean()
-        angle = (4 / (math.pi**2)) * torch.square(torch.arctan(pcy / (pcx + smooth)) - torch.arctan(tcy / (tcx + smooth)))
+        angle = (4 / (math.pi**2)) * torch.square(torch.arctan(pcy / (pcx + smooth))
+                                                  - torch.arctan(tcy / (tcx + smooth)))
         pl = torch.sqrt(pcx * pcx + pcy * pcy + smooth)
         tl = torch.sqrt(tcx * tcx + tcy * tcy + smooth)
         length = torch.min(pl, tl) / (torch.max(pl, tl) + smooth)
@@ -129,7 +130,8 @@ def test_location_loss_matches_reference_loop():
     target = (torch.rand(6, 1, 24, 40) > 0.95).float()
     target[0] = 0
     pred[1] = 0
-    torch.testing.assert_close(location_loss(pred, target), _location_loss_reference(pred, target), atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(location_loss(pred, target), _location_loss_reference(pred, target),
+                               atol=1e-6, rtol=1e-6)
     # and the gradient
     p1 = pred.clone().requires_grad_(True)
     p2 = pred.clone().requires_grad_(True)

@@ -6,8 +6,8 @@ Offline: YOLO_OFFLINE / YOLO_AUTOINSTALL=false / a temp YOLO_CONFIG_DIR with sta
 (:func:`gaussconv_plugin.yolo.offline.offline_env`); ``plots`` stays at its default (True): plotting needs no
 download once the fonts are in place. An audit hook in every CLI process records any DNS look-up or connection,
 and the tests assert there was none; the hook also records that it was installed in each process, and a positive
-control shows that the same hook does log a network attempt. Export uses ``simplify=False`` because ``onnxslim`` is not part of the
-pinned environment (with YOLO_AUTOINSTALL=false Ultralytics would otherwise fail to import it).
+control shows that the same hook does log a network attempt. Export uses ``simplify=False`` because ``onnxslim``
+is not part of the pinned environment (with YOLO_AUTOINSTALL=false Ultralytics would otherwise fail to import it).
 """
 from __future__ import annotations
 
