@@ -60,9 +60,31 @@ def test_registrations_resolve_from_every_scope():
 
 
 def test_register_is_reimport_safe_and_refuses_to_shadow():
-    gmm._register(ROOT_MODELS, "GaussianShapedConv2d", GaussianShapedConv2d)  # same object: no-op
-    with pytest.raises(KeyError, match="already registered.*remove the other plugin"):
-        gmm._register(ROOT_MODELS, "GaussianShapedConv2d", nn.Conv2d)
+    from gaussconv_plugin.mmdet.registry import register_once
+
+    assert register_once(ROOT_MODELS)(GaussianShapedConv2d) is GaussianShapedConv2d  # same object: no-op
+    assert ROOT_MODELS.get("GaussianShapedConv2d") is GaussianShapedConv2d
+    with pytest.raises(KeyError, match="already registered.*gaussconv_plugin.conv.*remove the other plugin"):
+        register_once(ROOT_MODELS, "GaussianShapedConv2d")(nn.Conv2d)
+    assert ROOT_MODELS.get("GaussianShapedConv2d") is GaussianShapedConv2d  # not shadowed
+
+
+def test_every_registration_of_the_package_uses_register_once():
+    """One registration style in gaussconv_plugin/mmdet: no bare register_module() outside registry.py."""
+    import ast
+    from pathlib import Path
+
+    folder = Path(gmm.__file__).parent
+    bare = []
+    for f in sorted(folder.glob("*.py")):
+        if f.name == "registry.py":
+            continue
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, ast.Attribute) and node.attr in ("register_module", "_register_module"):
+                bare.append(f"{f.name}:{node.lineno}")
+    assert bare == []
+    uses = sum(f.read_text().count("register_once(") for f in folder.glob("*.py") if f.name != "registry.py")
+    assert uses >= 8  # conv, dataset, collate, segmentor, metric, hook, GaussResNet, DiffScaleIoULoss
 
 
 def test_mmdet_internals_contract():

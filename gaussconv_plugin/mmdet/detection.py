@@ -1,6 +1,6 @@
 """MMDetection 3.x side of the adapter: the ``GaussResNet`` backbone and the ``DiffScaleIoULoss`` box loss.
 
-Both are registered in ``mmdet.registry.MODELS`` when this module is imported, which
+Both are registered in ``mmdet.registry.MODELS`` (``@register_once(MODELS)``) when this module is imported, which
 ``custom_imports=dict(imports=['gaussconv_plugin.mmdet'], allow_failed_imports=False)`` does in every
 process that reads the config (each distributed worker included).
 
@@ -39,8 +39,9 @@ from mmdet.models.backbones.resnet import ResNet
 from mmdet.models.losses.utils import weight_reduce_loss
 from mmdet.registry import MODELS
 
-from . import conv_type_registered
 from ..losses import _check_lambda, box_area, check_form, check_mode, scale_box_loss
+from .conv_layer import conv_type_registered
+from .registry import register_once
 
 __all__ = ["GaussResNet", "DiffScaleIoULoss", "diff_scale_iou_loss", "IOU_MODES"]
 
@@ -100,7 +101,7 @@ def diff_scale_iou_loss(
     return scale_box_loss(iou, host_iou, area_p, area_t, mode, form, lam, lambda_over, lambda_under, eps)
 
 
-@MODELS.register_module()
+@register_once(MODELS)
 class DiffScaleIoULoss(nn.Module):
     """Scale-weighted IoU/GIoU box loss for MMDetection heads with ``reg_decoded_bbox=True``.
 
@@ -196,7 +197,7 @@ class DiffScaleIoULoss(nn.Module):
 
 
 # ------------------------------------------------------------------------------------------- backbone
-@MODELS.register_module()
+@register_once(MODELS)
 class GaussResNet(ResNet):
     """MMDetection ``ResNet`` whose stem and chosen stages use a Gaussian-shaped (or any other) k×k conv.
 

@@ -116,7 +116,7 @@ def build_runner(cfg):
     from mmengine.registry import RUNNERS, DefaultScope
     from mmengine.runner import Runner
 
-    from . import check_conv_cfgs
+    from .conv_layer import check_conv_cfgs
 
     check_conv_cfgs(cfg)
     if "runner_type" not in cfg:

@@ -47,6 +47,7 @@ from ..data.sirst import load_image
 from ..losses import ScaleIoULoss
 from ..metrics import IRSTDMetrics, plot_curves, save_curves
 from ..unet import MSHUNet, deep_supervision_loss
+from .registry import register_once
 
 __all__ = [
     "IRSTDSegmentor",
@@ -57,12 +58,16 @@ __all__ = [
     "overlay_image",
 ]
 
+register_once(DATASETS)(SIRSTSegDataset)  # defined in gaussconv_plugin.data (no MMEngine there): registered here
 
+
+@register_once(FUNCTIONS)
 def seg_pad_collate(data_batch: Sequence[dict], size_divisor: int = 32, pad_value: float = 0.0) -> dict:
     """:func:`~gaussconv_plugin.data.seg_dataset.pad_collate` under its registry name."""
     return pad_collate(data_batch, size_divisor=size_divisor, pad_value=pad_value)
 
 
+@register_once(MODELS)
 class IRSTDSegmentor(BaseModel):
     """MMEngine model: :class:`~gaussconv_plugin.unet.MSHUNet` + deep-supervised :class:`ScaleIoULoss`.
 
@@ -136,6 +141,7 @@ class IRSTDSegmentor(BaseModel):
         raise ValueError(f"IRSTDSegmentor: unknown mode {mode!r}; use 'loss', 'predict' or 'tensor'")
 
 
+@register_once(METRICS)
 class IRSTDMetric(BaseMetric):
     """MMEngine metric over :class:`~gaussconv_plugin.metrics.IRSTDMetrics` (pyirstdmetrics): mIoU, nIoU, Pd, Fa.
 
@@ -202,6 +208,7 @@ def overlay_image(gray: np.ndarray, pred: np.ndarray, gt: np.ndarray | None = No
     return np.clip(rgb + 0.5, 0, 255).astype(np.uint8)
 
 
+@register_once(HOOKS)
 class IRSTDVisualizationHook(Hook):
     """Write predicted masks and overlays of the test set (MMDetection ``--show-dir`` convention).
 
@@ -253,21 +260,3 @@ class IRSTDVisualizationHook(Hook):
     def after_test(self, runner) -> None:
         if self.draw and self.out_dir is not None:
             print_log(f"IRSTDVisualizationHook: masks and overlays written to {self.out_dir}", logger="current")
-
-
-def _register(registry, name: str, obj) -> None:
-    """Register ``obj`` as ``name`` (re-import safe); refuse to shadow a different object."""
-    have = registry.module_dict.get(name)
-    if have is obj:
-        return
-    if have is not None:
-        raise KeyError(f"{name!r} is already registered in {registry.name!r} by {have.__module__}; "
-                       "remove the other plugin from custom_imports or rename one of them")
-    registry.register_module(name=name, module=obj)
-
-
-_register(DATASETS, "SIRSTSegDataset", SIRSTSegDataset)
-_register(FUNCTIONS, "seg_pad_collate", seg_pad_collate)
-_register(MODELS, "IRSTDSegmentor", IRSTDSegmentor)
-_register(METRICS, "IRSTDMetric", IRSTDMetric)
-_register(HOOKS, "IRSTDVisualizationHook", IRSTDVisualizationHook)
