@@ -323,5 +323,32 @@ def test_yolo_bad_options_one_line(ul):
         with pytest.raises(ValueError, match=match) as e:
             adapter.scale_loss_options(bad)
         assert "\n" not in str(e.value)
-    assert adapter.scale_loss_options({}) == {"form": "add", "lam": 1.0}
-    assert adapter.scale_loss_options({"scale_loss_form": "mul", "scale_loss_lambda": 2}) == {"form": "mul", "lam": 2.0}
+    with pytest.raises(ValueError, match="scale_loss_balance: 'yes'; use true or false"):
+        adapter.scale_loss_options({"scale_loss_balance": "yes"})
+    assert adapter.scale_loss_options({}) == {"form": "add", "lam": 1.0, "balance": False}
+    assert adapter.scale_loss_options({"scale_loss_form": "mul", "scale_loss_lambda": 2, "scale_loss_balance": True}) \
+        == {"form": "mul", "lam": 2.0, "balance": True}
+
+
+def test_yolo_balanced_scale_term_keeps_the_stock_loss_value_and_moves_the_gradient(ul):
+    """balance=True: the box loss has the stock value, its gradient is the unbalanced one times c = stock / total
+    (c < 1 where the areas mismatch) — neither the stock gradient nor the unbalanced one."""
+    ul_loss, _, adapter = ul
+    args = _bbox_args()
+    losses, grads = [], []
+    for crit in (ul_loss.BboxLoss(16), adapter.ScaleBboxLoss(16, "diff", "add", 1.0),
+                 adapter.ScaleBboxLoss(16, "diff", "add", 1.0, balance=True)):
+        pred = args[1].clone().requires_grad_(True)
+        a = list(args)
+        a[1] = pred
+        li = crit(*a)[0]
+        li.backward()
+        losses.append(li.detach())
+        grads.append(pred.grad)
+    stock, plain, bal = losses
+    torch.testing.assert_close(bal, stock, rtol=1e-5, atol=1e-7)
+    assert plain > stock * 1.05  # the fixture's boxes mismatch in area: the unbalanced term adds loss
+    c = stock / plain
+    torch.testing.assert_close(grads[2], grads[1] * c, rtol=1e-5, atol=1e-7)
+    assert not torch.allclose(grads[2], grads[0], rtol=1e-3)
+    assert "balance=True" in repr(adapter.ScaleBboxLoss(16, balance=True))

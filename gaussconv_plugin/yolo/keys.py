@@ -6,6 +6,7 @@ key                           default                      read by
 ``scale_loss``                ``none``                     :mod:`.loss` (``diff|var|ratio|sqrt|none``)
 ``scale_loss_form``           ``add``                      :mod:`.loss` (``add|mul``)
 ``scale_loss_lambda``         ``1.0``                      :mod:`.loss` (λ ≥ 0)
+``scale_loss_balance``        ``false``                    :mod:`.loss` (keep the stock box-loss size)
 ``shape_lr_mult``             ``1.0``                      :mod:`.optim` (> 0: lr multiplier of σ/θ)
 ============================  ===========================  ===========================================
 
@@ -34,14 +35,18 @@ def scale_loss_mode(model) -> str:
 
 
 def scale_loss_options(model) -> dict:
-    """``{'form', 'lam'}`` from ``model.yaml`` keys ``scale_loss_form`` (``add``) and ``scale_loss_lambda`` (1.0)."""
+    """``{'form', 'lam', 'balance'}`` from ``model.yaml`` keys ``scale_loss_form`` (``add``), ``scale_loss_lambda``
+    (1.0) and ``scale_loss_balance`` (false)."""
     form = _yaml_get(model, "scale_loss_form", "add")
     if form not in BOX_FORMS:
         raise ValueError(f"model YAML has scale_loss_form: {form!r}; use one of {', '.join(BOX_FORMS)}")
     lam = _yaml_get(model, "scale_loss_lambda", 1.0)
     if isinstance(lam, bool) or not isinstance(lam, (int, float)) or lam < 0:
         raise ValueError(f"model YAML has scale_loss_lambda: {lam!r}; use a number >= 0 such as 1.0")
-    return {"form": form, "lam": float(lam)}
+    balance = _yaml_get(model, "scale_loss_balance", False)
+    if not isinstance(balance, bool):
+        raise ValueError(f"model YAML has scale_loss_balance: {balance!r}; use true or false")
+    return {"form": form, "lam": float(lam), "balance": balance}
 
 
 def shape_lr_mult(model) -> float:

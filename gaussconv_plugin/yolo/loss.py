@@ -50,13 +50,15 @@ class ScaleBboxLoss(ul_loss.BboxLoss):
     ``fg_mask (B, A)`` bool, ``stride (A, 1)``. Returns ``(loss_iou, loss_dfl)`` scalars.
     """
 
-    def __init__(self, reg_max: int = 16, mode: str = "diff", form: str = "add", lam: float = 1.0):
+    def __init__(self, reg_max: int = 16, mode: str = "diff", form: str = "add", lam: float = 1.0,
+                 balance: bool = False):
         super().__init__(reg_max)
         self.mode = check_mode(mode)
         self.form = check_form(form)
         if not float(lam) >= 0:
             raise ValueError(f"ScaleBboxLoss lam must be >= 0 (got {lam!r}); use e.g. scale_loss_lambda: 1.0")
         self.lam = float(lam)
+        self.balance = bool(balance)
 
     def forward(
         self, pred_dist, pred_bboxes, anchor_points, target_bboxes, target_scores, target_scores_sum, fg_mask,
@@ -76,13 +78,16 @@ class ScaleBboxLoss(ul_loss.BboxLoss):
         per_box = scale_box_loss(iou.squeeze(-1), ciou.squeeze(-1), box_area(pb.float()) * s2,
                                  box_area(tb.float()) * s2, self.mode, self.form, self.lam)
         loss_iou = (per_box.unsqueeze(-1).to(ciou.dtype) * weight).sum() / target_scores_sum
+        if self.balance:  # the stock box loss's size, the scale term's share of its gradient (class docstring)
+            stock = ((1.0 - ciou) * weight).sum() / target_scores_sum
+            loss_iou = loss_iou * (stock / loss_iou.clamp_min(1e-12)).detach()
         return loss_iou, loss_dfl
 
     def extra_repr(self) -> str:
-        return f"mode={self.mode!r}, form={self.form!r}, lam={self.lam}"
+        return f"mode={self.mode!r}, form={self.form!r}, lam={self.lam}, balance={self.balance}"
 
 
-def install_scale_loss(criterion, mode: str, form: str = "add", lam: float = 1.0) -> int:
+def install_scale_loss(criterion, mode: str, form: str = "add", lam: float = 1.0, balance: bool = False) -> int:
     """Replace the ``bbox_loss`` of ``criterion`` (a ``v8DetectionLoss``, or each branch of an ``E2ELoss``) by
     :class:`ScaleBboxLoss`; returns how many were replaced (0 for ``mode='none'``)."""
     check_mode(mode)
@@ -93,7 +98,7 @@ def install_scale_loss(criterion, mode: str, form: str = "add", lam: float = 1.0
         bl = getattr(obj, "bbox_loss", None)
         if type(bl) is ul_loss.BboxLoss or isinstance(bl, ScaleBboxLoss):
             dev = next(iter(bl.buffers()), None)
-            new = ScaleBboxLoss(obj.reg_max, mode, form, lam)
+            new = ScaleBboxLoss(obj.reg_max, mode, form, lam, balance)
             device = getattr(obj, "device", None) or (dev.device if dev is not None else None)
             obj.bbox_loss = new.to(device) if device is not None else new
             n += 1

@@ -19,6 +19,8 @@ variant           layers 0–1                                             box l
 ``diff-l025``     ``Conv``                                               CIoU + 0.25·(1 − α) (``add``, λ = 0.25)
 ``both``          ``GaussianShapedConv`` defaults                         diff, default form
 ``both-l025``     ``GaussianShapedConv`` defaults                         CIoU + 0.25·(1 − α)
+``diff-bal``      ``Conv``                                               diff, ``scale_loss_balance: true``
+``both-bal``      ``GaussianShapedConv`` defaults                         diff, ``scale_loss_balance: true``
 ================  =====================================================  ======================================
 
 MSHNet U-Net (``mmdet_cfgs/unet_mshnet_base_cpu.py``): ``stock`` (no Gaussian conv, SLS ``var`` loss), ``gsconv``
@@ -46,7 +48,7 @@ class Variant:
     """``conv``: the stem module (``Conv`` | ``GaussianShapedConv`` | ``PConv``); ``conv_opts``: options of the
     Gaussian conv (empty = package defaults); ``loss``: scale mode (None = the part's baseline loss);
     ``yaml_keys``: further top-level keys of the YOLO model YAML (``scale_loss_form``, ``scale_loss_lambda``,
-    ``shape_lr_mult``); ``loss_opts``: further options of the U-Net's mask loss (``model.loss.<key>``)."""
+    ``scale_loss_balance``, ``shape_lr_mult``); ``loss_opts``: further options of the U-Net's mask loss (``model.loss.<key>``)."""
 
     conv: str = "Conv"
     conv_opts: dict = field(default_factory=dict)
@@ -75,6 +77,8 @@ VARIANTS = {
     "diff-l025": Variant(loss="diff", yaml_keys={"scale_loss_form": "add", "scale_loss_lambda": 0.25}),
     "both": Variant(GS, loss="diff"),
     "both-l025": Variant(GS, loss="diff", yaml_keys={"scale_loss_form": "add", "scale_loss_lambda": 0.25}),
+    "diff-bal": Variant(loss="diff", yaml_keys={"scale_loss_balance": True}),
+    "both-bal": Variant(GS, loss="diff", yaml_keys={"scale_loss_balance": True}),
     "both-directed": Variant(GS, loss="diff", loss_opts={"area_grad": "directed"}),
     "both-noloc": Variant(GS, loss="diff", loss_opts={"with_location": False}),
 }
