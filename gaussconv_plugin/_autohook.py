@@ -116,7 +116,7 @@ def _register() -> None:
         _last_error = e
         warnings.warn(
             f"gaussconv_plugin could not register GaussianShapedConv with Ultralytics ({type(e).__name__}: {e}); "
-            "check that ultralytics is 8.3/8.4 (pip install 'ultralytics>=8.3,<8.5') or set GAUSSCONV_NO_AUTOHOOK=1",
+            "check that ultralytics is 8.4 (pip install 'ultralytics>=8.4,<8.5') or set GAUSSCONV_NO_AUTOHOOK=1",
             RuntimeWarning,
             stacklevel=2,
         )

@@ -158,7 +158,7 @@ def incompatible(problems: list[str]) -> RuntimeError:
     """The one-line error :func:`register` raises when internals are missing."""
     return RuntimeError(
         f"ultralytics {ultralytics.__version__} is not compatible with gaussconv_plugin ({'; '.join(problems)}); "
-        "install ultralytics>=8.3,<8.5"
+        "install ultralytics>=8.4,<8.5 (the tested line; 8.4.190 in requirements/constraints.txt)"
     )
 
 
