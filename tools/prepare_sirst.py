@@ -8,14 +8,21 @@
                                                            # NUDT-SIRST -> ~/.cache/gaussconv_plugin/nudt_sirst_yolo
     python tools/prepare_sirst.py --data-root ../shared/data/nudt_sirst --splits train:train_sub val:val_sub test:test
                                                            # NUDT-SIRST with its committed validation carve
+    python tools/prepare_sirst.py --root ../shared/data/irstd1k   # IRSTD-1k: train <- trainval, val <- test (512 px)
+    python tools/prepare_sirst.py --root ../shared/data/irstd1k --splits train:trainval_sub val:val_sub test:test
+                                                           # IRSTD-1k with its committed validation carve
 
 The layout (SIRST v1: masks/<name>_pixels0.png, idx_427/; IRSTD, e.g. NUDT-SIRST, IRSTD-1k: masks/<name>.png and
-one split folder such as 50_50/) is detected from the folder; --idx defaults to the layout's split folder.
+one split folder such as 50_50/ or idx/) is detected from the folder; --idx defaults to the layout's split folder.
 YOLO: train <- trainval, val <- test for SIRST (the standard SIRST protocol has no separate validation set),
-train <- train, val <- test for an IRSTD folder; --splits YOLO_SPLIT:SOURCE_SPLIT pairs override that. Labels
+train <- train, val <- test for an IRSTD folder (train <- trainval where its lists hold trainval but no train, as
+IRSTD-1k's idx/{trainval,test}.txt); --splits YOLO_SPLIT:SOURCE_SPLIT pairs override that, with any list names of
+the folder (and the validation carves committed for it, e.g. trainval_sub, val_sub). Labels
 come from the masks' connected components; SIRST images whose VOC xml disagrees with the mask are counted and
-listed in <out>/voc_problems.txt. NUDT-SIRST images are all 256x256: train YOLO on it with imgsz=256.
-COCO: the source splits of --splits (the part after ':'), default trainval,test (IRSTD: train,test).
+listed in <out>/voc_problems.txt. NUDT-SIRST images are all 256x256: train YOLO on it with imgsz=256; IRSTD-1k's
+are 512x512: imgsz=512. COCO: the source splits of --splits (the part after ':'), default those of YOLO's default
+(SIRST, IRSTD-1k: trainval,test; NUDT-SIRST: train,test). Outputs go to the cache (gaussconv_plugin.data.cache_dir)
+unless --out says otherwise, never into the dataset folder.
 Prints the path of data.yaml (YOLO) or of the COCO folder on the last line.
 """
 from __future__ import annotations
@@ -26,7 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from gaussconv_plugin.data.layout import detect_layout  # noqa: E402
+from gaussconv_plugin.data.layout import default_splits, detect_layout  # noqa: E402
 from gaussconv_plugin.data.sirst import sirst_root  # noqa: E402
 
 
@@ -62,16 +69,18 @@ def _main(argv=None) -> Path:
                     help="split folder (default: idx_427 for SIRST; for an IRSTD folder the one holding the lists, "
                          "e.g. 50_50)")
     ap.add_argument("--splits", nargs="+", type=_pair, default=None, metavar="YOLO:SOURCE",
-                    help="YOLO_SPLIT:SOURCE_SPLIT pairs (default train:trainval val:test; IRSTD train:train val:test); "
-                         "for coco the source splits are used")
+                    help="YOLO_SPLIT:SOURCE_SPLIT pairs (default train:trainval val:test; IRSTD train:train val:test, "
+                         "or train:trainval val:test where the lists hold no train); for coco the source splits")
     ap.add_argument("--rgb", action="store_true", help="YOLO: write 3-channel PNGs instead of grayscale")
     a = ap.parse_args(argv)
     root = sirst_root(a.root)
     layout = detect_layout(root)
+    train, ev = default_splits(layout, root)  # IRSTD-1k: trainval (its lists hold no train)
     if a.format == "yolo":
         from gaussconv_plugin.data.yolo_format import prepare_yolo, read_manifest
 
-        data_yaml = prepare_yolo(root, a.out, splits=a.splits, idx=a.idx, limit=a.limit, channels=3 if a.rgb else 1)
+        splits = a.splits or (("train", train), ("val", ev))
+        data_yaml = prepare_yolo(root, a.out, splits=splits, idx=a.idx, limit=a.limit, channels=3 if a.rgb else 1)
         m = read_manifest(data_yaml.parent)
         for split, c in m.get("counts", {}).items():
             print(f"{split}: {c['images']} images, {c['targets']} targets, {c['background_images']} without target")
@@ -88,7 +97,7 @@ def _main(argv=None) -> Path:
     from gaussconv_plugin.data.coco_format import prepare_coco
 
     # default folder: prepare_coco's own (default_coco_dir: one per dataset/idx/limit under the cache)
-    splits = list(dict.fromkeys(src for _, src in a.splits)) if a.splits else None
+    splits = list(dict.fromkeys(src for _, src in a.splits)) if a.splits else [train, ev]
     res = prepare_coco(root, a.out, splits=splits, idx=a.idx, limit=a.limit)
     print(res)
     return Path(res)

@@ -8,7 +8,8 @@ layout     mask of image ``<name>``          VOC boxes                         s
 ``sirst``  ``masks/<name>_pixels0.png``      ``masks/<name>.xml`` (optional)   ``idx_427/`` (default) or ``idx_320/``
 ``irstd``  ``masks/<name>.png``              none                              the one sub-folder holding
                                                                                ``<split>.txt`` (NUDT-SIRST: ``50_50/``;
-                                                                               ``.``: lists in the root itself)
+                                                                               IRSTD-1k: ``idx/``; ``.``: lists in
+                                                                               the root itself)
 =========  ================================  ================================  ======================================
 
 ``sirst`` is SIRST v1 (Dai et al., WACV 2021) and what :func:`~gaussconv_plugin.data.make_synthetic_sirst`
@@ -131,10 +132,27 @@ def idx_label(folders: dict) -> str:
     return "+".join(sorted(set(folders.values())))
 
 
-def default_splits(layout: str) -> tuple[str, str]:
+def default_splits(layout: str, root: str | os.PathLike | None = None) -> tuple[str, str]:
     """``(train, evaluation)`` source splits of a layout's standard protocol: SIRST v1 ``('trainval', 'test')``
-    (no separate validation set), IRSTD ``('train', 'test')`` (NUDT-SIRST's and IRSTD-1k's lists)."""
-    return ("trainval", "test") if _layout(None, layout) == "sirst" else ("train", "test")
+    (no separate validation set), IRSTD ``('train', 'test')`` (NUDT-SIRST's lists). Given the IRSTD folder
+    ``root``, a dataset whose lists hold ``trainval`` but no ``train`` gets ``('trainval', 'test')`` (IRSTD-1k's
+    ``idx/{trainval,test}.txt``, the split of the dataset's authors)."""
+    if _layout(None, layout) == "sirst":
+        return ("trainval", "test")
+    if root is not None and not _has_list(root, "train") and _has_list(root, "trainval"):
+        return ("trainval", "test")
+    return ("train", "test")
+
+
+def _has_list(root, split: str) -> bool:
+    """Whether some split folder of the IRSTD folder ``root`` (or a list committed for it) holds ``<split>.txt``."""
+    try:
+        default_idx(root, split, "irstd")
+    except FileNotFoundError:
+        return False
+    except ValueError:  # several folders hold it: it exists
+        pass
+    return True
 
 
 def check_names(root: str | os.PathLike, names, layout: str | None = None, source: str = "") -> None:

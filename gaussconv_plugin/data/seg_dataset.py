@@ -25,7 +25,8 @@ Size handling:
      ``(s0, s1) = scale_range`` (0.5, 2.0) and ``base = base_size`` (default ``crop_size``); image bilinear,
      mask nearest;
   3. zero padding at the bottom/right up to ``crop_size`` where a side is shorter;
-  4. a uniformly random ``crop_size × crop_size`` crop;
+  4. a uniformly random ``crop_size × crop_size`` crop (images larger than the crop work the same way: IRSTD-1k's
+     512² images with ``crop_size=256, base_size=512`` give 256-px crops of the image rescaled 0.5–2×);
   5. Gaussian blur of the image with probability ``blur_prob`` (0.5), radius ``~ U(0, 1)`` px (PIL).
   Random numbers come from NumPy's global generator (seeded per worker by MMEngine / PyTorch's
   ``worker_init_fn``), or from ``rng`` if given.
@@ -132,12 +133,14 @@ class SIRSTSegDataset(torch.utils.data.Dataset):
     Args:
         data_root: the folder; ``None`` → the shared folder of ``default_root``, resolved when the dataset is built.
         split: split file name (SIRST: ``train``, ``val``, ``test``, ``trainval``, ``trainvaltest``; NUDT-SIRST:
-            ``train``, ``test`` and the committed ``train_sub``, ``val_sub``).
-        idx: split folder (``idx_427`` or ``idx_320``; NUDT-SIRST ``50_50``); ``None`` → the layout's default
-            (:func:`~gaussconv_plugin.data.layout.default_idx`).
+            ``train``, ``test`` and the committed ``train_sub``, ``val_sub``; IRSTD-1k: ``trainval``, ``test`` and
+            the committed ``trainval_sub``, ``val_sub``).
+        idx: split folder (``idx_427`` or ``idx_320``; NUDT-SIRST ``50_50``; IRSTD-1k ``idx``); ``None`` → the
+            layout's default (:func:`~gaussconv_plugin.data.layout.default_idx`).
         default_root: which shared dataset ``data_root=None`` means (:func:`~gaussconv_plugin.data.sirst.dataset_root`):
-            ``'sirst'`` (``$GAUSSCONV_SIRST_ROOT`` or ``../shared/data/sirst`` beside the checkout) or
-            ``'nudt_sirst'`` (``$GAUSSCONV_NUDT_ROOT`` or ``../shared/data/nudt_sirst``).
+            ``'sirst'`` (``$GAUSSCONV_SIRST_ROOT`` or ``../shared/data/sirst`` beside the checkout),
+            ``'nudt_sirst'`` (``$GAUSSCONV_NUDT_ROOT`` or ``../shared/data/nudt_sirst``) or ``'irstd1k'``
+            (``$GAUSSCONV_IRSTD1K_ROOT`` or ``../shared/data/irstd1k``).
         names: explicit image names (overrides ``split``).
         max_images: keep only the first ``max_images`` names (small test subsets).
         mode: ``'train'`` (random crop/rescale/flip/blur to ``crop_size``) or ``'test'`` (native size).

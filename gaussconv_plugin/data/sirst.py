@@ -42,7 +42,7 @@ from .layout import check_names, default_idx, detect_layout, image_path, mask_pa
 from .split_lists import committed_split_file, read_names
 
 __all__ = [
-    "cache_dir", "dataset_root", "sirst_root", "nudt_root", "read_split", "load_image", "load_mask",
+    "cache_dir", "dataset_root", "sirst_root", "nudt_root", "irstd1k_root", "read_split", "load_image", "load_mask",
     "load_voc_boxes", "mask_to_boxes", "check_boxes_against_voc", "target_boxes", "SHARED_DATASETS",
     "check_mask_size", "image_size",
 ]
@@ -50,7 +50,8 @@ __all__ = [
 SPLITS = ("train", "val", "test", "trainval", "trainvaltest")
 
 #: datasets with a default folder beside the checkout: name -> (environment variable, ../shared/data/<folder>)
-SHARED_DATASETS = {"sirst": ("GAUSSCONV_SIRST_ROOT", "sirst"), "nudt_sirst": ("GAUSSCONV_NUDT_ROOT", "nudt_sirst")}
+SHARED_DATASETS = {"sirst": ("GAUSSCONV_SIRST_ROOT", "sirst"), "nudt_sirst": ("GAUSSCONV_NUDT_ROOT", "nudt_sirst"),
+                   "irstd1k": ("GAUSSCONV_IRSTD1K_ROOT", "irstd1k")}
 
 
 def cache_dir(*parts: str) -> Path:
@@ -68,7 +69,8 @@ def dataset_root(path: str | os.PathLike | None = None, dataset: str = "sirst") 
     """Resolve a dataset folder: ``path``, else the dataset's environment variable, else
     ``../shared/data/<folder>`` beside the project checkout (then beside the current directory), with
     ``dataset`` a key of :data:`SHARED_DATASETS` (``sirst``: ``$GAUSSCONV_SIRST_ROOT``, ``../shared/data/sirst``;
-    ``nudt_sirst``: ``$GAUSSCONV_NUDT_ROOT``, ``../shared/data/nudt_sirst``). The folder must hold ``images/``
+    ``nudt_sirst``: ``$GAUSSCONV_NUDT_ROOT``, ``../shared/data/nudt_sirst``; ``irstd1k``: ``$GAUSSCONV_IRSTD1K_ROOT``,
+    ``../shared/data/irstd1k``). The folder must hold ``images/``
     and ``masks/``; otherwise one clear error names what is missing."""
     if dataset not in SHARED_DATASETS:
         raise ValueError(f"dataset must be one of {sorted(SHARED_DATASETS)} (got {dataset!r}); or pass the folder")
@@ -107,6 +109,12 @@ def nudt_root(path: str | os.PathLike | None = None) -> Path:
     """Resolve the NUDT-SIRST root: ``path``, else ``$GAUSSCONV_NUDT_ROOT``, else ``../shared/data/nudt_sirst``
     beside the project checkout (then beside the current directory), as :func:`sirst_root` does."""
     return dataset_root(path, "nudt_sirst")
+
+
+def irstd1k_root(path: str | os.PathLike | None = None) -> Path:
+    """Resolve the IRSTD-1k root: ``path``, else ``$GAUSSCONV_IRSTD1K_ROOT``, else ``../shared/data/irstd1k``
+    beside the project checkout (then beside the current directory), as :func:`sirst_root` does."""
+    return dataset_root(path, "irstd1k")
 
 
 def read_split(root: str | os.PathLike, split: str = "trainval", idx: str | None = None,
@@ -193,8 +201,10 @@ def image_size(root: str | os.PathLike, name: str) -> tuple[int, int]:
 
 
 def load_mask(root: str | os.PathLike, name: str, layout: str | None = None) -> np.ndarray:
-    """``(H, W)`` bool target mask (pixel > 127) of image ``name``: ``masks/<name>_pixels0.png`` (SIRST) or
-    ``masks/<name>.png`` (IRSTD); ``layout=None`` detects the layout."""
+    """``(H, W)`` bool target mask (pixel > 127: the rule and why in :mod:`gaussconv_plugin.data`) of image
+    ``name``: ``masks/<name>_pixels0.png`` (SIRST) or ``masks/<name>.png`` (IRSTD); ``layout=None`` detects the
+    layout. Its size may differ from the image's only as :func:`check_mask_size` allows (checked where both are
+    read)."""
     p = mask_path(root, name, layout)
     if not p.is_file():
         raise FileNotFoundError(f"mask {p} of image {name!r} not found; add it or drop {name!r} from the "

@@ -1,15 +1,20 @@
 """The dataset an ablation trains on: its folder, its layout, its split pair and where its runs live.
 
-Two datasets have defaults; any folder in either layout (:mod:`gaussconv_plugin.data.layout`) works with
+Three datasets have defaults; any folder in either layout (:mod:`gaussconv_plugin.data.layout`) works with
 ``--data-root``:
 
 - ``sirst``: SIRST v1 (:func:`~gaussconv_plugin.data.sirst_root`, SIRST layout); final split ``trainval:test``,
   screen ``train:val``; YOLO at 320; U-Net config ``unet_mshnet_base_cpu.py`` (128-px crops).
 - ``nudt_sirst``: NUDT-SIRST (:func:`~gaussconv_plugin.data.nudt_root`, IRSTD layout); final ``train:test``, screen
   ``train_sub:val_sub``; YOLO at its native 256; U-Net config ``unet_mshnet_base_nudt_cpu.py`` (256-px crops).
+- ``irstd1k``: IRSTD-1k (:func:`~gaussconv_plugin.data.irstd1k_root`, IRSTD layout, lists in ``idx/``); final
+  ``trainval:test`` (800 / 201, the dataset authors' split), screen ``trainval_sub:val_sub`` (the committed carve of
+  ``trainval``: 720 / 80); YOLO at its native 512; U-Net config ``unet_mshnet_base_irstd1k_cpu.py`` (256-px crops of
+  the 512-px images, evaluated on the full images).
 
 A split pair is ``TRAIN:EVAL``, two list names of the folder (``idx_427/<name>.txt`` in SIRST v1; NUDT-SIRST's
-``50_50/`` lists plus the committed ``train_sub``/``val_sub`` carve). Runs of the default SIRST folder live in
+``50_50/`` lists plus the committed ``train_sub``/``val_sub`` carve; IRSTD-1k's ``idx/`` lists plus
+``trainval_sub``/``val_sub``). Runs of the default SIRST folder live in
 ``<out>/<part>/<train>-<eval>/`` (the layout of every run made before other datasets existed, so they resume);
 runs of any other folder in ``<out>/<part>/<folder name>/<train>-<eval>/``.
 """
@@ -37,18 +42,20 @@ DATASETS = {
     "sirst": Dataset("trainval:test", "train:val", 320, "unet_mshnet_base_cpu.py", "SIRST v1 (idx_427)"),
     "nudt_sirst": Dataset("train:test", "train_sub:val_sub", 256, "unet_mshnet_base_nudt_cpu.py",
                           "NUDT-SIRST (50_50)"),
+    "irstd1k": Dataset("trainval:test", "trainval_sub:val_sub", 512, "unet_mshnet_base_irstd1k_cpu.py",
+                       "IRSTD-1k (idx)"),
 }
 
 
 def resolve(dataset: str = "sirst", data_root=None) -> Path:
     """The dataset folder: ``data_root`` if given, else the named dataset's default folder (its env variable, then
     ``../shared/data/<name>``). Raises ``SystemExit`` with one line naming the fix."""
-    from gaussconv_plugin.data import nudt_root, sirst_root
+    from gaussconv_plugin.data import dataset_root
 
     if dataset not in DATASETS:
         raise SystemExit(f"unknown dataset {dataset!r}; choose from {', '.join(DATASETS)} (or pass --data-root DIR)")
     try:
-        root = (nudt_root if dataset == "nudt_sirst" else sirst_root)(data_root)
+        root = dataset_root(data_root, dataset)  # the DATASETS keys are gaussconv_plugin.data's shared datasets
     except FileNotFoundError as e:
         raise SystemExit(str(e)) from None
     return Path(root).resolve()
