@@ -29,7 +29,20 @@ if __package__ in (None, ""):  # run as a file: make `tools` and `gaussconv_plug
 from gaussconv_plugin.boxmetrics import EVAL_CONF, PD_RADIUS, BoxTargetMetrics  # noqa: E402
 from gaussconv_plugin.data import load_image, read_split, sirst_root, target_boxes  # noqa: E402
 
-__all__ = ["evaluate_weights", "native_imgsz", "kept_anchor_strides", "anchor_strides", "main"]
+__all__ = ["evaluate_weights", "native_imgsz", "kept_anchor_strides", "anchor_strides", "false_box_metrics", "main"]
+
+
+def false_box_metrics(detail: dict) -> dict:
+    """The table columns of a YOLO evaluation's ``false_boxes`` (:mod:`tools.evidence.boxeval`): the share of the
+    unmatched boxes whose long side is ≥ 32 and ≥ 100 px, and the share of them fired by the coarse heads
+    (stride ≥ 16, whose box regression a tiny-target training set leaves untrained). Empty where none were recorded."""
+    fb = detail.get("false_boxes") or {}
+    if not fb.get("n"):
+        return {}
+    out = {"false_ge32": fb["share_long_ge32"], "false_ge100": fb["share_long_ge100"]}
+    if fb.get("by_stride"):
+        out["false_coarse"] = sum(n for s, n in fb["by_stride"].items() if int(s) >= 16) / fb["n"]
+    return out
 
 
 def anchor_strides(input_hw, strides) -> np.ndarray:

@@ -44,12 +44,13 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file: make `tools` and `gaussconv_plugin` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from tools.evidence import boxeval  # noqa: E402
 from tools.evidence.runs import REPO, Run, call, dataset_tag, git_commit, log, relocated  # noqa: E402
 from gaussconv_plugin.boxmetrics import EVAL_CONF, PD_RADIUS  # noqa: E402
 from gaussconv_plugin.data.layout import detect_layout  # noqa: E402
 
-__all__ = ["NATIVE", "eval_folder", "train_imgsz", "prepare_yolo_eval", "yolo_val", "evaluate_yolo",
-           "evaluate_run", "evaluate_runs", "main"]
+__all__ = ["NATIVE", "eval_folder", "train_imgsz", "prepare_yolo_eval", "yolo_val",
+           "evaluate_yolo", "evaluate_run", "evaluate_runs", "main"]
 
 NATIVE = "native"
 
@@ -224,6 +225,7 @@ def evaluate_run(run: Run, root: Path, split: str, imgsz, folder: Path, threads:
         detail = json.loads(out.read_text())
         metrics = {k: detail[k] for k in ("mAP50", "mAP50-95", "precision", "recall", "Pd", "Fa_per_img",
                                           "area_ratio_median")}
+        metrics.update(boxeval.false_box_metrics(detail))
     elif run.part == "retina":
         config, model_opts = _model_options(rec)
         out = d / "retina_eval.json"

@@ -36,13 +36,14 @@ LAST_K = 3
 METRICS = {
     "yolo": [("mAP50", "mAP50"), ("mAP50_last3", f"mAP50 (last {LAST_K})"), ("mAP50-95", "mAP50-95"),
              ("precision", "P"), ("recall", "R"), ("Pd", "Pd"),
-             ("Fa_per_img", "Fa / img"), ("area_ratio_median", "area P/T")],
+             ("Fa_per_img", "Fa / img"), ("area_ratio_median", "area P/T"),
+             ("false_ge100", "false ≥ 100 px"), ("false_coarse", "false from P4–P5")],
     "unet": [("mIoU", "mIoU"), ("mIoU_last3", f"mIoU (last {LAST_K})"), ("nIoU", "nIoU"), ("Pd", "Pd"),
              ("Fa_e6", "Fa (×10⁻⁶)")],
     "retina": [("mAP50", "mAP50"), ("mAP50_last3", f"mAP50 (last {LAST_K})"), ("Pd", "Pd"),
                ("Fa_per_img", "Fa / img"), ("area_ratio_median", "area P/T")],
 }
-DIFF_METRICS = {"yolo": ["mAP50", "mAP50_last3", "mAP50-95", "Pd", "Fa_per_img"],
+DIFF_METRICS = {"yolo": ["mAP50", "mAP50_last3", "mAP50-95", "Pd", "Fa_per_img", "false_ge100"],
                 "unet": ["mIoU", "mIoU_last3", "nIoU", "Pd"],
                 "retina": ["mAP50", "mAP50_last3", "Pd", "Fa_per_img", "area_ratio_median"]}
 #: the variant the paired differences are taken to unless a table names another (``meta["reference"]``)
@@ -170,7 +171,9 @@ def markdown(summary: dict, meta: dict) -> str:
                 "and "
                 "area P/T from `python -m tools.evidence.boxeval` (one image at a time at the training size, conf ≥ "
                 f"{EVAL_CONF:g}, match = box centres ≤ {PD_RADIUS:g} px apart; area P/T = median predicted/target box "
-                "area of matched targets)")
+                "area of matched targets)" + ("; false ≥ 100 px / from P4–P5: share of the unmatched boxes with a long "
+                                               "side ≥ 100 px / fired by the stride-16 and -32 heads"
+                                               if any("false_ge100" in r for r in summary["yolo"].values()) else ""))
         if "yolo" in summary or "retina" in summary:
             notes.append(f"- mAP50 (last {LAST_K}): mean of the last {LAST_K} epochs' validation mAP50 (no epoch "
                          "chosen; less noisy than the last epoch alone)")
@@ -203,7 +206,7 @@ def markdown(summary: dict, meta: dict) -> str:
                       "CPU schedule)",
               "retina": f"RetinaNet-R18 (`tools/train.py mmdet_cfgs/retinanet_r18_fpn_sirst320_cpu[_gauss].py`, imgsz "
                         f"{meta.get('imgsz')}, batch 4)"}
-    digits = {"Fa_e6": 1, "Fa_per_img": 3, "area_ratio_median": 2}
+    digits = {"Fa_e6": 1, "Fa_per_img": 3, "area_ratio_median": 2, "false_ge100": 2, "false_coarse": 2}
     for part, rows in summary.items():
         cols = [(k, c) for k, c in METRICS[part] if any(k in r for r in rows.values())]
         epochs = sorted({e for r in rows.values() for e in r["epochs"]})

@@ -180,4 +180,7 @@ def evaluate(run: Run, threads: int = 1) -> dict:
         cmd += ["--limit", str(run.opts["limit"])]
     call_step(cmd, run, threads, "boxeval.log", cwd=REPO)
     rec = json.loads(out.read_text())
-    return {"metrics": {k: rec[k] for k in ("Pd", "Fa_per_img", "area_ratio_median")}, "boxeval": rec}
+    from .boxeval import false_box_metrics
+
+    return {"metrics": {**{k: rec[k] for k in ("Pd", "Fa_per_img", "area_ratio_median")}, **false_box_metrics(rec)},
+            "boxeval": rec}
