@@ -11,6 +11,7 @@ One command runs every (part, variant, seed) that is not done yet, then writes t
     python tools/ablation.py --parts unet --seeds 0 1 2 --restore docs/ablation/unet_trainval_test  # go on from those
     python tools/ablation.py --split train:val --parts retina --seeds 0 1     # RetinaNet-R18 CPU twins
     python tools/ablation.py --evaluate DIR --eval-imgsz native  # the finished runs on another dataset
+    python tools/ablation.py --parts yolo --seeds 0 1 2 --ood   # + the detectors on the other shared datasets
     python tools/ablation.py --dataset nudt_sirst --parts unet yolo --variants stock both --seeds 0 1 2
     python tools/ablation.py --split train:val --parts unet --variants both both-directed both-noloc --reference both
 
@@ -47,7 +48,7 @@ if str(REPO) not in sys.path:
 
 from gaussconv_plugin.data import cache_dir  # noqa: E402
 from tools.evidence import defaults, retina_part, unet_part, yolo_part  # noqa: E402
-from tools.evidence.datasets import DATASETS, check_split, resolve  # noqa: E402
+from tools.evidence.datasets import DATASETS, check_split, ood_targets, resolve  # noqa: E402
 from tools.evidence.plots import plot_curves, plot_sigma_theta  # noqa: E402
 from tools.evidence.report import REFERENCE, machine, markdown, summarize, write_tables  # noqa: E402
 from tools.evidence.runs import (  # noqa: E402
@@ -61,6 +62,38 @@ __all__ = ["VARIANTS", "PARTS", "Run", "plan", "run_one", "collect", "summarize"
 yolo_model_yaml = yolo_part.model_yaml
 unet_command = unet_part.command
 DEFAULTS = defaults.ALL
+
+
+def out_of_distribution(runs: list[Run], out: Path, meta: dict, a, publish: Path | None) -> list[dict]:
+    """``--ood``: the finished detector runs on every other shared dataset (:func:`ood_targets`), native size; the
+    tables are printed after the in-distribution one and published beside it. A dataset that is not on this machine
+    is named in one line and left out; a failed evaluation stops with one line after the others ran."""
+    from gaussconv_plugin.data import dataset_root
+    from tools.evidence.evaluate import evaluate_runs
+
+    det = [r for r in runs if r.part in ("yolo", "retina")]
+    results, errors = [], []
+    for name, split in ood_targets(a.dataset, a.split):
+        try:
+            root = dataset_root(None, name)
+        except FileNotFoundError as e:
+            log(f"[ood] {name} left out: {e}")
+            continue
+        res = evaluate_runs(det, root, out, split, "native", a.threads, a.jobs, a.limit,
+                            {**meta, "ood_of": meta.get("dataset")})
+        print(f"\n## Out of distribution: {name} `{split}`\n")
+        print((res["folder"] / "ablation.md").read_text())
+        if publish:
+            dst = publish / ("evaluate_" + name + ("" if split == "test" else f"-{split}"))
+            dst.mkdir(parents=True, exist_ok=True)
+            for f in ("ablation.md", "results.json", "results.csv"):
+                if (res["folder"] / f).is_file():
+                    shutil.copy2(res["folder"] / f, dst / f)
+        errors += res["errors"]
+        results.append(res)
+    if errors:
+        raise SystemExit(f"{len(errors)} out-of-distribution evaluation(s) failed; first: {errors[0]}")
+    return results
 
 
 def write_reports(runs: list[Run], out: Path, meta: dict, publish: Path | None = None) -> dict:
@@ -129,6 +162,11 @@ def main(argv=None) -> dict:
                     help="evaluate the finished runs (selected by the options above) on the dataset ROOT (either "
                          "layout) instead of training; tables in <out>/evaluate/<ROOT name>/")
     ap.add_argument("--eval-split", default="test", help="split of ROOT for --evaluate (default test)")
+    ap.add_argument("--ood", action="store_true",
+                    help="after the tables, evaluate the finished detector runs on the other shared datasets at "
+                         "their native size (final split: their test lists; a screen: their validation carves) and "
+                         "print those tables beside the in-distribution one (with --publish: into "
+                         "<publish>/evaluate_<dataset>[-<split>]/)")
     ap.add_argument("--eval-imgsz", default=None,
                     help="--evaluate input size of the detectors: N (long side), 'native' (each image at its own "
                          "scale), default: each run's training size")
@@ -208,6 +246,8 @@ def main(argv=None) -> dict:
             raise SystemExit(f"{len(errors)} run(s) failed; first: {errors[0]}")
     summary = write_reports(runs, out, meta, publish)
     print((out / "ablation.md").read_text())
+    if a.ood:
+        out_of_distribution(runs, out, meta, a, publish)
     print("trained weights (kept out of git):")
     for r in collect(runs):
         here = Path(r["weights"]).is_file()

@@ -223,13 +223,21 @@ def test_dataset_split_pairs_and_run_folders(tmp_path):
         datasets.resolve("nudt")
 
 
-def test_tiny_ablation_on_nudt_sirst(tmp_path, monkeypatch):
-    """`--dataset nudt_sirst`: both parts train on the IRSTD layout at 256 px, every result records its dataset."""
+def test_tiny_ablation_on_nudt_sirst(tmp_path, monkeypatch, capsys):
+    """`--dataset nudt_sirst`: both parts train on the IRSTD layout at 256 px, every result records its dataset;
+    `--ood` then scores the detector on the other shared datasets' validation carves (a screen never sees test)."""
     monkeypatch.setenv("GAUSSCONV_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "abl"
     summary = ablation.main(["--dataset", "nudt_sirst", "--split", "train_sub:val_sub", "--limit", "4", "--epochs",
                              "1", "--seeds", "0", "--variants", "stock", "--batch", "4", "--jobs", "1",
-                             "--out", str(out)])
+                             "--out", str(out), "--ood", "--publish", str(tmp_path / "pub")])
+    printed = capsys.readouterr().out
+    for name, split in (("sirst", "val"), ("irstd1k", "val_sub")):
+        assert f"## Out of distribution: {name} `{split}`" in printed
+        ood = json.loads((tmp_path / "pub" / f"evaluate_{name}-{split}" / "results.json").read_text())
+        (rec,) = ood["runs"]
+        assert rec["part"] == "yolo" and rec["split"]["eval"] == f"{name}/{split}" and rec["eval_imgsz"] == "native"
+        assert rec["eval"]["n_images"] == 4 and 0 <= rec["metrics"]["Pd"] <= 1
     assert set(summary) == {"yolo", "unet"}
     recs = [json.loads(p.read_text()) for p in sorted(out.rglob("result.json"))]
     assert len(recs) == 2
@@ -243,6 +251,16 @@ def test_tiny_ablation_on_nudt_sirst(tmp_path, monkeypatch):
     assert {r["dataset"] for r in rows} == {"nudt_sirst"}
     assert (out / "ablation.md").read_text().startswith("Ablation on NUDT-SIRST (50_50): train on `train_sub`")
     assert (out / "curves_yolo.png").is_file() and (out / "curves_unet.png").is_file()
+
+
+def test_ood_targets_pair_final_with_test_and_screens_with_carves():
+    from tools.evidence.datasets import ood_targets
+
+    assert ood_targets("sirst", "trainval:test") == [("nudt_sirst", "test"), ("irstd1k", "test")]
+    assert ood_targets("sirst", "train:val") == [("nudt_sirst", "val_sub"), ("irstd1k", "val_sub")]
+    assert ood_targets("irstd1k", "trainval_sub:val_sub") == [("sirst", "val"), ("nudt_sirst", "val_sub")]
+    with pytest.raises(SystemExit, match="unknown dataset 'x'"):
+        ood_targets("x", "a:b")
 
 
 def test_figure_titles_name_the_dataset():

@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["DATASETS", "Dataset", "resolve", "parse_split", "check_split", "is_default_sirst", "run_tag"]
+__all__ = ["DATASETS", "Dataset", "resolve", "parse_split", "check_split", "is_default_sirst", "run_tag", "ood_targets"]
 
 
 @dataclass(frozen=True)
@@ -98,3 +98,15 @@ def run_tag(root, split: tuple[str, str]) -> str:
     ``<folder name>/<train>-<eval>`` (module docstring)."""
     pair = "-".join(split)
     return pair if root is None or is_default_sirst(root) else f"{Path(root).resolve().name}/{pair}"
+
+
+def ood_targets(dataset: str, split: str) -> list[tuple[str, str]]:
+    """The out-of-distribution evaluations of an ablation on ``dataset`` with split pair ``split`` (``--ood``):
+    ``[(other dataset, its split)]`` for every other named dataset — its ``test`` list after the final protocol, its
+    screen's evaluation list (a validation carve of its training lists, never ``test``) after anything else, so a
+    choice made on a screen never sees a test split."""
+    if dataset not in DATASETS:
+        raise SystemExit(f"unknown dataset {dataset!r}; choose from {', '.join(DATASETS)}")
+    final = parse_split(split) == parse_split(DATASETS[dataset].final)
+    return [(name, parse_split(d.final)[1] if final else parse_split(d.screen)[1])
+            for name, d in DATASETS.items() if name != dataset]
