@@ -207,3 +207,15 @@ def test_evaluate_mode_prepares_val_sub_for_yolo(root, tmp_path):
     sizes = json.loads((out / "sizes.json").read_text())
     assert list(sizes) == read_split(root, "val_sub")[:2] and all(v == [512, 512] for v in sizes.values())
     assert (out / "lists" / "native512.yaml").is_file()
+
+
+def test_library_defaults_take_trainval_where_a_folder_has_no_train():
+    """prepare_yolo / prepare_coco called from Python without splits use the folder's own lists (IRSTD-1k:
+    trainval/test), as tools/prepare_sirst.py does."""
+    from gaussconv_plugin.data import irstd1k_root
+    from gaussconv_plugin.data.layout import detect_layout
+    from gaussconv_plugin.data.yolo_format import default_yolo_splits
+
+    root = irstd1k_root()
+    assert default_yolo_splits(detect_layout(root), root) == (("train", "trainval"), ("val", "test"))
+    assert default_yolo_splits("irstd") == (("train", "train"), ("val", "test"))  # NUDT-SIRST's lists

@@ -131,7 +131,7 @@ def prepare_coco(
         raise ValueError(f"limit must be a positive number of images (got {limit!r}); pass limit=None for all")
     root = sirst_root(root).resolve()
     layout = detect_layout(root)
-    splits = tuple(default_splits(layout) if splits is None else splits)
+    splits = tuple(default_splits(layout, root) if splits is None else splits)
     folders = split_folders(root, splits, idx, layout)
     idx = idx_label(folders)
     dataset = "sirst" if layout == "sirst" else root.name

@@ -54,9 +54,10 @@ DEFAULT_SPLITS = (("train", "trainval"), ("val", "test"))
 _FORMAT_VERSION = 2  # 2: boxes of a mask stored at another size than its image are scaled to the image
 
 
-def default_yolo_splits(layout: str) -> tuple[tuple[str, str], ...]:
-    """Default ``((yolo_split, source_split), ...)`` of a layout: train ← trainval (IRSTD: train), val ← test."""
-    train, ev = default_splits(layout)
+def default_yolo_splits(layout: str, root=None) -> tuple[tuple[str, str], ...]:
+    """Default ``((yolo_split, source_split), ...)`` of a layout: train ← trainval (IRSTD: train, or trainval where
+    ``root``'s lists hold no train, as IRSTD-1k's), val ← test."""
+    train, ev = default_splits(layout, root)
     return (("train", train), ("val", ev))
 
 
@@ -125,7 +126,7 @@ def prepare_yolo(
         raise ValueError(f"limit must be a positive number of images per split (got {limit!r}); omit it for all")
     if out == root or root in out.parents:
         raise ValueError(f"out_dir {out} lies inside the read-only dataset {root}; choose a cache or temp folder")
-    splits = tuple((str(a), str(b)) for a, b in (default_yolo_splits(layout) if splits is None else splits))
+    splits = tuple((str(a), str(b)) for a, b in (default_yolo_splits(layout, root) if splits is None else splits))
     folders = split_folders(root, [ss for _, ss in splits], idx, layout)
     idx = idx_label(folders)
     names = {ys: read_split(root, ss, folders[ss])[: int(limit) if limit else None] for ys, ss in splits}
