@@ -131,8 +131,9 @@ def main(argv=None) -> dict:
                     help="sirst (SIRST v1, default), nudt_sirst (NUDT-SIRST) or irstd1k (IRSTD-1k); --data-root "
                          "overrides its folder")
     ap.add_argument("--split", default=None, metavar="TRAIN:EVAL",
-                    help="two split lists of the dataset (default: sirst trainval:test, nudt_sirst train:test; "
-                         "screens: sirst train:val, nudt_sirst train_sub:val_sub)")
+                    help="two split lists of the dataset (default: sirst trainval:test, nudt_sirst train:test, "
+                         "irstd1k trainval:test; screens: sirst train:val, nudt_sirst train_sub:val_sub, irstd1k "
+                         "trainval_sub:val_sub)")
     ap.add_argument("--epochs", type=int, default=None, help="epochs for every part (overrides the three below)")
     ap.add_argument("--yolo-epochs", type=int, default=DEFAULTS["yolo_epochs"])
     ap.add_argument("--unet-epochs", type=int, default=DEFAULTS["unet_epochs"])
@@ -140,7 +141,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--yolo-arch", choices=("p2", "p3"), default=DEFAULTS["yolo_arch"],
                     help="p2: yolov8-p2-* (P2–P5 outputs, default); p3: yolov8-* (P3–P5)")
     ap.add_argument("--imgsz", type=int, default=None,
-                    help="input size of YOLO and RetinaNet (default: sirst 320, nudt_sirst 256)")
+                    help="input size of YOLO and RetinaNet (default: sirst 320, nudt_sirst 256, irstd1k 512)")
     ap.add_argument("--batch", type=int, default=DEFAULTS["batch"])
     ap.add_argument("--jobs", type=int, default=2, help="runs side by side (default 2)")
     ap.add_argument("--threads", type=int, default=1, help="CPU threads per run (default 1)")
