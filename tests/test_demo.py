@@ -1,17 +1,19 @@
 """``make demo``'s code path at a reduced size (``tools/demo.py --quick``): both hosts learn, the summary is complete.
 
 ``--quick`` is the demo's own code (same functions, same synthetic generator settings, same U-Net config options and
-YOLO arguments) with fewer images (48: 36 train, 12 test) and epochs (U-Net 12, YOLO 10, no per-epoch YOLO
-validation). 75 s measured on one CPU thread beside two other trainings. What it asserts (each checked to hold on
-this reduced size, and each would fail if learning broke):
+YOLO arguments) with fewer images (48: 36 train, 12 test), fewer epochs (U-Net 12, YOLO 25, no per-epoch YOLO
+validation) and YOLO at batch 4 (9 steps per epoch, as the full demo's batch 8 on twice the images). What it asserts
+(each checked to hold on this reduced size, and each would fail if learning broke):
 
 - U-Net: the mean training loss of the last epoch is below that of the first epoch after the soft-IoU warm-up
   (the warm-up epoch has another loss, ``1 − soft-IoU``), and the test mIoU is above chance (a constant or random
   map scores the target fraction, ~3e-4, or 0).
 - YOLO: the box loss of epoch 1 is not ~0 (it is ~1e-8 when no target gets a positive anchor: the failure the small-box
   prior removes), and both the box and the cls loss fall by more than 5 % (mean of the last 3 epochs against the
-  first 3). Ten epochs are too few for a non-zero mAP50 here (it comes after ~15 epochs of the full demo's 9
-  iterations each), so the held-out P/R/mAP50 are only checked to be numbers in [0, 1].
+  first 3), and the held-out mAP50 of the final weights (``last.pt``: no epoch chosen on the held-out split) is
+  clearly above the untrained start's, scored the same way.
+- The fused model (GaussianShapedConv folded into plain convs) gives the unfused outputs up to float rounding,
+  relative to the outputs' scale (raw YOLO outputs hold box coordinates in pixels: an absolute 1e-3 is no bound).
 - The summary prints the metrics a user judges by and says where the weights, masks/overlays and the detections PNG
   are, and those files exist.
 """
@@ -54,7 +56,9 @@ def quick(tmp_path_factory):
 def test_quick_settings_are_the_demo_settings():
     full, small = demo.settings("synthetic"), demo.settings("synthetic", quick=True)
     assert small.unet_opts == full.unet_opts and small.unet_batch == full.unet_batch
-    assert small.imgsz == full.imgsz and small.yolo_batch == full.yolo_batch and small.box_prior == full.box_prior
+    assert small.imgsz == full.imgsz and small.box_prior == full.box_prior
+    # the same YOLO steps per epoch: batch 4 on the quick set's 36 training images, 8 on the full set's 72
+    assert small.yolo_batch * full.images == full.yolo_batch * small.images
     assert [a for a in small.yolo_args if a != "val=False"] == full.yolo_args
     assert small.images < full.images and small.unet_epochs < full.unet_epochs and small.yolo_epochs < full.yolo_epochs
 
@@ -83,23 +87,32 @@ def test_yolo_learns(quick):
     box0, box1 = mean("train/box_loss", rows[:3]), mean("train/box_loss", rows[-3:])
     cls0, cls1 = mean("train/cls_loss", rows[:3]), mean("train/cls_loss", rows[-3:])
     assert rows[0]["train/box_loss"] > 0.1, f"box loss {rows[0]['train/box_loss']}: no target got a positive anchor"
-    # measured (1 thread): box 5.99 -> 5.37, cls 4.95 -> 4.54 (means of the first / last 3 epochs)
     assert box1 < 0.95 * box0 and cls1 < 0.95 * cls0, \
         f"YOLO losses did not fall: box {box0:.3f} -> {box1:.3f}, cls {cls0:.3f} -> {cls1:.3f}"
-    for k in ("P", "R", "mAP50", "mAP50_95"):
-        assert 0.0 <= y[k] <= 1.0
-    assert y["gs_layers"] == 2 and y["gs_after_fuse"] == 0 and y["fuse_max_abs_diff"] < 1e-3
+    # measured (both cores loaded): held-out mAP50 0.224 (P 0.486, R 0.246) after 25 epochs against 0.000 for the
+    # untrained start (12 images, 27 targets); box 6.25 -> 3.84, cls 5.01 -> 2.56 (epoch 1 -> 25)
+    untrained = y["untrained"]["mAP50"]
+    assert y["mAP50"] > untrained + 0.1, f"held-out mAP50 {y['mAP50']:.3f}: not above the untrained {untrained:.3f}"
+    assert y["weights"].name == "last.pt"  # the final weights, not best.pt (chosen on the held-out split)
+
+
+def test_fused_yolo_gives_the_unfused_outputs(quick):
+    y = quick["yolo"]
+    assert y["gs_layers"] == 2 and y["gs_after_fuse"] == 0
+    # measured (quick): 1.9e-3 absolute = 2e-6 of the largest output; the full demo printed 2.5e-3 absolute
+    assert y["fuse_max_rel_diff"] < 1e-4, f"fused vs unfused: {y['fuse_max_rel_diff']:.1e} of the largest output"
 
 
 def test_summary_and_files(quick):
     text = "\n".join(quick["summary"])
     assert text in quick["printed"]
-    for key in ("mIoU", "nIoU", "Pd", "Fa", " P ", " R ", "mAP50", "weights:", "predicted masks and overlays",
+    for key in ("mIoU", "nIoU", "Pd", "Fa", " P ", " R ", "mAP50", "untrained start", "last.pt", "weights:",
+                "predicted masks and overlays",
                 "detections", "next step", "yolo train model=yolov8n-p2-gauss.yaml"):
         assert key in text, f"summary lacks {key!r}:\n{text}"
     u, y = quick["unet"], quick["yolo"]
     assert Path(u["checkpoint"]).is_file() and u["overlays"] and all(p.is_file() for p in u["overlays"])
-    assert Path(y["best"]).is_file() and Path(y["detections"]).is_file()
+    assert Path(y["weights"]).is_file() and Path(y["detections"]).is_file()
     from PIL import Image
 
     im = Image.open(y["detections"])
