@@ -83,3 +83,14 @@ def test_false_boxes_without_detections_is_nan():
     acc.update(np.zeros((0, 4)), np.array([[1, 1, 3, 3]], float))
     fb = acc.result()["false_boxes"]
     assert fb["n"] == 0 and np.isnan(fb["share_long_ge100"]) and "by_stride" not in fb
+
+
+def test_false_box_columns_name_the_heads_coarser_than_the_finest():
+    from tools.evidence.boxeval import false_box_metrics
+
+    fb = {"n": 4, "share_long_ge32": 0.5, "share_long_ge100": 0.25, "by_stride": {"4": 1, "8": 2, "32": 1},
+          "model_strides": [4, 8, 16, 32]}
+    assert false_box_metrics({"false_boxes": fb}) == {"false_ge32": 0.5, "false_ge100": 0.25, "false_coarse": 0.75}
+    fb["model_strides"] = [8, 16, 32]  # a P3–P5 model: P3 is its finest head
+    assert false_box_metrics({"false_boxes": fb})["false_coarse"] == 0.25
+    assert false_box_metrics({"false_boxes": {"n": 0}}) == {} and false_box_metrics({}) == {}

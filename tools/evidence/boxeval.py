@@ -34,14 +34,16 @@ __all__ = ["evaluate_weights", "native_imgsz", "kept_anchor_strides", "anchor_st
 
 def false_box_metrics(detail: dict) -> dict:
     """The table columns of a YOLO evaluation's ``false_boxes`` (:mod:`tools.evidence.boxeval`): the share of the
-    unmatched boxes whose long side is ≥ 32 and ≥ 100 px, and the share of them fired by the coarse heads
-    (stride ≥ 16, whose box regression a tiny-target training set leaves untrained). Empty where none were recorded."""
+    unmatched boxes whose long side is ≥ 32 and ≥ 100 px, and the share of them fired by a head coarser than the
+    model's finest (P3–P5 of a P2 model: TAL gives them next to no box-loss weight on 1–30 px targets, so the box
+    they draw is untrained and large; docs/ablation/ood_yolo_train_val). Empty where none were recorded."""
     fb = detail.get("false_boxes") or {}
     if not fb.get("n"):
         return {}
     out = {"false_ge32": fb["share_long_ge32"], "false_ge100": fb["share_long_ge100"]}
-    if fb.get("by_stride"):
-        out["false_coarse"] = sum(n for s, n in fb["by_stride"].items() if int(s) >= 16) / fb["n"]
+    if fb.get("by_stride") and fb.get("model_strides"):
+        finest = min(fb["model_strides"])
+        out["false_coarse"] = sum(n for s, n in fb["by_stride"].items() if int(s) > finest) / fb["n"]
     return out
 
 
@@ -71,8 +73,9 @@ class kept_anchor_strides:
 
         self._nms, self._orig = nms, nms.non_max_suppression
         if "return_idxs" not in inspect.signature(self._orig).parameters:
-            raise RuntimeError("ultralytics.utils.nms.non_max_suppression has no return_idxs: this Ultralytics is not "
-                               "supported by tools.evidence.boxeval; install the version in requirements/constraints.txt")
+            raise RuntimeError("ultralytics.utils.nms.non_max_suppression has no return_idxs: this Ultralytics is "
+                               "not supported by tools.evidence.boxeval; install the version in "
+                               "requirements/constraints.txt")
 
         def nms_with_idx(*args, **kwargs):
             want = kwargs.pop("return_idxs", False)
@@ -142,6 +145,7 @@ def evaluate_weights(weights, root=None, split: str = "test", imgsz: int | str =
         hook.remove()
     rec = {**acc.result(), "weights": str(weights), "root": str(root), "split": split, "imgsz": imgsz,
            "conf": conf, "radius": radius}
+    rec["false_boxes"]["model_strides"] = strides
     if level_max:  # per head: the median over images of the image's best anchor score (does a head fire at all?)
         rec["false_boxes"]["level_max_score_median"] = {k: float(np.median(v)) for k, v in level_max.items()}
         rec["false_boxes"]["level_share_images_ge_conf"] = {k: float(np.mean(np.asarray(v) >= conf))

@@ -37,7 +37,7 @@ METRICS = {
     "yolo": [("mAP50", "mAP50"), ("mAP50_last3", f"mAP50 (last {LAST_K})"), ("mAP50-95", "mAP50-95"),
              ("precision", "P"), ("recall", "R"), ("Pd", "Pd"),
              ("Fa_per_img", "Fa / img"), ("area_ratio_median", "area P/T"),
-             ("false_ge100", "false ≥ 100 px"), ("false_coarse", "false from P4–P5")],
+             ("false_ge100", "false ≥ 100 px"), ("false_coarse", "false from coarse heads")],
     "unet": [("mIoU", "mIoU"), ("mIoU_last3", f"mIoU (last {LAST_K})"), ("nIoU", "nIoU"), ("Pd", "Pd"),
              ("Fa_e6", "Fa (×10⁻⁶)")],
     "retina": [("mAP50", "mAP50"), ("mAP50_last3", f"mAP50 (last {LAST_K})"), ("Pd", "Pd"),
@@ -171,9 +171,10 @@ def markdown(summary: dict, meta: dict) -> str:
                 "and "
                 "area P/T from `python -m tools.evidence.boxeval` (one image at a time at the training size, conf ≥ "
                 f"{EVAL_CONF:g}, match = box centres ≤ {PD_RADIUS:g} px apart; area P/T = median predicted/target box "
-                "area of matched targets)" + ("; false ≥ 100 px / from P4–P5: share of the unmatched boxes with a long "
-                                               "side ≥ 100 px / fired by the stride-16 and -32 heads"
-                                               if any("false_ge100" in r for r in summary["yolo"].values()) else ""))
+                "area of matched targets)" + (
+                    "; false ≥ 100 px / from coarse heads: share of the unmatched boxes with a long side ≥ 100 px / "
+                    "fired by a head coarser than the finest (P3–P5 of a P2 model)"
+                    if any("false_ge100" in r for r in summary["yolo"].values()) else ""))
         if "yolo" in summary or "retina" in summary:
             notes.append(f"- mAP50 (last {LAST_K}): mean of the last {LAST_K} epochs' validation mAP50 (no epoch "
                          "chosen; less noisy than the last epoch alone)")

@@ -48,7 +48,8 @@ class Variant:
     """``conv``: the stem module (``Conv`` | ``GaussianShapedConv`` | ``PConv``); ``conv_opts``: options of the
     Gaussian conv (empty = package defaults); ``loss``: scale mode (None = the part's baseline loss);
     ``yaml_keys``: further top-level keys of the YOLO model YAML (``scale_loss_form``, ``scale_loss_lambda``,
-    ``scale_loss_balance``, ``shape_lr_mult``); ``loss_opts``: further options of the U-Net's mask loss (``model.loss.<key>``)."""
+    ``scale_loss_balance``, ``shape_lr_mult``); ``loss_opts``: further options of the U-Net's mask loss
+    (``model.loss.<key>``)."""
 
     conv: str = "Conv"
     conv_opts: dict = field(default_factory=dict)
