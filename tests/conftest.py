@@ -31,3 +31,25 @@ def ultralytics_log():
     LOGGER.addHandler(handler)
     yield lines
     LOGGER.removeHandler(handler)
+
+
+@pytest.fixture
+def randomise_shapes():
+    """A function that sets every GaussianShapedConv2d's σ/θ and every BatchNorm's statistics and affine terms of a
+    model to fixed random values (seed 1), so a fuse test compares more than the initial state."""
+    from gaussconv_plugin.conv import GaussianShapedConv2d
+
+    def randomise(model) -> None:
+        g = torch.Generator().manual_seed(1)
+        with torch.no_grad():
+            for m in model.modules():
+                if isinstance(m, GaussianShapedConv2d):
+                    m.sigma_raw.copy_(torch.randn(m.sigma_raw.shape, generator=g) * 0.5)
+                    m.theta.copy_(torch.rand(m.theta.shape, generator=g) * 3.14)
+                if isinstance(m, torch.nn.BatchNorm2d):
+                    m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.1)
+                    m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
+                    m.weight.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
+                    m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
+
+    return randomise

@@ -342,30 +342,16 @@ def test_packaged_configs_resolve_by_bare_name_from_any_directory(tmp_path, monk
 
 
 # ------------------------------------------------------------------------------------------------ fuse
-def _randomise(model):
-    g = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, GaussianShapedConv2d):
-                m.sigma_raw.copy_(torch.randn(m.sigma_raw.shape, generator=g) * 0.5)
-                m.theta.copy_(torch.rand(m.theta.shape, generator=g) * 3.14)
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.1)
-                m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
-                m.weight.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
-                m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
-
-
 def _out(model, x):
     with torch.no_grad():
         y = model(x)
     return y[0] if isinstance(y, (tuple, list)) else y
 
 
-def test_model_fuse_replaces_every_gaussian_conv_with_same_outputs():
+def test_model_fuse_replaces_every_gaussian_conv_with_same_outputs(randomise_shapes):
     torch.manual_seed(0)
     m = tasks.DetectionModel("yolov8n-p2-gauss.yaml", nc=1, verbose=False).eval()
-    _randomise(m)
+    randomise_shapes(m)
     x = torch.rand(2, 3, 96, 128)
     ref = _out(m, x)
     m.fuse(verbose=False)
@@ -376,13 +362,13 @@ def test_model_fuse_replaces_every_gaussian_conv_with_same_outputs():
     assert torch.allclose(got, ref, rtol=1e-4, atol=1e-4 * ref.abs().max().item())
 
 
-def test_fuse_handles_gaussian_convs_swapped_into_stock_conv_blocks():
+def test_fuse_handles_gaussian_convs_swapped_into_stock_conv_blocks(randomise_shapes):
     """Ultralytics' fuse_conv_and_bn reads .weight; the adapter converts GaussianShapedConv2d first."""
     torch.manual_seed(0)
     m = tasks.DetectionModel("yolov8n.yaml", nc=1, verbose=False).eval()
     swapped = swap_convs(m, include=["model.0.conv", "model.3.conv"])
     assert len(swapped) == 2
-    _randomise(m)
+    randomise_shapes(m)
     x = torch.rand(1, 3, 64, 64)
     ref = _out(m, x)
     m.fuse(verbose=False)

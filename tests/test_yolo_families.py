@@ -175,20 +175,6 @@ def test_the_criterion_the_model_trains_with_holds_the_scale_loss(stem):
 
 
 # ------------------------------------------------------------------------------------------------ fuse
-def _randomise(model) -> None:
-    g = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, GaussianShapedConv2d):
-                m.sigma_raw.copy_(torch.randn(m.sigma_raw.shape, generator=g) * 0.5)
-                m.theta.copy_(torch.rand(m.theta.shape, generator=g) * 3.14)
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.1)
-                m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
-                m.weight.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
-                m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
-
-
 def _decoded(model, x) -> torch.Tensor:
     """Decoded boxes + scores ``(B, 4 + nc, A)`` of every anchor, from the branch the model predicts with (YOLO26:
     before the end-to-end top-k, whose order is not stable under rounding)."""
@@ -201,9 +187,9 @@ def _decoded(model, x) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("stem", STEMS)
-def test_fuse_leaves_plain_convs_with_the_unfused_output(stem):
+def test_fuse_leaves_plain_convs_with_the_unfused_output(stem, randomise_shapes):
     m = _build(_name(stem, "gauss")).eval()
-    _randomise(m)
+    randomise_shapes(m)
     x = torch.rand(2, 3, IMGSZ, IMGSZ + 32, generator=torch.Generator().manual_seed(0))
     ref = _decoded(m, x)
     m.fuse(verbose=False)
@@ -217,11 +203,11 @@ def test_fuse_leaves_plain_convs_with_the_unfused_output(stem):
 
 # ------------------------------------------------------------------------------------------------ ONNX
 @pytest.mark.parametrize("stem,nms_free", [("yolo11", False), ("yolo26-p2", True)])
-def test_onnx_export_has_plain_conv_nodes_only(stem, nms_free, tmp_path):
+def test_onnx_export_has_plain_conv_nodes_only(stem, nms_free, tmp_path, randomise_shapes):
     """YOLO26 is exported with ``nms=False``: its NMS-free one-to-one head with the top-k in the graph."""
     onnx = pytest.importorskip("onnx")
     m = YOLO(_name(stem, "gauss"))
-    _randomise(m.model)
+    randomise_shapes(m.model)
     pt = tmp_path / _name(stem, "gauss").replace(".yaml", ".pt")
     m.save(pt)  # Ultralytics' checkpoint format; export writes next to it
     kw = {"nms": False} if nms_free else {}
