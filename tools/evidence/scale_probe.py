@@ -19,6 +19,10 @@ whether it is the best-aligned anchor of its target, its stock term ``1 − CIoU
   best-aligned one;
 - ``grad_share_not_best``: the same for the norm of the scale term's gradient with respect to the predicted box.
 
+- ``stem``: for layers 0 and 1 (the convs the twin replaces), the share of the effective kernel's energy in its
+  centre tap (1/9 for a kernel with no preference) and the share of its frequency response's energy outside the band
+  a stride-2 output keeps (aliased), over all (out, in) kernel pairs.
+
 Targets: the mask's 8-connected components (:func:`gaussconv_plugin.data.target_boxes`). The criterion is the
 model's own (``init_criterion``) with its ``bbox_loss`` replaced by a :class:`ScaleBboxLoss` of ``--mode``, so a
 stock model is probed with the term it was not trained with (what it *would* add).
@@ -35,7 +39,25 @@ import numpy as np
 if __package__ in (None, ""):  # run as a file: make `tools` and `gaussconv_plugin` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-__all__ = ["probe", "main"]
+__all__ = ["probe", "stem_kernels", "main"]
+
+
+def stem_kernels(model, layers=(0, 1), n: int = 64) -> dict:
+    """``{layer: {"centre_share", "aliased_share"}}`` of the effective kernels of ``model.model[layer].conv``
+    (module docstring, ``stem``)."""
+    import torch
+
+    out = {}
+    for i in layers:
+        conv = model.model[i].conv
+        k = (conv.effective_kernel() if hasattr(conv, "effective_kernel") else conv.weight).detach().float()
+        c = k.shape[-1] // 2
+        spec = torch.fft.fft2(k, s=(n, n)).abs() ** 2
+        f = torch.fft.fftfreq(n)
+        band = (f.abs()[:, None] > 0.25) | (f.abs()[None, :] > 0.25)
+        out[str(i)] = {"centre_share": float((k[..., c, c] ** 2).sum() / (k ** 2).sum()),
+                       "aliased_share": float(spec[..., band].sum() / spec.sum())}
+    return out
 
 
 def _letterbox(img: np.ndarray, size: int) -> tuple[np.ndarray, float, tuple[int, int]]:
@@ -140,7 +162,7 @@ def probe(weights, root=None, split: str = "train", imgsz: int = 320, batch: int
            "scale_over_box": float((w * scale).sum() / (w * stock).sum()),
            "scale_share_not_best": float((w * scale)[~best].sum() / (w * scale).sum()),
            "grad_share_not_best": float((w * g)[~best].sum() / (w * g).sum()),
-           "by_stride": {}}
+           "stem": stem_kernels(model), "by_stride": {}}
     for st in sorted(set(s.tolist())):
         m = s == st
         out["by_stride"][str(int(st))] = {
