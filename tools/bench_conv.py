@@ -7,12 +7,16 @@ the median per-call time of each is reported with the ratio to the reference. Ru
     python tools/bench_conv.py              # defaults of the tables in docs/benchmark.md
     python tools/bench_conv.py --quick      # fewer repeats
     python tools/bench_conv.py --e2e-epochs 3 --threads 1   # + end-to-end rows: `yolo train` of yolov8n-gauss
-                                                           #   vs yolov8n on SIRST, seconds/epoch + peak memory
+                                                           #   vs yolov8n and of yolo26n-p2-gauss vs yolo26n-p2
+                                                           #   on SIRST, seconds/epoch + peak memory
+    python tools/bench_conv.py --e2e-epochs 3 --e2e-pairs yolo26n-p2   # only the YOLO26 pair
+    python tools/bench_conv.py --e2e-epochs 3 --e2e-limit 64 --e2e-imgsz 96   # small: 64 training images
     python tools/bench_conv.py --unet       # + MSHNet U-Net rows: train step and validation forward, stock vs
                                            #   GaussianShapedConv ('both'), on the GPU if there is one
 
-The end-to-end rows train both models with the stock ``yolo`` CLI in fresh processes, in alternation
-(stock, gauss, stock, gauss, … for ``--e2e-rounds``), with ``val=False``; seconds per epoch is the median over
+The end-to-end rows train each pair (:data:`E2E_PAIRS`: the stock twin and the gauss twin) with the stock ``yolo``
+CLI in fresh processes, all models in alternation (stock, gauss, stock, gauss, … for ``--e2e-rounds``), with
+``val=False``; each gauss row's ratio is to the stock row of its own pair; seconds per epoch is the median over
 epochs 2..N-1 of each run (epoch 1 includes start-up, the last one the final validation), read from Ultralytics'
 ``results.csv``; peak memory is the child process's maximum resident set size (``wait4`` rusage).
 """
@@ -187,28 +191,48 @@ def yolo_epoch_time(model: str, data: str, epochs: int, imgsz: int, batch: int, 
         return statistics.median(per), usage.ru_maxrss / 1024
 
 
-def e2e_rows(epochs: int, rounds: int, imgsz: int, batch: int, threads: int) -> list[str]:
+#: end-to-end pairs, ``--e2e-pairs`` name -> {row label: packaged config}; the first entry is the stock twin
+#: (Ultralytics' architecture and box loss, nc 1) that the second (GaussianShapedConv + diff loss) is compared with
+E2E_PAIRS = {
+    "yolov8n": {"yolov8n (yolov8n-base.yaml, stock loss)": "yolov8n-base.yaml",
+                "yolov8n-gauss (GaussianShapedConv + diff loss)": "yolov8n-gauss.yaml"},
+    "yolo26n-p2": {"yolo26n-p2 (yolo26n-p2-base.yaml, stock loss)": "yolo26n-p2-base.yaml",
+                   "yolo26n-p2-gauss (GaussianShapedConv + diff loss)": "yolo26n-p2-gauss.yaml"},
+}
+
+
+def e2e_rows(epochs: int, rounds: int, imgsz: int, batch: int, threads: int,
+             pairs: tuple[str, ...] = tuple(E2E_PAIRS), limit: int | None = None) -> list[str]:
     from gaussconv_plugin.data import cache_dir
     from gaussconv_plugin.data.yolo_format import prepare_yolo
 
     if epochs < 3:
         raise SystemExit("--e2e-epochs must be >= 3 (epoch 1 includes start-up and the last one the validation)")
-    data = str(prepare_yolo(None, cache_dir("sirst_yolo")))
-    models = {"yolov8n (yolov8n-base.yaml, stock loss)": "yolov8n-base.yaml",
-              "yolov8n-gauss (GaussianShapedConv + diff loss)": "yolov8n-gauss.yaml"}
+    unknown = [p for p in pairs if p not in E2E_PAIRS]
+    if unknown or not pairs:
+        raise SystemExit(f"--e2e-pairs {','.join(pairs)}: unknown pair(s) {unknown}; use a comma-separated subset "
+                         f"of {','.join(E2E_PAIRS)}")
+    data = prepare_yolo(None, cache_dir("sirst_yolo" if limit is None else f"sirst_yolo_first{limit}"), limit=limit)
+    n_train = len(list((data.parent / "images" / "train").glob("*.png")))
+    data = str(data)
+    models = {k: m for p in pairs for k, m in E2E_PAIRS[p].items()}
     got: dict[str, list[tuple[float, float]]] = {k: [] for k in models}
     for _ in range(rounds):
         for k, m in models.items():
             got[k].append(yolo_epoch_time(m, data, epochs, imgsz, batch, threads))
-    ref = statistics.median(s for s, _ in got[next(iter(models))])
-    ref_mem = max(m for _, m in got[next(iter(models))])
-    title = f"`yolo train` on SIRST trainval (341 images), imgsz {imgsz}, batch {batch}, {threads} thread(s)"
-    out = ["", f"End to end ({rounds} alternating round(s) of {epochs} epochs each, val=False):", "",
+    out = ["", f"End to end ({rounds} alternating round(s) of {epochs} epochs each, val=False; ratio to the stock "
+           "twin of each pair):", "",
            "| benchmark | model | s / epoch | ratio | peak RSS (MiB) | ratio |", "|---|---|---:|---:|---:|---:|"]
-    for k, v in got.items():
-        s, mem = statistics.median(x for x, _ in v), max(x for _, x in v)
-        out.append(f"| {title} | {k} | {s:.1f} | {s / ref:.3f}× | {mem:.0f} | {mem / ref_mem:.3f}× |")
-        title = ""
+    for p in pairs:
+        ref_key = next(iter(E2E_PAIRS[p]))
+        ref = statistics.median(s for s, _ in got[ref_key])
+        ref_mem = max(m for _, m in got[ref_key])
+        title = (f"`yolo train` on SIRST trainval ({'first ' if limit else ''}{n_train} images), imgsz {imgsz}, "
+                 f"batch {batch}, {threads} thread(s)")
+        for k in E2E_PAIRS[p]:
+            s, mem = statistics.median(x for x, _ in got[k]), max(x for _, x in got[k])
+            out.append(f"| {title} | {k} | {s:.1f} | {s / ref:.3f}× | {mem:.0f} | {mem / ref_mem:.3f}× |")
+            title = ""
     return out
 
 
@@ -224,6 +248,10 @@ def main(argv=None):
     ap.add_argument("--e2e-rounds", type=int, default=1, help="alternating rounds of the end-to-end runs")
     ap.add_argument("--e2e-imgsz", type=int, default=320)
     ap.add_argument("--e2e-batch", type=int, default=16)
+    ap.add_argument("--e2e-limit", type=int, default=None,
+                    help="end-to-end runs on the first N training images only (default: all 341)")
+    ap.add_argument("--e2e-pairs", default=",".join(E2E_PAIRS),
+                    help=f"comma-separated end-to-end pairs, of {','.join(E2E_PAIRS)} (default: all)")
     ap.add_argument("--unet", action="store_true", help="also the MSHNet U-Net rows (GPU if available)")
     ap.add_argument("--unet-size", type=int, default=256)
     ap.add_argument("--unet-batch", type=int, default=8)
@@ -283,7 +311,8 @@ def main(argv=None):
     if a.unet:
         lines += unet_rows(rep, a.unet_size, a.unet_batch, "cuda" if torch.cuda.is_available() else "cpu")
     if a.e2e_epochs:
-        lines += e2e_rows(a.e2e_epochs, a.e2e_rounds, a.e2e_imgsz, a.e2e_batch, a.threads or torch.get_num_threads())
+        lines += e2e_rows(a.e2e_epochs, a.e2e_rounds, a.e2e_imgsz, a.e2e_batch, a.threads or torch.get_num_threads(),
+                          tuple(p.strip() for p in a.e2e_pairs.split(",") if p.strip()), a.e2e_limit)
     print("\n".join(lines))
 
 
