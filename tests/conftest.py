@@ -53,3 +53,14 @@ def randomise_shapes():
                     m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
 
     return randomise
+
+
+@pytest.fixture
+def tiny_yolo_data(tmp_path):
+    """``data.yaml`` of a YOLO dataset folder with no images (tests whose trainer only reads the data.yaml)."""
+    d = tmp_path / "tiny"
+    for s in ("train", "val"):
+        (d / "images" / s).mkdir(parents=True, exist_ok=True)
+        (d / "labels" / s).mkdir(parents=True, exist_ok=True)
+    (d / "data.yaml").write_text(f"path: {d}\ntrain: {d}/images/train\nval: {d}/images/val\nnames:\n  0: Target\n")
+    return d / "data.yaml"

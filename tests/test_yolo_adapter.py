@@ -391,12 +391,12 @@ def _batch(n_img=2, size=128, seed=0):
             "cls": torch.zeros(n, 1), "bboxes": torch.stack(boxes)}
 
 
-def _trainer_model(cfg: str, tmp_path, scale_loss=None):
+def _trainer_model(cfg: str, data_yaml, scale_loss=None):
     """The model as DetectionTrainer builds it (get_model + args), optionally with another scale_loss."""
     from ultralytics.models.yolo.detect import DetectionTrainer
 
-    trainer = DetectionTrainer(overrides={"model": cfg, "data": str(_tiny_data(tmp_path)), "device": "cpu",
-                                          "project": str(tmp_path / "runs"), "name": "t", "plots": False})
+    trainer = DetectionTrainer(overrides={"model": cfg, "data": str(data_yaml), "device": "cpu", "name": "t",
+                                          "project": str(Path(data_yaml).parents[1] / "runs"), "plots": False})
     d = tasks.yaml_model_load(cfg)
     if scale_loss is not None:
         d["scale_loss"] = scale_loss
@@ -406,21 +406,11 @@ def _trainer_model(cfg: str, tmp_path, scale_loss=None):
     return model
 
 
-def _tiny_data(tmp_path) -> Path:
-    """A 2-image YOLO dataset (only its data.yaml is read here)."""
-    d = tmp_path / "tiny"
-    for s in ("train", "val"):
-        (d / "images" / s).mkdir(parents=True, exist_ok=True)
-        (d / "labels" / s).mkdir(parents=True, exist_ok=True)
-    (d / "data.yaml").write_text(f"path: {d}\ntrain: {d}/images/train\nval: {d}/images/val\nnames:\n  0: Target\n")
-    return d / "data.yaml"
-
-
-def test_trainer_criterion_uses_the_chosen_scale_loss(tmp_path):
+def test_trainer_criterion_uses_the_chosen_scale_loss(tiny_yolo_data):
     batch = _batch()
     losses = {}
     for mode in ("none", "diff", "var"):
-        model = _trainer_model("yolov8n-gauss.yaml", tmp_path, scale_loss=mode).train()
+        model = _trainer_model("yolov8n-gauss.yaml", tiny_yolo_data, scale_loss=mode).train()
         crit = model.init_criterion()
         assert isinstance(crit, ul_loss.v8DetectionLoss)
         assert (type(crit.bbox_loss) is ul_loss.BboxLoss) == (mode == "none")
@@ -430,7 +420,7 @@ def test_trainer_criterion_uses_the_chosen_scale_loss(tmp_path):
         loss, items = model.loss(batch)
         losses[mode] = items
     # stock criterion on the same model and batch: 'none' is exactly Ultralytics' loss
-    model = _trainer_model("yolov8n-gauss.yaml", tmp_path, scale_loss="none").train()
+    model = _trainer_model("yolov8n-gauss.yaml", tiny_yolo_data, scale_loss="none").train()
     model.criterion = ul_loss.v8DetectionLoss(model)
     _, stock = model.loss(batch)
     box = {k: v["box_loss"].item() for k, v in losses.items()}
@@ -443,7 +433,7 @@ def test_trainer_criterion_uses_the_chosen_scale_loss(tmp_path):
     for k in ("cls_loss", "dfl_loss"):  # only the IoU term changes
         assert losses["diff"][k].item() == pytest.approx(losses["none"][k].item(), rel=1e-6)
     # the packaged base twin keeps the stock criterion
-    assert type(_trainer_model("yolov8n-base.yaml", tmp_path).init_criterion().bbox_loss) is ul_loss.BboxLoss
+    assert type(_trainer_model("yolov8n-base.yaml", tiny_yolo_data).init_criterion().bbox_loss) is ul_loss.BboxLoss
 
 
 def test_scale_bbox_loss_uses_pixel_areas_and_matches_formula():

@@ -241,18 +241,8 @@ def test_onnx_export_has_plain_conv_nodes_only(stem, nms_free, tmp_path, randomi
 
 
 # ------------------------------------------------------------------------------------------------ pretrained=
-def _tiny_data(tmp_path) -> Path:
-    """A YOLO dataset folder with no images (the trainer only reads its data.yaml here)."""
-    d = tmp_path / "tiny"
-    for s in ("train", "val"):
-        (d / "images" / s).mkdir(parents=True, exist_ok=True)
-        (d / "labels" / s).mkdir(parents=True, exist_ok=True)
-    (d / "data.yaml").write_text(f"path: {d}\ntrain: {d}/images/train\nval: {d}/images/val\nnames:\n  0: Target\n")
-    return d / "data.yaml"
-
-
 @pytest.mark.parametrize("version", ["11", "26"])
-def test_pretrained_stock_checkpoint_transfers_every_tensor_but_sigma_theta(version, tmp_path):
+def test_pretrained_stock_checkpoint_transfers_every_tensor_but_sigma_theta(version, tmp_path, tiny_yolo_data):
     from ultralytics.models.yolo.detect import DetectionTrainer
 
     # a stock yolo<version>n checkpoint in Ultralytics' format, made here: Ultralytics' YAML with the dataset's nc
@@ -271,7 +261,7 @@ def test_pretrained_stock_checkpoint_transfers_every_tensor_but_sigma_theta(vers
     stock.save(ckpt)
 
     trainer = DetectionTrainer(overrides={
-        "model": f"yolo{version}n-gauss.yaml", "pretrained": str(ckpt), "data": str(_tiny_data(tmp_path)),
+        "model": f"yolo{version}n-gauss.yaml", "pretrained": str(ckpt), "data": str(tiny_yolo_data),
         "device": "cpu", "project": str(tmp_path / "runs"), "name": "t", "plots": False})
     trainer.setup_model()  # what `yolo train model=yolo<v>n-gauss.yaml pretrained=<ckpt>` does
     model = trainer.model

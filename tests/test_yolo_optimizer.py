@@ -11,7 +11,6 @@ import subprocess
 import sys
 import tempfile
 import textwrap
-from pathlib import Path
 
 import pytest
 
@@ -106,15 +105,21 @@ def test_shape_params_are_exactly_sigma_and_theta(model):
 
 
 # ------------------------------------------------------------------------------------------------ bare optimizer
-def _ultralytics_groups(model, lr=0.01, decay=5e-4, bn_lr=None):
-    """The three groups of Ultralytics 8.4's BaseTrainer.build_optimizer (SGD), in its order and with its tags:
-    weight (decay), bn (norm weights, decay 0), bias (no decay; 8.4's warm-up finds it by its tag)."""
+def _stock_split(model) -> list[list]:
+    """Ultralytics' split of a model's parameters (both 8.3 and 8.4): [weights, norm-layer weights, biases]."""
     bn = tuple(v for k, v in torch.nn.__dict__.items() if "Norm" in k)
     g = [[], [], []]
     for mn, m in model.named_modules():
         for pn, p in m.named_parameters(recurse=False):
             full = f"{mn}.{pn}" if mn else pn
             g[2 if "bias" in full else 1 if isinstance(m, bn) else 0].append(p)
+    return g
+
+
+def _ultralytics_groups(model, lr=0.01, decay=5e-4, bn_lr=None):
+    """The three groups of Ultralytics 8.4's BaseTrainer.build_optimizer (SGD), in its order and with its tags:
+    weight (decay), bn (norm weights, decay 0), bias (no decay; 8.4's warm-up finds it by its tag)."""
+    g = _stock_split(model)
     return torch.optim.SGD([
         {"params": g[0], "lr": lr, "momentum": 0.9, "nesterov": True, "weight_decay": decay, "param_group": "weight"},
         {"params": g[1], "lr": lr if bn_lr is None else bn_lr, "momentum": 0.9, "nesterov": True, "weight_decay": 0.0,
@@ -187,12 +192,7 @@ def _ultralytics_83_groups(model, lr=0.01, decay=5e-4):
     """The groups of Ultralytics 8.3's BaseTrainer.build_optimizer (SGD): untagged, built as
     ``SGD(g[2], lr, momentum, nesterov)`` (0: biases), then ``add_param_group`` of g[0] (1: weights, decay) and of
     g[1] (2: norm weights, decay 0). 8.3's warm-up starts group index 0 at ``warmup_bias_lr``, the others at 0."""
-    bn = tuple(v for k, v in torch.nn.__dict__.items() if "Norm" in k)
-    g = [[], [], []]
-    for mn, m in model.named_modules():
-        for pn, p in m.named_parameters(recurse=False):
-            full = f"{mn}.{pn}" if mn else pn
-            g[2 if "bias" in full else 1 if isinstance(m, bn) else 0].append(p)
+    g = _stock_split(model)
     opt = torch.optim.SGD(g[2], lr=lr, momentum=0.9, nesterov=True)
     opt.add_param_group({"params": g[0], "weight_decay": decay})
     opt.add_param_group({"params": g[1], "weight_decay": 0.0})
