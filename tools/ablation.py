@@ -72,6 +72,9 @@ def out_of_distribution(runs: list[Run], out: Path, meta: dict, a, publish: Path
     from tools.evidence.evaluate import evaluate_runs
 
     det = [r for r in runs if r.part in ("yolo", "retina")]
+    if not det:
+        log("[ood] no detector runs among --parts (yolo, retina): nothing to score out of distribution")
+        return []
     results, errors = [], []
     for name, split in ood_targets(a.dataset, a.split):
         try:
