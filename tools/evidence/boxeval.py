@@ -116,11 +116,8 @@ def evaluate_weights(weights, root=None, split: str = "test", imgsz: int | str =
     names = read_split(root, split)[: limit or None]
     model = YOLO(str(weights))
     acc = BoxTargetMetrics(radius)
-    inputs, rows = [], []
-    hook = model.model.register_forward_pre_hook(lambda m, a: inputs.append(tuple(a[0].shape[-2:]))) \
-        if per_image else None
-    shapes, level_max = [], {}
-    shape_hook = model.model.register_forward_pre_hook(lambda m, a: shapes.append(tuple(a[0].shape[-2:])))
+    inputs, rows, level_max = [], [], {}  # inputs: the network input (H, W) of the image being predicted
+    hook = model.model.register_forward_pre_hook(lambda m, a: inputs.append(tuple(a[0].shape[-2:])))
     strides = [int(s) for s in model.model.stride.tolist()]
     for n in names:
         img = load_image(root, n)
@@ -130,7 +127,7 @@ def evaluate_weights(weights, root=None, split: str = "test", imgsz: int | str =
             res = model.predict(np.repeat(img[:, :, None], 3, axis=2), imgsz=size, conf=conf, iou=0.7, device=device,
                                 verbose=False)[0]
         det, tgt = res.boxes.xyxy.cpu().numpy(), target_boxes(root, n)[0]
-        a_strides = anchor_strides(shapes[-1], strides)
+        a_strides = anchor_strides(inputs[-1], strides)
         det_strides = a_strides[kept.indices[-1]] if len(det) else np.zeros(0, int)
         if kept.scores and len(kept.scores[-1]) == len(a_strides):
             for s_ in strides:
@@ -138,11 +135,9 @@ def evaluate_weights(weights, root=None, split: str = "test", imgsz: int | str =
         acc.update(det, tgt, det_strides=det_strides, det_scores=res.boxes.conf.cpu().numpy())
         if per_image:
             rows.append({"name": n, "orig_shape": list(img.shape), "imgsz": size,
-                         "input_shape": list(inputs[-1]) if inputs else None, "targets": len(tgt),
+                         "input_shape": list(inputs[-1]), "targets": len(tgt),
                          "detections": len(det)})
-    shape_hook.remove()
-    if hook is not None:
-        hook.remove()
+    hook.remove()
     rec = {**acc.result(), "weights": str(weights), "root": str(root), "split": split, "imgsz": imgsz,
            "conf": conf, "radius": radius}
     rec["false_boxes"]["model_strides"] = strides

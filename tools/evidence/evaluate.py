@@ -85,8 +85,6 @@ def prepare_yolo_eval(root, split: str = "test", limit: int | None = None, out_d
     from gaussconv_plugin.data import cache_dir, read_split
     from gaussconv_plugin.data.yolo_format import prepare_yolo
 
-    from tools.evidence.boxeval import native_imgsz
-
     out = Path(out_dir) if out_dir else cache_dir("eval_yolo", f"{dataset_tag(root, limit)}-{split}")
     prepare_yolo(root, out, splits=(("val", split),), limit=limit)
     imgs = [out / "images" / "val" / f"{n}.png" for n in read_split(root, split)[: limit or None]]
@@ -96,7 +94,7 @@ def prepare_yolo_eval(root, split: str = "test", limit: int | None = None, out_d
             sizes[p.stem] = [im.height, im.width]
     groups: dict[str, list[Path]] = {"all": imgs}
     for p in imgs:
-        groups.setdefault(f"native{native_imgsz(*sizes[p.stem])}", []).append(p)
+        groups.setdefault(f"native{boxeval.native_imgsz(*sizes[p.stem])}", []).append(p)
     lists = out / "lists"
     shutil.rmtree(lists, ignore_errors=True)  # no size group of an earlier version of the folder
     lists.mkdir()
@@ -151,12 +149,10 @@ def yolo_val(weights, data_dir: Path, imgsz, work_dir: Path, device: str = "cpu"
 def evaluate_yolo(weights, root, data_dir, split: str = "test", imgsz=320, limit: int | None = None,
                   work_dir=None, per_image: bool = True) -> dict:
     """:func:`yolo_val` + :func:`tools.evidence.boxeval.evaluate_weights` (same ``imgsz``; ``native`` per image)."""
-    from tools.evidence.boxeval import evaluate_weights
-
     work = Path(work_dir or Path(data_dir) / "work")
     m = yolo_val(weights, data_dir, imgsz, work)
     imgsz = NATIVE if str(imgsz) == NATIVE else int(imgsz)
-    box = evaluate_weights(weights, root, split, imgsz, EVAL_CONF, limit=limit, per_image=per_image)
+    box = boxeval.evaluate_weights(weights, root, split, imgsz, EVAL_CONF, limit=limit, per_image=per_image)
     return {**m, **box}
 
 

@@ -78,7 +78,7 @@ def _batches(root, split: str, size: int, batch: int, n_batches: int):
 
     from gaussconv_plugin.data import load_image, read_split, target_boxes
 
-    names = [n for n in read_split(root, split)]
+    names = read_split(root, split)
     for b in range(n_batches):
         chunk = names[b * batch:(b + 1) * batch]
         if not chunk:
@@ -115,12 +115,8 @@ def probe(weights, root=None, split: str = "train", imgsz: int = 320, batch: int
     crit = model.init_criterion()
     install_scale_loss(crit, mode, "add", lam)
     rec = []  # per fg anchor: stride, w, best, stock, scale, p_over_t, grad_norm
-    seen = {}
-
-    def capture(mod, args, kwargs):
-        seen["args"] = args
-
-    handle = crit.bbox_loss.register_forward_pre_hook(lambda m, a: capture(m, a, None))
+    seen = {}  # the inputs of the criterion's box loss in the last call
+    handle = crit.bbox_loss.register_forward_pre_hook(lambda m, a: seen.__setitem__("args", a))
     for b in _batches(root, split, imgsz, batch, batches):
         with torch.no_grad():
             preds = model(b["img"])
