@@ -31,6 +31,18 @@ Gaussian-shaped convolution (:class:`~gaussconv_plugin.conv.GaussianShapedConv2d
   1–40 px targets live; the 1×1 ``conv_init`` and the shortcuts stay plain).
 - ``'both'``: the two together.
 
+Every one of these convs is stride 1 (the 3×3 convs and the 7×7 SA conv keep the resolution; the encoder's
+downsampling is a separate 2×2 max-pool), so even the hard pinwheel (``gauss_kwargs=dict(mask_floor=0)``) leaves no
+input pixel unread: the centre tap is always on the mask (``docs/method.md``, "Forms that constrain").
+
+``sa_form`` picks the form of the Gaussian spatial-attention conv (where ``gauss_conv`` puts one):
+
+- ``'conv'`` (default): a :class:`GaussianShapedConv2d`, kernel ``W·G_σ·M̃_θ`` (98 weights + σ + θ).
+- ``'free'``: the weight-free :class:`~gaussconv_plugin.shaped_kernel.ShapedFilter2d`, kernel
+  ``G_σ·M_θ / Σ(G_σ·M_θ)`` (hard pinwheel, the same kernel on the mean and the max map, summed), σ and θ its only
+  parameters (2 per block). ``gauss_kwargs``' ``sigma_init``, ``theta_init``, ``tau``, ``sigma_min``,
+  ``learn_sigma`` and ``learn_theta`` apply to it; ``mask_floor`` and ``per_channel`` do not (its floor is 0, one σ/θ).
+
 Input size: any ``H, W``. The network needs multiples of ``2⁴ = 16`` (four 2× poolings); other sizes are
 zero-padded at the bottom/right inside :meth:`MSHUNet.forward` (zero = the mean grey level after the
 dataset's normalisation) and every output is cropped back: the fused map to ``(H, W)``, side ``j`` to
@@ -55,9 +67,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .conv import GaussianShapedConv2d
+from .shaped_kernel import ShapedFilter2d
 
 __all__ = [
     "GAUSS_CONV_PLACES",
+    "SA_FORMS",
     "ChannelAttention",
     "SpatialAttention",
     "ResidualAttentionBlock",
@@ -67,12 +81,25 @@ __all__ = [
 ]
 
 GAUSS_CONV_PLACES = ("none", "spatial_attention", "first_stage", "both")
+SA_FORMS = ("conv", "free")
+# the gauss_kwargs that the weight-free SA filter takes (the others shape the weighted convs only)
+_FREE_KEYS = ("sigma_init", "theta_init", "tau", "sigma_min", "learn_sigma", "learn_theta")
 
 
 def _check_place(gauss_conv: str) -> str:
     if gauss_conv not in GAUSS_CONV_PLACES:
         raise ValueError(f"unknown gauss_conv {gauss_conv!r}; use one of {', '.join(GAUSS_CONV_PLACES)}")
     return gauss_conv
+
+
+def _check_sa_form(sa_form: str, gauss_conv: str) -> str:
+    if sa_form not in SA_FORMS:
+        raise ValueError(f"unknown sa_form {sa_form!r}; use 'conv' (GaussianShapedConv2d) or 'free' (weight-free "
+                         "G·M kernel)")
+    if sa_form == "free" and gauss_conv not in ("spatial_attention", "both"):
+        raise ValueError(f"sa_form='free' is a form of the Gaussian spatial-attention conv, which gauss_conv="
+                         f"{gauss_conv!r} does not place; use gauss_conv='both' or 'spatial_attention' with it")
+    return sa_form
 
 
 class ChannelAttention(nn.Module):
@@ -99,15 +126,25 @@ class SpatialAttention(nn.Module):
     Args:
         kernel_size: odd, 7 in MSHNet.
         gauss: use a :class:`GaussianShapedConv2d` for the conv (``gauss_kwargs`` forwarded to it).
+        free: with ``gauss``, the weight-free form instead: a
+            :class:`~gaussconv_plugin.shaped_kernel.ShapedFilter2d` (``σ(K ⋆ mean + K ⋆ max)``,
+            ``K = G_σ·M_θ / Σ G_σ·M_θ``, σ and θ its only parameters; the keys of ``gauss_kwargs`` it takes are
+            forwarded, ``mask_floor``/``per_channel`` are not).
 
     Shapes: ``(N, C, H, W)`` → ``(N, 1, H, W)`` weights in (0, 1).
     """
 
-    def __init__(self, kernel_size: int = 7, gauss: bool = False, gauss_kwargs: dict | None = None):
+    def __init__(self, kernel_size: int = 7, gauss: bool = False, gauss_kwargs: dict | None = None,
+                 free: bool = False):
         super().__init__()
         if kernel_size % 2 != 1:
             raise ValueError(f"SpatialAttention needs an odd kernel_size (got {kernel_size}); use 7 as MSHNet")
-        if gauss:
+        if free and not gauss:
+            raise ValueError("SpatialAttention(free=True) is a form of the Gaussian SA conv; pass gauss=True with it")
+        if free:
+            kw = {k: v for k, v in (gauss_kwargs or {}).items() if k in _FREE_KEYS}
+            self.conv = ShapedFilter2d(2, kernel_size, **kw)
+        elif gauss:
             self.conv = GaussianShapedConv2d(2, 1, kernel_size, padding=kernel_size // 2, bias=False,
                                              **(gauss_kwargs or {}))
         else:
@@ -125,6 +162,8 @@ class ResidualAttentionBlock(nn.Module):
         in_channels, out_channels: widths; a 1×1 conv + BN shortcut is used when they differ.
         gauss_convs: make both 3×3 convs :class:`GaussianShapedConv2d`.
         gauss_sa: make the spatial-attention conv a :class:`GaussianShapedConv2d`.
+        sa_form: ``'conv'`` or ``'free'``: the form of the Gaussian SA conv (``'free'`` needs ``gauss_sa``; see
+            :class:`SpatialAttention`).
         sa_kernel: spatial-attention kernel size (7).
         gauss_kwargs: forwarded to every :class:`GaussianShapedConv2d` (``sigma_init``, ``tau`` …).
 
@@ -132,9 +171,10 @@ class ResidualAttentionBlock(nn.Module):
     """
 
     def __init__(self, in_channels: int, out_channels: int, *, gauss_convs: bool = False, gauss_sa: bool = False,
-                 sa_kernel: int = 7, gauss_kwargs: dict | None = None):
+                 sa_form: str = "conv", sa_kernel: int = 7, gauss_kwargs: dict | None = None):
         super().__init__()
         gk = gauss_kwargs or {}
+        _check_sa_form(sa_form, "both")  # the value; SpatialAttention says if 'free' lacks gauss_sa
 
         def conv3(ci, co):
             if gauss_convs:
@@ -149,7 +189,7 @@ class ResidualAttentionBlock(nn.Module):
         if in_channels != out_channels:
             self.shortcut = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1), nn.BatchNorm2d(out_channels))
         self.ca = ChannelAttention(out_channels)
-        self.sa = SpatialAttention(sa_kernel, gauss=gauss_sa, gauss_kwargs=gk)
+        self.sa = SpatialAttention(sa_kernel, gauss=gauss_sa, gauss_kwargs=gk, free=sa_form == "free")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         residual = x if self.shortcut is None else self.shortcut(x)
@@ -172,7 +212,10 @@ class MSHUNet(nn.Module):
         channels: 5 widths (stem/encoder_0, encoder_1..3, middle); MSHNet ``(16, 32, 64, 128, 256)``.
         blocks: residual blocks in encoder_1..3 / middle (and the mirrored decoders); MSHNet ``(2, 2, 2, 2)``.
         gauss_conv: ``'none'`` | ``'spatial_attention'`` | ``'first_stage'`` | ``'both'``.
-        gauss_kwargs: forwarded to every :class:`GaussianShapedConv2d` (e.g. ``dict(tau=0.5)``).
+        gauss_kwargs: forwarded to every :class:`GaussianShapedConv2d` (e.g. ``dict(tau=0.5)``; ``mask_floor=0``:
+            the hard pinwheel, which reads every pixel here since every such conv is stride 1).
+        sa_form: ``'conv'`` (default) | ``'free'``: the form of the Gaussian spatial-attention convs (module
+            docstring); ``'free'`` needs ``gauss_conv`` ``'both'`` or ``'spatial_attention'``.
         sa_kernel: spatial-attention kernel (7).
 
     Forward:
@@ -193,15 +236,17 @@ class MSHUNet(nn.Module):
         gauss_conv: str = "none",
         gauss_kwargs: dict | None = None,
         sa_kernel: int = 7,
+        sa_form: str = "conv",
     ):
         super().__init__()
         if len(channels) != 5 or len(blocks) != 4:
             raise ValueError(f"MSHUNet needs 5 channel widths and 4 block counts (got {channels!r}, {blocks!r}); "
                              "use channels=(16, 32, 64, 128, 256), blocks=(2, 2, 2, 2) as MSHNet")
         self.gauss_conv = _check_place(gauss_conv)
+        self.sa_form = _check_sa_form(sa_form, gauss_conv)
         sa = gauss_conv in ("spatial_attention", "both")
         first = gauss_conv in ("first_stage", "both")
-        kw = dict(gauss_sa=sa, sa_kernel=sa_kernel, gauss_kwargs=gauss_kwargs)
+        kw = dict(gauss_sa=sa, sa_form=sa_form, sa_kernel=sa_kernel, gauss_kwargs=gauss_kwargs)
         c, b = list(channels), list(blocks)
 
         def stage(ci, co, n, gauss_convs=False):

@@ -48,8 +48,8 @@ def kernels_from_checkpoint(path: str) -> list[tuple[str, int, torch.Tensor, tor
         if hasattr(obj, "named_modules") else {}
     out = []
     for key, raw in sd.items():
-        if key.endswith(".sigma_raw"):
-            base = key[: -len(".sigma_raw")]
+        base = key[: -len(".sigma_raw")]
+        if key.endswith(".sigma_raw") and base + ".weight" in sd:  # not the weight-free ShapedFilter2d
             k = int(sd[base + ".weight"].shape[-1])
             out.append((base, k, sigma_from_raw(raw.float()), sd[base + ".theta"].float(),
                         floors.get(base, DEFAULT_MASK_FLOOR)))
