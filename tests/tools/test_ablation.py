@@ -27,8 +27,9 @@ def test_plan_covers_every_variant_seed_and_part(tmp_path):
     assert {(r.part, r.variant, r.seed) for r in runs} == {
         (p, v, s) for p in ("yolo", "unet") for v in four for s in (0, 1)}
     every = ablation.plan(tmp_path, ["yolo", "unet"], list(ablation.VARIANTS), [0], 3, 5)
-    assert len(every) == len(ablation.VARIANTS) + 4  # the U-Net has the four base variants and two of its own
-    assert {r.variant for r in every if r.part == "yolo"}.isdisjoint({"both-directed", "both-noloc"})
+    # the U-Net has the four base variants, gsconv-hard, and three of its own
+    assert len(every) == len(ablation.VARIANTS) + 5
+    assert {r.variant for r in every if r.part == "yolo"}.isdisjoint({"both-directed", "both-noloc", "gsconv-safree"})
     assert {r.epochs for r in runs if r.part == "yolo"} == {3} and {r.epochs for r in runs if r.part == "unet"} == {5}
     assert runs[0].part != runs[1].part  # side-by-side jobs mix the two parts
     assert len({r.dir for r in runs}) == len(runs)
@@ -98,6 +99,47 @@ def test_unet_variant_config(tmp_path, variant, gauss, mode):
     assert cfg.randomness.seed == 3 and cfg.train_cfg.max_epochs == 15
     assert cfg.train_cfg.val_interval == 3 and cfg.train_cfg.dynamic_intervals == [(14, 1)]  # epochs 3 … 12, 13, 14, 15
     assert cfg.default_hooks.checkpoint.save_best is None  # last epoch, no selection on the test split
+
+
+@pytest.mark.parametrize("variant", ["gsconv-hard", "gsconv-safree"])
+def test_unet_constrained_form_config_builds_and_is_recorded(tmp_path, variant):
+    """The two forms that constrain (docs/method.md): the cfg-options reach model.net, the network built from the
+    merged config has them, the run's record names them, and the screen plans on NUDT-SIRST's carve."""
+    from mmengine.config import Config, DictAction
+
+    from gaussconv_plugin.conv import GaussianShapedConv2d
+    from gaussconv_plugin.shaped_kernel import ShapedFilter2d
+    from gaussconv_plugin.unet import MSHUNet
+    from tools.evidence.variants import resolved
+
+    run = ablation.Run("unet", variant, 1, 20, tmp_path, {"split": "train_sub:val_sub"})
+    cmd = ablation.unet_command(run)
+    cfg = Config.fromfile(cmd[2])
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--cfg-options", nargs="+", action=DictAction)
+    cfg.merge_from_dict(parser.parse_args(cmd[cmd.index("--cfg-options"):]).cfg_options)
+    assert cfg.model.net.gauss_conv == "both" and cfg.model.loss.mode == "var"  # gsconv's loss: SLS
+    hard = variant == "gsconv-hard"
+    assert cfg.model.net.get("gauss_kwargs", {}).get("mask_floor") == (0.0 if hard else None)
+    assert cfg.model.net.get("sa_form", "conv") == ("conv" if hard else "free")
+    net = MSHUNet(**cfg.model.net)
+    gs = [m for m in net.modules() if isinstance(m, GaussianShapedConv2d)]
+    free = [m for m in net.modules() if isinstance(m, ShapedFilter2d)]
+    assert all(m.stride == (1, 1) for m in gs)
+    if hard:
+        assert len(gs) == 18 and not free and {m.mask_floor for m in gs} == {0.0}
+    else:
+        assert len(gs) == 2 and len(free) == 16 and {m.mask_floor for m in gs} == {DEFAULT_MASK_FLOOR}
+        assert all(sum(p.numel() for p in m.parameters()) == 2 for m in free)
+    spec = resolved("unet", variant)
+    assert spec["conv_opts"]["mask_floor"] == (0.0 if hard else DEFAULT_MASK_FLOOR)
+    assert spec["net_opts"] == {"gauss_conv": "both", "sa_form": "conv" if hard else "free"}
+    assert resolved("unet", "stock")["net_opts"] == {"gauss_conv": "none", "sa_form": "conv"}
+    screen = ablation.plan(tmp_path, ["unet"], ["gsconv", "gsconv-hard", "gsconv-safree"], [0, 1, 2], 3, 20,
+                           split="train_sub:val_sub")
+    assert len(screen) == 9 and {r.epochs for r in screen} == {20}
+    with pytest.raises(SystemExit, match="variant\\(s\\) gsconv-safree have no yolo form"):
+        ablation.plan(tmp_path, ["yolo"], ["gsconv-safree"], [0], 1, 1)
 
 
 def test_summary_mean_and_sample_std():

@@ -38,6 +38,8 @@ def command(run: Run, data=None) -> list[str]:
              f"model.warmup_epochs={min(2, max(0, run.epochs - 1))}", f"randomness.seed={run.seed}",
              *CHECKPOINT_OPTS, "default_hooks.logger.interval=5"]
     opts += [f"model.loss.{k}={val}" for k, val in v.loss_opts.items()]
+    opts += [f"model.net.gauss_kwargs.{k}={val}" for k, val in v.conv_opts.items()]
+    opts += [f"model.net.{k}={val}" for k, val in v.net_opts.items()]
     for d in _LOADERS:
         opts += [f"{d}.num_workers=0", f"{d}.persistent_workers=False"]
     if o.get("limit"):

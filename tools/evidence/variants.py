@@ -24,9 +24,13 @@ variant           layers 0–1                                             box l
 ================  =====================================================  ======================================
 
 MSHNet U-Net (``mmdet_cfgs/unet_mshnet_base_cpu.py``): ``stock`` (no Gaussian conv, SLS ``var`` loss), ``gsconv``
-(``gauss_conv='both'``), ``diff`` (``diff`` mask loss), ``both``; and the mask-loss screen's two ``both`` forms,
+(``gauss_conv='both'``), ``diff`` (``diff`` mask loss), ``both``; the mask-loss screen's two ``both`` forms,
 ``both-directed`` (``model.loss.area_grad=directed``: the area gradient only grows target pixels or shrinks
-background) and ``both-noloc`` (``model.loss.with_location=False``: without MSHNet's location term).
+background) and ``both-noloc`` (``model.loss.with_location=False``: without MSHNet's location term); and the two
+forms that constrain (``docs/method.md``, "Forms that constrain"; SLS ``var`` loss as ``gsconv``): ``gsconv-hard``
+(``model.net.gauss_kwargs.mask_floor=0``: the hard pinwheel in every Gaussian conv, all of them stride 1 in the
+U-Net, so no pixel is blind) and ``gsconv-safree`` (``model.net.sa_form=free``: the first-stage convs of ``gsconv``,
+the spatial-attention convs weight-free, ``G·M / Σ G·M`` with σ and θ their only parameters).
 
 RetinaNet-R18 (``mmdet_cfgs/retinanet_r18_fpn_sirst320_cpu.py`` and its ``_gauss`` twin): ``stock`` (ResNet-18,
 GIoU), ``gsconv`` (``GaussResNet`` as in the twin, GIoU), ``diff`` (ResNet-18, ``DiffScaleIoULoss`` diff/add),
@@ -49,13 +53,15 @@ class Variant:
     Gaussian conv (empty = package defaults); ``loss``: scale mode (None = the part's baseline loss);
     ``yaml_keys``: further top-level keys of the YOLO model YAML (``scale_loss_form``, ``scale_loss_lambda``,
     ``scale_loss_balance``, ``shape_lr_mult``); ``loss_opts``: further options of the U-Net's mask loss
-    (``model.loss.<key>``)."""
+    (``model.loss.<key>``); ``net_opts``: further options of the U-Net (``model.net.<key>``, e.g. ``sa_form``). The
+    U-Net passes ``conv_opts`` as ``model.net.gauss_kwargs.<key>``."""
 
     conv: str = "Conv"
     conv_opts: dict = field(default_factory=dict)
     loss: str | None = None
     yaml_keys: dict = field(default_factory=dict)
     loss_opts: dict = field(default_factory=dict)
+    net_opts: dict = field(default_factory=dict)
 
     @property
     def gauss(self) -> bool:
@@ -82,10 +88,11 @@ VARIANTS = {
     "both-bal": Variant(GS, loss="diff", yaml_keys={"scale_loss_balance": True}),
     "both-directed": Variant(GS, loss="diff", loss_opts={"area_grad": "directed"}),
     "both-noloc": Variant(GS, loss="diff", loss_opts={"with_location": False}),
+    "gsconv-safree": Variant(GS, net_opts={"sa_form": "free"}),
 }
-_UNET_ONLY = ("both-directed", "both-noloc")
+_UNET_ONLY = ("both-directed", "both-noloc", "gsconv-safree")
 PART_VARIANTS = {"yolo": [v for v in VARIANTS if v not in _UNET_ONLY],
-                 "unet": ["stock", "gsconv", "diff", "both", *_UNET_ONLY],
+                 "unet": ["stock", "gsconv", "diff", "both", "gsconv-hard", *_UNET_ONLY],
                  "retina": ["stock", "gsconv", "diff", "both"]}
 # stock CIoU for YOLO; MSHNet's SLS for the U-Net; GIoU (= DiffScaleIoULoss mode 'none') for RetinaNet
 BASELINE_LOSS = {"yolo": "none", "unet": "var", "retina": "none"}
@@ -111,6 +118,8 @@ def resolved(part: str, name: str) -> dict:
     d["loss"] = v.loss or BASELINE_LOSS[part]
     if v.gauss:
         d["conv_opts"] = {"mask_floor": DEFAULT_MASK_FLOOR, **v.conv_opts}
+    if part == "unet":  # model.net as unet_part.command sets it
+        d["net_opts"] = {"gauss_conv": "both" if v.gauss else "none", "sa_form": "conv", **v.net_opts}
     if part == "yolo" and v.loss:
         d["yaml_keys"] = {"scale_loss_form": "add", "scale_loss_lambda": 1.0, **d["yaml_keys"]}
     if part == "retina":  # the twin configs' box loss (tools.evidence.retina_part)
