@@ -31,6 +31,7 @@ from .masks import (
     SIGMA_MIN,
     _check_floor,
     _check_sigma_min,
+    _theta_init,
     default_sigma,
     floor_mask,
     gaussian_envelope,
@@ -123,7 +124,9 @@ class GaussianShapedConv2d(nn.Conv2d):
         in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias, padding_mode:
             as ``nn.Conv2d``; ``kernel_size`` must be odd and square.
         sigma_init: initial σ in taps (> 0); default :func:`~gaussconv_plugin.masks.default_sigma` = k/2.
-        theta_init: initial pinwheel angle in radians (default 0: the PConv windmill).
+        theta_init: initial pinwheel angle in radians (default 0: the PConv windmill, which is also a flip of the
+            hard mask), or ``'mid'``: :func:`~gaussconv_plugin.masks.default_theta` (the same windmill, started in
+            the middle of the angle range that keeps it, so that small moves of θ do not flip the mask).
         per_channel: one σ and one θ per output channel (default) or one per layer.
         learn_sigma, learn_theta: make σ / θ trainable (they stay parameters either way).
         tau: temperature of the soft mask whose gradient θ receives, in taps (> 0).
@@ -158,7 +161,7 @@ class GaussianShapedConv2d(nn.Conv2d):
         dtype=None,
         *,
         sigma_init: float | None = None,
-        theta_init: float = 0.0,
+        theta_init: float | str = 0.0,
         per_channel: bool = True,
         learn_sigma: bool = True,
         learn_theta: bool = True,
@@ -179,6 +182,7 @@ class GaussianShapedConv2d(nn.Conv2d):
             device=device, dtype=dtype,
         )
         sigma_init = default_sigma(k) if sigma_init is None else float(sigma_init)
+        theta_init = _theta_init(theta_init, k)
         n = out_channels if per_channel else 1
         pkw = dict(device=device, dtype=dtype)
         raw = sigma_to_raw(sigma_init, sigma_min)

@@ -85,6 +85,8 @@ import torch.nn.functional as F
 __all__ = [
     "tap_grid",
     "default_sigma",
+    "default_theta",
+    "mask_flip_angles",
     "SIGMA_MIN",
     "SIGMA_BETA",
     "bound_sigma",
@@ -146,6 +148,42 @@ def default_sigma(k: int) -> float:
     relaxes.
     """
     return _check_kernel_size(k) / 2.0
+
+
+@functools.lru_cache(maxsize=16)
+def mask_flip_angles(k: int, step_deg: float = 0.005) -> tuple[float, ...]:
+    """Angles in [0, π/2) (radians) at which the hard k×k pinwheel changes, found on a float64 grid of
+    ``step_deg`` degrees (each value is the first grid angle with the new mask, so it lies within ``step_deg``
+    above the exact flip). The mask has period π/2, so these are all its flips. θ = 0 is one of them for every
+    k: the mask is right-continuous there (the X of k = 3 on [0, π/6)), and any negative θ, however small, gives
+    the pattern of the last interval before π/2 (the plus of k = 3)."""
+    k = _check_kernel_size(k)
+    deg = torch.arange(-step_deg, 90.0, step_deg, dtype=torch.float64)
+    m = pinwheel_mask_hard(torch.deg2rad(deg), k).reshape(len(deg), -1)
+    changed = (m[1:] != m[:-1]).any(dim=1)
+    return tuple(float(torch.deg2rad(deg[1:][changed][i])) for i in range(int(changed.sum())))
+
+
+def default_theta(k: int) -> float:
+    """Initial pinwheel angle ``theta_init='mid'``: the middle of the first interval [0, θ₁) over which the hard
+    mask keeps its θ = 0 pattern (PConv's windmill), in radians — k = 3: 15°, 5: 13.3°, 7: 8.8°, 9: 6.8°.
+
+    θ = 0 itself is a flip of the mask (:func:`mask_flip_angles`): a θ started there and moved by the optimiser
+    by ±0.5° flips a k = 3 channel between the X and the plus every time it changes sign, so its mask is noise
+    and an EMA or averaged θ can carry a mask its weights were never trained with. From the middle of the
+    interval the same pattern needs a deliberate turn of θ₁/2 to change.
+    """
+    flips = [a for a in mask_flip_angles(k) if a > 1e-9]
+    return flips[0] / 2.0
+
+
+def _theta_init(theta_init, k: int) -> float:
+    if isinstance(theta_init, str):
+        if theta_init != "mid":
+            raise ValueError(f"theta_init must be an angle in radians or 'mid' (got {theta_init!r}); "
+                             "pass e.g. theta_init='mid'")
+        return default_theta(k)
+    return float(theta_init)
 
 
 def _check_sigma_min(sigma_min: float) -> float:

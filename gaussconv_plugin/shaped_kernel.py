@@ -37,6 +37,7 @@ from .masks import (
     _check_floor,
     _check_kernel_size,
     _check_sigma_min,
+    _theta_init,
     default_sigma,
     floor_mask,
     gaussian_envelope,
@@ -101,7 +102,9 @@ class ShapedFilter2d(nn.Module):
         in_channels: C, the input maps the one kernel is applied to and summed over (2 for the SA descriptor).
         kernel_size: odd k (7 for MSHNet's spatial attention).
         sigma_init: initial σ in taps (> ``sigma_min``); default :func:`~gaussconv_plugin.masks.default_sigma` = k/2.
-        theta_init: initial pinwheel angle in radians.
+        theta_init: initial pinwheel angle in radians, or ``'mid'`` (default):
+            :func:`~gaussconv_plugin.masks.default_theta`, the windmill of θ = 0 started away from the mask's flip
+            at θ = 0.
         tau: soft-mask temperature (taps) of θ's straight-through gradient.
         mask_floor: m₀ ∈ [0, 1], default 0 (the hard pinwheel; every pixel is read at stride 1, module docstring).
         sigma_min: σ's smooth lower bound (as GaussianShapedConv2d, default
@@ -115,7 +118,7 @@ class ShapedFilter2d(nn.Module):
     """
 
     def __init__(self, in_channels: int = 2, kernel_size: int = 7, *, sigma_init: float | None = None,
-                 theta_init: float = 0.0, tau: float = 0.5, mask_floor: float = 0.0, sigma_min: float = SIGMA_MIN,
+                 theta_init: float | str = "mid", tau: float = 0.5, mask_floor: float = 0.0, sigma_min: float = SIGMA_MIN,
                  learn_sigma: bool = True, learn_theta: bool = True):
         super().__init__()
         if isinstance(in_channels, bool) or not isinstance(in_channels, int) or in_channels < 1:
@@ -133,7 +136,7 @@ class ShapedFilter2d(nn.Module):
         self.sigma_min = _check_sigma_min(sigma_min)
         sigma_init = default_sigma(k) if sigma_init is None else float(sigma_init)
         self.sigma_raw = nn.Parameter(sigma_to_raw(sigma_init, self.sigma_min).reshape(1), requires_grad=learn_sigma)
-        self.theta = nn.Parameter(torch.full((1,), float(theta_init)), requires_grad=learn_theta)
+        self.theta = nn.Parameter(torch.full((1,), _theta_init(theta_init, k)), requires_grad=learn_theta)
 
     @property
     def sigma(self) -> torch.Tensor:

@@ -8,8 +8,10 @@ import torch.nn as nn
 from gaussconv_plugin import GaussianShapedConv, GaussianShapedConv2d, fuse_gaussian_convs, swap_convs
 from gaussconv_plugin.masks import (
     DEFAULT_MASK_FLOOR,
+    default_theta,
     floor_mask,
     gaussian_envelope,
+    mask_flip_angles,
     pinwheel_mask,
     pinwheel_mask_hard,
     pinwheel_mask_soft,
@@ -221,6 +223,7 @@ def test_swap_keeps_weights_and_predicate():
         (dict(kernel_size=3, sigma_init=0.3, sigma_min=0.5), r"sigma must be > 0\.5"),
         (dict(kernel_size=3, sigma_min=-0.1), "sigma_min must be >= 0"),
         (dict(kernel_size=3, tau=0), "tau must be > 0"),
+        (dict(kernel_size=3, theta_init="middle"), "theta_init must be an angle in radians or 'mid'"),
     ],
 )
 def test_bad_arguments_one_line_errors(kwargs, match):
@@ -265,3 +268,42 @@ def test_eval_kernel_cached_until_a_parameter_changes():
     m(x).sum().backward()  # autograd on: no cache, gradients reach σ and θ's soft mask
     assert "_kernel_cache" not in m.__dict__
     assert float(m.sigma_raw.grad.abs().sum()) > 0 and float(m.theta.grad.abs().sum()) > 0
+
+
+def test_k3_flip_angles_are_the_documented_ones():
+    # the X on [0, π/6), all nine taps on [π/6, π/4), the plus on [π/4, π/2) (docs/method.md, "Pinwheel mask")
+    flips = mask_flip_angles(3)
+    assert len(flips) == 3 and flips[0] == 0.0
+    assert flips[1] == pytest.approx(math.pi / 6, abs=1e-4) and flips[2] == pytest.approx(math.pi / 4, abs=1e-4)
+
+
+@pytest.mark.parametrize("k", [3, 5, 7, 9])
+def test_theta_zero_is_a_flip_and_mid_keeps_the_windmill_both_ways(k):
+    at0 = pinwheel_mask_hard(torch.tensor([0.0], dtype=torch.float64), k)
+    below = pinwheel_mask_hard(torch.tensor([-1e-4], dtype=torch.float64), k)
+    assert not torch.equal(at0, below)  # a θ trained from 0 flips its mask whenever it changes sign
+    mid = default_theta(k)
+    assert math.radians(6) < mid < math.radians(16)
+    margin = mid - math.radians(0.01)
+    for t in (mid - margin, mid - margin / 2, mid, mid + margin / 2, mid + margin):
+        assert torch.equal(pinwheel_mask_hard(torch.tensor([t], dtype=torch.float64), k), at0), (k, t)
+
+
+def test_small_theta_moves_flip_masks_from_zero_but_not_from_mid():
+    """The consequence for training: θ moves of ±0.5° (the spread measured on trained YOLO stems) change the mask
+    of about half the channels started at θ = 0 and of none started at 'mid'."""
+    g = torch.Generator().manual_seed(0)
+    jitter = torch.randn(256, generator=g, dtype=torch.float64) * math.radians(0.5)
+    for start, want in ((0.0, (0.3, 0.7)), (default_theta(3), (0.0, 0.0))):
+        ref = pinwheel_mask_hard(torch.tensor([start], dtype=torch.float64), 3)
+        moved = pinwheel_mask_hard(start + jitter, 3)
+        changed = float((moved != ref).flatten(1).any(1).double().mean())
+        assert want[0] <= changed <= want[1], (start, changed)
+
+
+def test_theta_init_mid_per_kernel_size():
+    for k in (3, 7):
+        m = GaussianShapedConv2d(2, 4, k, theta_init="mid")
+        assert torch.allclose(m.theta, torch.full((4,), default_theta(k)))
+        assert torch.equal(pinwheel_mask_hard(m.theta.detach(), k), pinwheel_mask_hard(torch.zeros(4), k))
+    assert float(GaussianShapedConv2d(2, 4, 3).theta.abs().max()) == 0.0  # the default stays θ = 0 until screened

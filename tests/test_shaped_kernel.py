@@ -15,6 +15,7 @@ from gaussconv_plugin.masks import (
     DEFAULT_MASK_FLOOR,
     SIGMA_MIN,
     blind_input_fraction,
+    default_theta,
     pinwheel_mask_hard,
     sigma_from_raw,
 )
@@ -106,7 +107,9 @@ def test_only_sigma_and_theta_are_parameters():
     m = ShapedFilter2d(2, 7)
     assert sorted(n for n, _ in m.named_parameters()) == ["sigma_raw", "theta"]
     assert sum(p.numel() for p in m.parameters()) == 2 and list(m.buffers()) == []
-    assert float(m.sigma.detach()) == pytest.approx(3.5) and float(m.theta.detach()) == 0.0  # σ₀ = k/2, θ₀ = 0
+    # σ₀ = k/2; θ₀ = 'mid', the θ = 0 windmill away from the mask's flip at θ = 0
+    assert float(m.sigma.detach()) == pytest.approx(3.5)
+    assert float(m.theta.detach()) == pytest.approx(default_theta(7)) and float(m.theta.detach()) > 0.1
 
 
 @pytest.mark.parametrize("bad,match", [

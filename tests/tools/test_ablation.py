@@ -27,8 +27,8 @@ def test_plan_covers_every_variant_seed_and_part(tmp_path):
     assert {(r.part, r.variant, r.seed) for r in runs} == {
         (p, v, s) for p in ("yolo", "unet") for v in four for s in (0, 1)}
     every = ablation.plan(tmp_path, ["yolo", "unet"], list(ablation.VARIANTS), [0], 3, 5)
-    # the U-Net has the four base variants, gsconv-hard, and three of its own
-    assert len(every) == len(ablation.VARIANTS) + 5
+    # the U-Net has the four base variants, gsconv-hard, the two theta_init='mid' ones, and three of its own
+    assert len(every) == len(ablation.VARIANTS) + 7
     assert {r.variant for r in every if r.part == "yolo"}.isdisjoint({"both-directed", "both-noloc", "gsconv-safree"})
     assert {r.epochs for r in runs if r.part == "yolo"} == {3} and {r.epochs for r in runs if r.part == "unet"} == {5}
     assert runs[0].part != runs[1].part  # side-by-side jobs mix the two parts

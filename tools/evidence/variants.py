@@ -12,6 +12,7 @@ variant           layers 0–1                                             box l
 ``gsconv-f06``    ``GaussianShapedConv``, ``mask_floor: 0.6``            stock CIoU
 ``gsconv-f1``     ``GaussianShapedConv``, ``mask_floor: 1`` (no pinwheel) stock CIoU
 ``gsconv-lr10``   ``GaussianShapedConv``, ``mask_floor: 0.3``, σ/θ lr ×10 stock CIoU
+``gsconv-tmid``   ``GaussianShapedConv``, ``theta_init: mid``            stock CIoU
 ``pconv``         ``PConv`` (Yang et al., AAAI 2025)                      stock CIoU
 ``diff``          ``Conv``                                               CIoU + diff scale term, default form
 ``diff-add``      ``Conv``                                               CIoU + (1 − α), ``scale_loss_form: add``
@@ -21,6 +22,7 @@ variant           layers 0–1                                             box l
 ``both-l025``     ``GaussianShapedConv`` defaults                         CIoU + 0.25·(1 − α)
 ``diff-bal``      ``Conv``                                               diff, ``scale_loss_balance: true``
 ``both-bal``      ``GaussianShapedConv`` defaults                         diff, ``scale_loss_balance: true``
+``both-tmid``     ``GaussianShapedConv``, ``theta_init: mid``            diff, default form
 ================  =====================================================  ======================================
 
 MSHNet U-Net (``mmdet_cfgs/unet_mshnet_base_cpu.py``): ``stock`` (no Gaussian conv, SLS ``var`` loss), ``gsconv``
@@ -77,6 +79,7 @@ VARIANTS = {
     "gsconv-f06": Variant(GS, {"mask_floor": 0.6}),
     "gsconv-f1": Variant(GS, {"mask_floor": 1.0}),
     "gsconv-lr10": Variant(GS, {"mask_floor": 0.3}, yaml_keys={"shape_lr_mult": 10}),
+    "gsconv-tmid": Variant(GS, {"theta_init": "mid"}),
     "pconv": Variant("PConv"),
     "diff": Variant(loss="diff"),
     "diff-add": Variant(loss="diff", yaml_keys={"scale_loss_form": "add"}),
@@ -86,13 +89,14 @@ VARIANTS = {
     "both-l025": Variant(GS, loss="diff", yaml_keys={"scale_loss_form": "add", "scale_loss_lambda": 0.25}),
     "diff-bal": Variant(loss="diff", yaml_keys={"scale_loss_balance": True}),
     "both-bal": Variant(GS, loss="diff", yaml_keys={"scale_loss_balance": True}),
+    "both-tmid": Variant(GS, {"theta_init": "mid"}, loss="diff"),
     "both-directed": Variant(GS, loss="diff", loss_opts={"area_grad": "directed"}),
     "both-noloc": Variant(GS, loss="diff", loss_opts={"with_location": False}),
     "gsconv-safree": Variant(GS, net_opts={"sa_form": "free"}),
 }
 _UNET_ONLY = ("both-directed", "both-noloc", "gsconv-safree")
 PART_VARIANTS = {"yolo": [v for v in VARIANTS if v not in _UNET_ONLY],
-                 "unet": ["stock", "gsconv", "diff", "both", "gsconv-hard", *_UNET_ONLY],
+                 "unet": ["stock", "gsconv", "diff", "both", "gsconv-hard", "gsconv-tmid", "both-tmid", *_UNET_ONLY],
                  "retina": ["stock", "gsconv", "diff", "both"]}
 # stock CIoU for YOLO; MSHNet's SLS for the U-Net; GIoU (= DiffScaleIoULoss mode 'none') for RetinaNet
 BASELINE_LOSS = {"yolo": "none", "unet": "var", "retina": "none"}
@@ -117,7 +121,7 @@ def resolved(part: str, name: str) -> dict:
     d = asdict(v)
     d["loss"] = v.loss or BASELINE_LOSS[part]
     if v.gauss:
-        d["conv_opts"] = {"mask_floor": DEFAULT_MASK_FLOOR, **v.conv_opts}
+        d["conv_opts"] = {"mask_floor": DEFAULT_MASK_FLOOR, "theta_init": 0.0, **v.conv_opts}
     if part == "unet":  # model.net as unet_part.command sets it
         d["net_opts"] = {"gauss_conv": "both" if v.gauss else "none", "sa_form": "conv", **v.net_opts}
     if part == "yolo" and v.loss:
