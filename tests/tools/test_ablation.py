@@ -427,3 +427,40 @@ def test_finished_run_moved_here_finds_its_weights(tmp_path):
     got = {r["variant"]: r["weights"] for r in runs_mod.collect([stock, both])}
     assert got["stock"] == str(stock.dir / "epoch_15.pth")
     assert got["both"].startswith("/elsewhere/abl/")
+
+
+@pytest.mark.parametrize("part", ["unet", "yolo"])
+def test_theta_mid_variant_reaches_every_gaussian_conv(tmp_path, part):
+    """gsconv-tmid: theta_init='mid' passes through the U-Net's cfg-options and the YOLO model YAML, and every
+    Gaussian conv starts at its kernel size's default_theta (the θ = 0 windmill, off the flip); the record says so."""
+    import torch
+
+    from gaussconv_plugin.conv import GaussianShapedConv2d
+    from gaussconv_plugin.masks import default_theta
+    from tools.evidence.variants import resolved
+
+    run = ablation.Run(part, "gsconv-tmid", 0, 1, tmp_path, {"split": "train:val"})
+    if part == "unet":
+        from mmengine.config import Config, DictAction
+
+        from gaussconv_plugin.unet import MSHUNet
+
+        cmd = ablation.unet_command(run)
+        cfg = Config.fromfile(cmd[2])
+        parser = argparse.ArgumentParser()
+        parser.add_argument("--cfg-options", nargs="+", action=DictAction)
+        cfg.merge_from_dict(parser.parse_args(cmd[cmd.index("--cfg-options"):]).cfg_options)
+        net = MSHUNet(**cfg.model.net)
+    else:
+        from ultralytics.nn.tasks import DetectionModel
+
+        import gaussconv_plugin.yolo  # noqa: F401
+        from tools.evidence import yolo_part
+
+        net = DetectionModel(str(yolo_part.model_yaml(run)), verbose=False)
+    gs = [m for m in net.modules() if isinstance(m, GaussianShapedConv2d)]
+    assert gs and {m.kernel_size[0] for m in gs} >= {3}
+    for m in gs:
+        assert torch.allclose(m.theta, torch.full_like(m.theta, default_theta(m.kernel_size[0]))), m
+    assert resolved(part, "gsconv-tmid")["conv_opts"]["theta_init"] == "mid"
+    assert resolved(part, "gsconv")["conv_opts"]["theta_init"] == 0.0
