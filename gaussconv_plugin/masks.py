@@ -161,7 +161,7 @@ def mask_flip_angles(k: int, step_deg: float = 0.005) -> tuple[float, ...]:
     deg = torch.arange(-step_deg, 90.0, step_deg, dtype=torch.float64)
     m = pinwheel_mask_hard(torch.deg2rad(deg), k).reshape(len(deg), -1)
     changed = (m[1:] != m[:-1]).any(dim=1)
-    return tuple(float(torch.deg2rad(deg[1:][changed][i])) for i in range(int(changed.sum())))
+    return tuple(torch.deg2rad(deg[1:][changed]).tolist())
 
 
 def default_theta(k: int) -> float:
