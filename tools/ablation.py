@@ -52,7 +52,7 @@ from tools.evidence.datasets import DATASETS, check_split, ood_targets, resolve 
 from tools.evidence.plots import plot_curves, plot_sigma_theta  # noqa: E402
 from tools.evidence.report import REFERENCE, machine, markdown, summarize, write_tables  # noqa: E402
 from tools.evidence.runs import (  # noqa: E402
-    DEFAULT_PARTS, PARTS, Run, child_env, collect, git_commit, log, plan, restore, run_one,
+    DEFAULT_PARTS, PARTS, Run, check_specs, child_env, collect, git_commit, log, plan, restore, run_one,
 )
 from tools.evidence.variants import VARIANTS  # noqa: E402
 
@@ -211,6 +211,7 @@ def main(argv=None) -> dict:
     if a.evaluate:
         from tools.evidence.evaluate import evaluate_runs
 
+        check_specs(runs)
         imgsz = a.eval_imgsz if a.eval_imgsz in (None, "native") else int(a.eval_imgsz)
         res = evaluate_runs(runs, a.evaluate, out, a.eval_split, imgsz, a.threads, a.jobs, a.limit, meta)
         print((res["folder"] / "ablation.md").read_text())
@@ -225,6 +226,7 @@ def main(argv=None) -> dict:
         return res["summary"]
     if a.restore:
         restore(runs, a.restore)
+    check_specs(runs)
     todo = [r for r in runs if not r.done]
     log(f"ablation: {len(runs)} runs ({len(runs) - len(todo)} done), {a.jobs} side by side × {a.threads} thread(s); "
         f"results in {out}")

@@ -464,3 +464,40 @@ def test_theta_mid_variant_reaches_every_gaussian_conv(tmp_path, part):
         assert torch.allclose(m.theta, torch.full_like(m.theta, default_theta(m.kernel_size[0]))), m
     assert resolved(part, "gsconv-tmid")["conv_opts"]["theta_init"] == "mid"
     assert resolved(part, "gsconv")["conv_opts"]["theta_init"] == 0.0
+
+
+def test_runs_of_a_changed_default_are_not_resumed_reported_or_restored(tmp_path, monkeypatch):
+    """``gsconv`` follows the package defaults: a run trained before a default changed (here θ₀ = 0 in a record that
+    predates the ``theta_init`` key, then a half-trained run's ``spec.json``) is another design. The ablation stops with
+    the folder and the fix instead of resuming, skipping or reporting it under the variant's name, ``--restore`` leaves
+    such a record behind, and a record that matches goes through."""
+    from tools.evidence import runs as runs_mod
+    from tools.evidence import variants as variants_mod
+
+    out = tmp_path / "abl"
+    (run,) = ablation.plan(out, ["yolo"], ["gsconv"], [0], 3, 3)
+    now = variants_mod.resolved("yolo", "gsconv")
+    legacy = {"conv": "GaussianShapedConv", "conv_opts": {"mask_floor": DEFAULT_MASK_FLOOR}, "loss": "none"}
+    assert runs_mod.spec_drift("yolo", "gsconv", now) == []
+    assert runs_mod.spec_drift("yolo", "gsconv", None) == []  # no spec kept: nothing to compare
+    # the package default moves on: θ₀ 0 -> 'mid'
+    monkeypatch.setitem(variants_mod.VARIANTS, "gsconv", variants_mod.Variant("GaussianShapedConv",
+                                                                              {"theta_init": "mid"}))
+    assert runs_mod.spec_drift("yolo", "gsconv", legacy) == ["conv_opts.theta_init: 0.0 -> 'mid'"]
+    run.dir.mkdir(parents=True)
+    (run.dir / runs_mod.SPEC).write_text(json.dumps(now))  # half-trained under the old default
+    with pytest.raises(SystemExit, match=r"seed0 was trained as gsconv .*theta_init: 0\.0 -> 'mid'.*move it aside"):
+        runs_mod.check_specs([run])
+    with pytest.raises(SystemExit, match="move it aside"):
+        ablation.main(["--parts", "yolo", "--variants", "gsconv", "--seeds", "0", "--yolo-epochs", "3", "--out",
+                       str(out), "--report-only"])
+    (run.dir / runs_mod.SPEC).unlink()
+    pub = tmp_path / "pub"
+    pub.mkdir()
+    rec = {"part": "yolo", "variant": "gsconv", "seed": 0, "epochs": 3, "split": {"train": "trainval", "eval": "test"},
+           "dataset": {"name": "sirst"}, "spec": legacy}
+    (pub / "results.json").write_text(json.dumps({"runs": [rec]}))
+    assert runs_mod.restore([run], pub) == [] and not run.done
+    (pub / "results.json").write_text(json.dumps({"runs": [{**rec, "spec": variants_mod.resolved("yolo", "gsconv")}]}))
+    assert runs_mod.restore([run], pub) == [run] and run.done
+    runs_mod.check_specs([run])  # matches: goes through

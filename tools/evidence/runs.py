@@ -11,6 +11,11 @@ from ``last.pt``, ``tools/train.py --resume`` for the MMDetection parts); one cu
 starts again. Each stretch of training is a *segment* (``segments.json``: commit, start, wall seconds — ``null``
 for a segment that was cut off — and command); the result's ``wall_s`` sums the finished segments and
 ``resumed`` counts the restarts. Each run is a child process with its own CPU thread budget.
+
+A run is what its variant resolved to when it started (:func:`~.variants.resolved`: ``spec.json`` beside the run,
+``spec`` in its record). Variants such as ``gsconv`` follow the package defaults, so a default that changes turns
+the runs already in a folder into runs of another design: :func:`check_specs` stops an ablation that would resume,
+skip, report or evaluate such a run under the variant's name, and :func:`restore` does not carry one over.
 """
 from __future__ import annotations
 
@@ -26,6 +31,7 @@ from .datasets import parse_split, run_tag
 from .variants import PART_VARIANTS, check_variants, resolved
 
 __all__ = ["PARTS", "DEFAULT_PARTS", "PART_MODULES", "Run", "plan", "run_one", "restore", "collect", "child_env",
+           "spec_drift", "check_specs", "SPEC",
            "git_commit", "log", "REPO", "call", "dataset_tag", "dataset_record", "relocated", "segments", "SEGMENTS"]
 
 PARTS = ("yolo", "unet", "retina")
@@ -64,6 +70,51 @@ def plan(out: Path, parts, variants, seeds, yolo_epochs: int, unet_epochs: int, 
 
 #: the file of a run's training segments (module docstring)
 SEGMENTS = "segments.json"
+#: the file of the options a run started with (module docstring)
+SPEC = "spec.json"
+#: options a record may lack because it predates them, with the value every run before them was trained with
+_LEGACY = {"conv_opts": {"theta_init": 0.0}, "net_opts": {"sa_form": "conv"}}
+_MISSING = object()
+
+
+def spec_drift(part: str, variant: str, recorded: dict | None) -> list[str]:
+    """How the options a run of ``variant`` was trained with (``recorded``: its ``spec``) differ from what the
+    variant resolves to now, as ``"conv_opts.theta_init: 0.0 -> 'mid'"`` lines (``[]``: the same). Options the record
+    predates count at their value of that time (:data:`_LEGACY`) or not at all; a record without a spec (runs from
+    before specs were kept) has nothing to compare."""
+    if not recorded:
+        return []
+    out = []
+    for key, now in resolved(part, variant).items():
+        had = recorded.get(key, _MISSING)
+        if isinstance(now, dict):
+            had = had if isinstance(had, dict) else {}
+            for k, v in now.items():
+                h = had.get(k, _LEGACY.get(key, {}).get(k, _MISSING))
+                if h is not _MISSING and h != v:
+                    out.append(f"{key}.{k}: {h!r} -> {v!r}")
+        elif had is not _MISSING and had != now:
+            out.append(f"{key}: {had!r} -> {now!r}")
+    return out
+
+
+def _recorded_spec(run: Run) -> dict | None:
+    for f, get in ((run.result_file, lambda d: d.get("spec")), (run.dir / SPEC, lambda d: d)):
+        if f.is_file():
+            return get(json.loads(f.read_text()))
+    return None
+
+
+def check_specs(runs: list[Run]) -> None:
+    """Stop (one line naming the folder and the fix) if a planned run that is finished or half-trained was trained
+    with other options than its variant resolves to now (:func:`spec_drift`)."""
+    stale = [(r, d) for r in runs for d in [spec_drift(r.part, r.variant, _recorded_spec(r))] if d]
+    if stale:
+        r, d = stale[0]
+        raise SystemExit(f"ablation: {r.dir} was trained as {r.variant} with other options than {r.variant} means now "
+                         f"({'; '.join(d)}){f' (and {len(stale) - 1} more run(s))' if len(stale) > 1 else ''}; move "
+                         f"it aside (mv {r.dir} {r.dir}.old) to train it anew, or name the variant that pins those "
+                         "options")
 
 
 def segments(run: Run) -> list[dict]:
@@ -94,6 +145,7 @@ def run_one(run: Run, data_yaml: Path | None = None, threads: int = 1, invoked_b
         if run.dir.exists():
             shutil.rmtree(run.dir)  # cut off before its first complete checkpoint: starts again
         run.dir.mkdir(parents=True)
+        (run.dir / SPEC).write_text(json.dumps(resolved(run.part, run.variant), indent=1))
         cmd = part.command(run, data_yaml)
         (run.dir / "command.txt").write_text(" ".join(cmd) + "\n")
         log(f"[start] {run.name} ({run.epochs} epochs): {run.dir}/log.txt")
@@ -157,6 +209,11 @@ def restore(runs: list[Run], source) -> list[Run]:
     for run in runs:
         rec = None if run.done else have.get(key(run.part, run.variant, run.seed, run.epochs, *run.split,
                                                  dataset_record(run)["name"]))
+        drift = spec_drift(run.part, run.variant, rec.get("spec")) if rec else []
+        if drift:
+            log(f"[stale] {run.name} not restored from {f}: trained with other options than {run.variant} means "
+                f"now ({'; '.join(drift)})")
+            continue
         if rec is not None:
             run.dir.mkdir(parents=True, exist_ok=True)
             run.result_file.write_text(json.dumps({**rec, "restored_from": str(f)}, indent=1))
