@@ -168,7 +168,9 @@ def test_unet_last3_only_from_the_last_three_epochs():
     assert s["unet"]["stock"]["mIoU_last3"][0] == pytest.approx(0.4)  # (0.5 + 0.6 + 0.1) / 3, not the last 0.1
     assert s["unet"]["diff"]["paired"]["mIoU_last3"]["mean"] == pytest.approx(0.2)
     assert "mIoU_last3" not in s["unet"]["both"]  # its last three validations are not the last three epochs
-    assert "mIoU (last 3)" in ablation.markdown(s, {"command": "x", "commit": "c", "date": "d", "machine": "m"})
+    meta = {"command": "x", "commit": "c", "date": "d", "machine": "m"}
+    assert "mIoU (last 3) = mean mIoU on `test`" in ablation.markdown(s, meta)
+    assert "mIoU (last 3) = mean mIoU on `val`" in ablation.markdown(s, {**meta, "split": "train:val"})  # a screen
 
 
 def test_paired_difference_and_t_interval():

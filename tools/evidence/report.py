@@ -179,8 +179,9 @@ def markdown(summary: dict, meta: dict) -> str:
             notes.append(f"- mAP50 (last {LAST_K}): mean of the last {LAST_K} epochs' validation mAP50 (no epoch "
                          "chosen; less noisy than the last epoch alone)")
         if "unet" in summary:
-            notes.append(f"- U-Net: mIoU (last {LAST_K}) = mean test mIoU of the last {LAST_K} epochs (validated every "
-                         "epoch from there on; runs without those validations leave it blank)")
+            ev = (meta.get("split") or "trainval:test").split(":")[-1]
+            notes.append(f"- U-Net: mIoU (last {LAST_K}) = mean mIoU on `{ev}` of the last {LAST_K} epochs (validated "
+                         "every epoch from there on; runs without those validations leave it blank)")
         if "retina" in summary:
             notes.append("- RetinaNet: mAP50 = COCO box AP at IoU 0.5 of the last epoch's validation inside training "
                          "(`CocoMetric`); Pd, Fa / img and area P/T from `python -m tools.evidence.retina_eval` "
