@@ -28,6 +28,7 @@ import torch.nn as nn
 
 from .masks import (
     DEFAULT_MASK_FLOOR,
+    DEFAULT_THETA_INIT,
     SIGMA_MIN,
     _check_floor,
     _check_sigma_min,
@@ -124,9 +125,10 @@ class GaussianShapedConv2d(nn.Conv2d):
         in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias, padding_mode:
             as ``nn.Conv2d``; ``kernel_size`` must be odd and square.
         sigma_init: initial σ in taps (> 0); default :func:`~gaussconv_plugin.masks.default_sigma` = k/2.
-        theta_init: initial pinwheel angle in radians (default 0: the PConv windmill, which is also a flip of the
-            hard mask), or ``'mid'``: :func:`~gaussconv_plugin.masks.default_theta` (the same windmill, started in
-            the middle of the angle range that keeps it, so that small moves of θ do not flip the mask).
+        theta_init: initial pinwheel angle: ``'mid'`` (default, :data:`~gaussconv_plugin.masks.DEFAULT_THETA_INIT`):
+            :func:`~gaussconv_plugin.masks.default_theta`, PConv's windmill started in the middle of the angle
+            range that keeps it, so that small moves of θ do not flip the mask; or an angle in radians (0 is the
+            same windmill on a flip of the hard mask: sub-degree moves of θ then swap patterns).
         per_channel: one σ and one θ per output channel (default) or one per layer.
         learn_sigma, learn_theta: make σ / θ trainable (they stay parameters either way).
         tau: temperature of the soft mask whose gradient θ receives, in taps (> 0).
@@ -161,7 +163,7 @@ class GaussianShapedConv2d(nn.Conv2d):
         dtype=None,
         *,
         sigma_init: float | None = None,
-        theta_init: float | str = 0.0,
+        theta_init: float | str = DEFAULT_THETA_INIT,
         per_channel: bool = True,
         learn_sigma: bool = True,
         learn_theta: bool = True,

@@ -97,12 +97,22 @@ __all__ = [
     "pinwheel_mask_soft",
     "pinwheel_mask",
     "DEFAULT_MASK_FLOOR",
+    "DEFAULT_THETA_INIT",
+    "PINNED_THETA_INIT",
     "floor_mask",
     "blind_input_fraction",
 ]
 
 #: Default mask floor m₀ (module docstring), chosen by the SIRST train/val screen: docs/ablation/screen_v2_train_val.
 DEFAULT_MASK_FLOOR = 0.6
+#: Default initial pinwheel angle of :class:`~gaussconv_plugin.GaussianShapedConv2d`: ``'mid'``
+#: (:func:`default_theta`), off the flip of the mask at θ = 0, chosen by the YOLO screen of issue 33
+#: (docs/ablation/ood_yolo_train_val, finding 6 and candidate 2).
+DEFAULT_THETA_INIT = "mid"
+#: The θ₀ that the MSHNet U-Net (:class:`~gaussconv_plugin.unet.MSHUNet`) and MMDetection's ``GaussResNet`` keep
+#: for their Gaussian convs: their published runs were trained with it, and ``'mid'`` is not yet screened there.
+#: Pass ``theta_init='mid'`` (``gauss_kwargs`` / ``gauss_conv_cfg``) to opt in.
+PINNED_THETA_INIT = 0.0
 #: Lower bound σ_min of σ in taps (module docstring: coverage at every σ, also under float16 autocast).
 SIGMA_MIN = 0.4
 #: Sharpness β of the smooth bound: σ is unchanged, bit for bit, from ``SIGMA_MIN + 20 / SIGMA_BETA`` (0.9) up.
@@ -174,7 +184,7 @@ def default_theta(k: int) -> float:
     interval the same pattern needs a deliberate turn of θ₁/2 to change.
     """
     flips = [a for a in mask_flip_angles(k) if a > 1e-9]
-    return flips[0] / 2.0
+    return flips[0] / 2.0 if flips else 0.0  # k = 1: no angle changes the single tap's mask
 
 
 def _theta_init(theta_init, k: int) -> float:

@@ -31,6 +31,10 @@ Gaussian-shaped convolution (:class:`~gaussconv_plugin.conv.GaussianShapedConv2d
   1–40 px targets live; the 1×1 ``conv_init`` and the shortcuts stay plain).
 - ``'both'``: the two together.
 
+Their initial pinwheel angle is θ₀ = 0 (:data:`~gaussconv_plugin.masks.PINNED_THETA_INIT`), not the package
+default ``'mid'``: the published U-Net runs were trained with it and ``'mid'`` is not yet screened on the U-Net
+(``gauss_kwargs=dict(theta_init='mid')`` opts in; the weight-free SA form keeps its own default ``'mid'``).
+
 Every one of these convs is stride 1 (the 3×3 convs and the 7×7 SA conv keep the resolution; the encoder's
 downsampling is a separate 2×2 max-pool), so even the hard pinwheel (``gauss_kwargs=dict(mask_floor=0)``) leaves no
 input pixel unread: the centre tap is always on the mask (``docs/method.md``, "Forms that constrain").
@@ -67,6 +71,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .conv import GaussianShapedConv2d
+from .masks import PINNED_THETA_INIT
 from .shaped_kernel import ShapedFilter2d
 
 __all__ = [
@@ -84,6 +89,12 @@ GAUSS_CONV_PLACES = ("none", "spatial_attention", "first_stage", "both")
 SA_FORMS = ("conv", "free")
 # the gauss_kwargs that the weight-free SA filter takes (the others shape the weighted convs only)
 _FREE_KEYS = ("sigma_init", "theta_init", "tau", "sigma_min", "learn_sigma", "learn_theta")
+
+
+def _conv_kwargs(gauss_kwargs: dict | None) -> dict:
+    """The options of the U-Net's :class:`GaussianShapedConv2d`: ``gauss_kwargs`` over ``theta_init =``
+    :data:`~gaussconv_plugin.masks.PINNED_THETA_INIT` (θ₀ = 0, what the published U-Net runs trained with)."""
+    return {"theta_init": PINNED_THETA_INIT, **(gauss_kwargs or {})}
 
 
 def _check_place(gauss_conv: str) -> str:
@@ -146,7 +157,7 @@ class SpatialAttention(nn.Module):
             self.conv = ShapedFilter2d(2, kernel_size, **kw)
         elif gauss:
             self.conv = GaussianShapedConv2d(2, 1, kernel_size, padding=kernel_size // 2, bias=False,
-                                             **(gauss_kwargs or {}))
+                                             **_conv_kwargs(gauss_kwargs))
         else:
             self.conv = nn.Conv2d(2, 1, kernel_size, padding=kernel_size // 2, bias=False)
 
@@ -178,7 +189,7 @@ class ResidualAttentionBlock(nn.Module):
 
         def conv3(ci, co):
             if gauss_convs:
-                return GaussianShapedConv2d(ci, co, 3, padding=1, **gk)
+                return GaussianShapedConv2d(ci, co, 3, padding=1, **_conv_kwargs(gk))
             return nn.Conv2d(ci, co, 3, padding=1)
 
         self.conv1 = conv3(in_channels, out_channels)

@@ -306,4 +306,26 @@ def test_theta_init_mid_per_kernel_size():
         m = GaussianShapedConv2d(2, 4, k, theta_init="mid")
         assert torch.allclose(m.theta, torch.full((4,), default_theta(k)))
         assert torch.equal(pinwheel_mask_hard(m.theta.detach(), k), pinwheel_mask_hard(torch.zeros(4), k))
-    assert float(GaussianShapedConv2d(2, 4, 3).theta.abs().max()) == 0.0  # the default stays θ = 0 until screened
+    assert default_theta(1) == 0.0  # a 1×1 mask never flips
+    # the default since issue 33's screen: 'mid', off the flip at θ = 0
+    assert torch.allclose(GaussianShapedConv2d(2, 4, 5).theta, torch.full((4,), default_theta(5)))
+    assert float(GaussianShapedConv2d(2, 4, 3, theta_init=0.0).theta.abs().max()) == 0.0
+
+
+def test_unet_keeps_theta_zero_where_it_was_published():
+    """The U-Net's weighted Gaussian convs keep θ₀ = 0 (what its published runs trained with) unless gauss_kwargs
+    names theta_init; swap_convs (any model) takes the package default 'mid'."""
+    from gaussconv_plugin import swap_convs
+    from gaussconv_plugin.masks import PINNED_THETA_INIT
+    from gaussconv_plugin.unet import MSHUNet
+
+    def thetas(model):
+        return [float(m.theta.abs().max()) for m in model.modules() if isinstance(m, GaussianShapedConv2d)]
+
+    got = thetas(MSHUNet(gauss_conv="both", channels=(4, 8, 8, 8, 8), blocks=(1, 1, 1, 1)))
+    assert len(got) > 2 and set(got) == {PINNED_THETA_INIT}
+    opted = MSHUNet(gauss_conv="both", channels=(4, 8, 8, 8, 8), blocks=(1, 1, 1, 1), gauss_kwargs={"theta_init": "mid"})
+    assert min(thetas(opted)) > 0.1
+    net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1))
+    swap_convs(net)
+    assert thetas(net) == [pytest.approx(default_theta(3))]

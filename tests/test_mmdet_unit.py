@@ -315,6 +315,10 @@ def test_gauss_resnet_trains_inits_loads_and_freezes():
     assert not frozen.conv1.sigma_raw.requires_grad and not frozen.layer1[0].conv1.theta.requires_grad
     assert frozen.layer2[0].conv1.weight.requires_grad
     torch.testing.assert_close(frozen.conv1.sigma_raw, sigma_to_raw(3.5).expand(64))  # default sigma = k/2
+    # θ₀ = 0 as the published RetinaNet runs (the package default 'mid' only where named)
+    assert float(frozen.conv1.theta.abs().max()) == 0.0 == float(frozen.layer1[0].conv2.theta.abs().max())
+    mid = GaussResNet(depth=18, gauss_conv_cfg=dict(type="GaussianShapedConv2d", theta_init="mid"))
+    assert float(mid.conv1.theta.min()) > 0.1 and float(mid.layer1[0].conv2.theta.min()) > 0.2
 
 
 def test_gauss_resnet_errors_name_the_fix():

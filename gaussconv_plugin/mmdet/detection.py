@@ -40,7 +40,8 @@ from mmdet.models.losses.utils import weight_reduce_loss
 from mmdet.registry import MODELS
 
 from ..losses import _check_lambda, box_area, check_form, check_mode, scale_box_loss
-from .conv_layer import conv_type_registered
+from ..masks import PINNED_THETA_INIT
+from .conv_layer import GaussianShapedConv2d, conv_type_registered
 from .registry import register_once
 
 __all__ = ["GaussResNet", "DiffScaleIoULoss", "diff_scale_iou_loss", "IOU_MODES"]
@@ -210,7 +211,9 @@ class GaussResNet(ResNet):
 
     Args:
         gauss_conv_cfg: conv config for the swapped layers; extra keys go to the conv
-            (e.g. ``dict(type='GaussianShapedConv2d', sigma_init=1.0, tau=0.5)``).
+            (e.g. ``dict(type='GaussianShapedConv2d', sigma_init=1.0, tau=0.5)``). A ``GaussianShapedConv2d``
+            without ``theta_init`` starts at θ₀ = 0 (:data:`~gaussconv_plugin.masks.PINNED_THETA_INIT`, what the
+            published RetinaNet runs trained with; ``'mid'``, the package default, is not yet screened here).
         gauss_stem: swap the stem conv(s).
         gauss_stages: one bool per stage (length ``num_stages``); default: first stage only.
         *args, **kwargs: ``mmdet.models.backbones.ResNet`` arguments.
@@ -249,6 +252,8 @@ class GaussResNet(ResNet):
                 f"give one bool per stage, e.g. {(True,) + (False,) * (self.num_stages - 1)}"
             )
         self.gauss_conv_cfg = dict(gauss_conv_cfg)
+        if self.gauss_conv_cfg["type"] in ("GaussianShapedConv2d", GaussianShapedConv2d):
+            self.gauss_conv_cfg.setdefault("theta_init", PINNED_THETA_INIT)
         self.gauss_stem = bool(gauss_stem)
         self.gauss_stages = gauss_stages
 

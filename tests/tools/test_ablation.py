@@ -465,7 +465,8 @@ def test_theta_mid_variant_reaches_every_gaussian_conv(tmp_path, part):
     for m in gs:
         assert torch.allclose(m.theta, torch.full_like(m.theta, default_theta(m.kernel_size[0]))), m
     assert resolved(part, "gsconv-tmid")["conv_opts"]["theta_init"] == "mid"
-    assert resolved(part, "gsconv")["conv_opts"]["theta_init"] == 0.0
+    # gsconv follows the defaults: 'mid' for YOLO since issue 33, θ₀ = 0 where the U-Net pins it
+    assert resolved(part, "gsconv")["conv_opts"]["theta_init"] == {"yolo": "mid", "unet": 0.0}[part]
 
 
 def test_runs_of_a_changed_default_are_not_resumed_reported_or_restored(tmp_path, monkeypatch):
@@ -478,9 +479,11 @@ def test_runs_of_a_changed_default_are_not_resumed_reported_or_restored(tmp_path
 
     out = tmp_path / "abl"
     (run,) = ablation.plan(out, ["yolo"], ["gsconv"], [0], 3, 3)
+    monkeypatch.setitem(variants_mod.VARIANTS, "gsconv", variants_mod.Variant("GaussianShapedConv",
+                                                                              {"theta_init": 0.0}))
     now = variants_mod.resolved("yolo", "gsconv")
     legacy = {"conv": "GaussianShapedConv", "conv_opts": {"mask_floor": DEFAULT_MASK_FLOOR}, "loss": "none"}
-    assert runs_mod.spec_drift("yolo", "gsconv", now) == []
+    assert runs_mod.spec_drift("yolo", "gsconv", now) == [] == runs_mod.spec_drift("yolo", "gsconv", legacy)
     assert runs_mod.spec_drift("yolo", "gsconv", None) == []  # no spec kept: nothing to compare
     # the package default moves on: θ₀ 0 -> 'mid'
     monkeypatch.setitem(variants_mod.VARIANTS, "gsconv", variants_mod.Variant("GaussianShapedConv",

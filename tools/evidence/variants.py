@@ -7,6 +7,7 @@ variant           layers 0–1                                             box l
 ================  =====================================================  ======================================
 ``stock``         ``Conv``                                               stock CIoU
 ``gsconv``        ``GaussianShapedConv``, package defaults               stock CIoU
+``gsconv-t0``     ``GaussianShapedConv``, ``theta_init: 0`` (until #33)  stock CIoU
 ``gsconv-hard``   ``GaussianShapedConv``, ``mask_floor: 0`` (v1 design)  stock CIoU
 ``gsconv-f03``    ``GaussianShapedConv``, ``mask_floor: 0.3``            stock CIoU
 ``gsconv-f06``    ``GaussianShapedConv``, ``mask_floor: 0.6``            stock CIoU
@@ -19,6 +20,7 @@ variant           layers 0–1                                             box l
 ``diff-mul``      ``Conv``                                               1 − α·IoU + (IoU − CIoU) (``mul``)
 ``diff-l025``     ``Conv``                                               CIoU + 0.25·(1 − α) (``add``, λ = 0.25)
 ``both``          ``GaussianShapedConv`` defaults                         diff, default form
+``both-t0``       ``GaussianShapedConv``, ``theta_init: 0`` (until #33)  diff, default form
 ``both-l025``     ``GaussianShapedConv`` defaults                         CIoU + 0.25·(1 − α)
 ``diff-bal``      ``Conv``                                               diff, ``scale_loss_balance: true``
 ``both-bal``      ``GaussianShapedConv`` defaults                         diff, ``scale_loss_balance: true``
@@ -39,8 +41,12 @@ GIoU), ``gsconv`` (``GaussResNet`` as in the twin, GIoU), ``diff`` (ResNet-18, `
 ``both`` (the twin); see :mod:`tools.evidence.retina_part`.
 
 Variants named after a design (``gsconv-f03``, ``diff-mul`` …) pin their options, so their runs stay what they
-were when the package defaults change; ``gsconv``/``diff``/``both`` follow the defaults, and every run records
-the options it was trained with (:func:`resolved`).
+were when the package defaults change (those from before ``theta_init='mid'`` became the default pin θ₀ = 0;
+``gsconv-t0``/``both-t0`` are ``gsconv``/``both`` as they were until then); ``gsconv``/``diff``/``both`` follow the
+defaults, and every run records the options it was trained with (:func:`resolved`; a run whose record differs
+from what its variant resolves to now is refused by :func:`tools.evidence.runs.check_specs`). The U-Net and
+RetinaNet keep θ₀ = 0 for every variant that does not name ``theta_init``
+(:data:`gaussconv_plugin.masks.PINNED_THETA_INIT`).
 """
 from __future__ import annotations
 
@@ -74,11 +80,12 @@ GS = "GaussianShapedConv"
 VARIANTS = {
     "stock": Variant(),
     "gsconv": Variant(GS),
-    "gsconv-hard": Variant(GS, {"mask_floor": 0.0}),
-    "gsconv-f03": Variant(GS, {"mask_floor": 0.3}),
-    "gsconv-f06": Variant(GS, {"mask_floor": 0.6}),
-    "gsconv-f1": Variant(GS, {"mask_floor": 1.0}),
-    "gsconv-lr10": Variant(GS, {"mask_floor": 0.3}, yaml_keys={"shape_lr_mult": 10}),
+    "gsconv-t0": Variant(GS, {"theta_init": 0.0}),
+    "gsconv-hard": Variant(GS, {"mask_floor": 0.0, "theta_init": 0.0}),
+    "gsconv-f03": Variant(GS, {"mask_floor": 0.3, "theta_init": 0.0}),
+    "gsconv-f06": Variant(GS, {"mask_floor": 0.6, "theta_init": 0.0}),
+    "gsconv-f1": Variant(GS, {"mask_floor": 1.0, "theta_init": 0.0}),
+    "gsconv-lr10": Variant(GS, {"mask_floor": 0.3, "theta_init": 0.0}, yaml_keys={"shape_lr_mult": 10}),
     "gsconv-tmid": Variant(GS, {"theta_init": "mid"}),
     "pconv": Variant("PConv"),
     "diff": Variant(loss="diff"),
@@ -86,9 +93,11 @@ VARIANTS = {
     "diff-mul": Variant(loss="diff", yaml_keys={"scale_loss_form": "mul"}),
     "diff-l025": Variant(loss="diff", yaml_keys={"scale_loss_form": "add", "scale_loss_lambda": 0.25}),
     "both": Variant(GS, loss="diff"),
-    "both-l025": Variant(GS, loss="diff", yaml_keys={"scale_loss_form": "add", "scale_loss_lambda": 0.25}),
+    "both-t0": Variant(GS, {"theta_init": 0.0}, loss="diff"),
+    "both-l025": Variant(GS, {"theta_init": 0.0}, loss="diff",
+                         yaml_keys={"scale_loss_form": "add", "scale_loss_lambda": 0.25}),
     "diff-bal": Variant(loss="diff", yaml_keys={"scale_loss_balance": True}),
-    "both-bal": Variant(GS, loss="diff", yaml_keys={"scale_loss_balance": True}),
+    "both-bal": Variant(GS, {"theta_init": 0.0}, loss="diff", yaml_keys={"scale_loss_balance": True}),
     "both-tmid": Variant(GS, {"theta_init": "mid"}, loss="diff"),
     "both-directed": Variant(GS, loss="diff", loss_opts={"area_grad": "directed"}),
     "both-noloc": Variant(GS, loss="diff", loss_opts={"with_location": False}),
@@ -115,13 +124,14 @@ def check_variants(parts, variants) -> None:
 
 def resolved(part: str, name: str) -> dict:
     """The options a run of ``name`` is trained with, package defaults filled in (recorded in each result)."""
-    from gaussconv_plugin.masks import DEFAULT_MASK_FLOOR
+    from gaussconv_plugin.masks import DEFAULT_MASK_FLOOR, DEFAULT_THETA_INIT, PINNED_THETA_INIT
 
     v = VARIANTS[name]
     d = asdict(v)
     d["loss"] = v.loss or BASELINE_LOSS[part]
     if v.gauss:
-        d["conv_opts"] = {"mask_floor": DEFAULT_MASK_FLOOR, "theta_init": 0.0, **v.conv_opts}
+        theta = DEFAULT_THETA_INIT if part == "yolo" else PINNED_THETA_INIT  # the U-Net and GaussResNet pin θ₀
+        d["conv_opts"] = {"mask_floor": DEFAULT_MASK_FLOOR, "theta_init": theta, **v.conv_opts}
     if part == "unet":  # model.net as unet_part.command sets it
         d["net_opts"] = {"gauss_conv": "both" if v.gauss else "none", "sa_form": "conv", **v.net_opts}
     if part == "yolo" and v.loss:
