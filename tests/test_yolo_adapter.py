@@ -144,7 +144,7 @@ def test_autohook_registers_in_a_fresh_interpreter_without_importing_the_package
     assert not out["torch"] and not out["pkg"], "the start-up hook must not import torch or the package"
     assert out["registered"]
     assert out["types"] == ["GaussianShapedConv", "GaussianShapedConv", "Conv"]
-    assert out["scale_loss"] == "diff" and out["scale"] == "n"
+    assert out["scale_loss"] == "none" and out["scale"] == "n"  # the twin's loss is stock since issue 33
 
 
 def test_installed_pth_is_the_current_hook_line():
@@ -254,7 +254,7 @@ def test_packaged_twins_share_the_stock_channel_plan(stem, scale):
     g = tasks.DetectionModel(f"{stem[:6]}{scale}{stem[6:]}-gauss.yaml", nc=1, verbose=False)
     b = tasks.DetectionModel(f"{stem[:6]}{scale}{stem[6:]}-base.yaml", nc=1, verbose=False)
     s = tasks.DetectionModel(f"{stem[:6]}{scale}{stem[6:]}.yaml", nc=1, verbose=False)  # ultralytics' own
-    assert g.yaml["scale"] == scale and g.yaml["scale_loss"] == "diff" and b.yaml["scale_loss"] == "none"
+    assert g.yaml["scale"] == scale and g.yaml["scale_loss"] == "none" == b.yaml["scale_loss"]
     pg, pb, ps = _channel_plan(g), _channel_plan(b), _channel_plan(s)
     assert [c for _, c in pg] == [c for _, c in pb] == [c for _, c in ps]
     assert [t for t, _ in pg][:3] == ["GaussianShapedConv", "GaussianShapedConv", "C2f"]
@@ -262,13 +262,14 @@ def test_packaged_twins_share_the_stock_channel_plan(stem, scale):
     assert sum(isinstance(m, GaussianShapedConv) for m in g.modules()) == 2
 
 
-def test_twin_yaml_files_differ_only_in_conv_and_loss():
+def test_twin_yaml_files_differ_only_in_the_conv():
+    """Since issue 33 the twins share the stock box loss (scale_loss: none; 'diff' is one key away)."""
     for stem in ("yolov8", "yolov8-p2"):
         import yaml
 
         g = yaml.safe_load((cfgs_dir() / f"{stem}-gauss.yaml").read_text())
         b = yaml.safe_load((cfgs_dir() / f"{stem}-base.yaml").read_text())
-        assert (g.pop("scale_loss"), b.pop("scale_loss")) == ("diff", "none")
+        assert (g.pop("scale_loss"), b.pop("scale_loss")) == ("none", "none")
         rg, rb = g.pop("backbone"), b.pop("backbone")
         assert g == b
         assert [r[2] for r in rg[:2]] == ["GaussianShapedConv"] * 2 and [r[2] for r in rb[:2]] == ["Conv"] * 2
@@ -329,13 +330,13 @@ def test_packaged_configs_resolve_by_bare_name_from_any_directory(tmp_path, monk
                            "yolov8-p2-pconv.yaml"]  # YOLO11/YOLO26 twins: test_yolo_families.py
     monkeypatch.chdir(tmp_path)
     d = tasks.yaml_model_load("yolov8s-p2-gauss.yaml")
-    assert d["scale"] == "s" and d["scale_loss"] == "diff" and len(d["head"]) == 19  # P2 head
+    assert d["scale"] == "s" and d["scale_loss"] == "none" and len(d["head"]) == 19  # P2 head
     assert packaged_cfg("yolov8-gauss.yaml") == cfgs_dir() / "yolov8-gauss.yaml"
     assert packaged_cfg("sub/yolov8-gauss.yaml") is None and packaged_cfg("nope.yaml") is None
     # a path works too, and a user's file of the same name in cwd wins over the packaged one
     assert tasks.yaml_model_load(str(cfgs_dir() / "yolov8-base.yaml"))["scale_loss"] == "none"
     (tmp_path / "yolov8-gauss.yaml").write_text((cfgs_dir() / "yolov8-gauss.yaml").read_text().replace(
-        "scale_loss: diff", "scale_loss: ratio"))
+        "scale_loss: none", "scale_loss: ratio"))
     assert tasks.yaml_model_load("yolov8n-gauss.yaml")["scale_loss"] == "ratio"
     with pytest.raises(FileNotFoundError):
         tasks.yaml_model_load("yolov8n-nonexistent.yaml")

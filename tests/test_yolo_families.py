@@ -68,7 +68,7 @@ def test_the_eight_twins_are_packaged_and_resolve_by_bare_name_with_a_scale(tmp_
     monkeypatch.chdir(tmp_path)  # nothing of the checkout in cwd
     for stem in STEMS:
         g, b = tasks.yaml_model_load(_name(stem, "gauss", "s")), tasks.yaml_model_load(_name(stem, "base", "x"))
-        assert (g["scale"], g["scale_loss"], b["scale"], b["scale_loss"]) == ("s", "diff", "x", "none")
+        assert (g["scale"], g["scale_loss"], b["scale"], b["scale_loss"]) == ("s", "none", "x", "none")
         assert Path(g["yaml_file"]).name == _name(stem, "gauss", "s")
         e2e = stem.startswith("yolo26")
         assert (g.get("end2end", False), g.get("reg_max", 16)) == ((True, 1) if e2e else (False, 16))
@@ -76,10 +76,10 @@ def test_the_eight_twins_are_packaged_and_resolve_by_bare_name_with_a_scale(tmp_
 
 
 @pytest.mark.parametrize("stem", STEMS)
-def test_twin_files_differ_only_in_conv_and_loss_and_follow_ultralytics(stem):
+def test_twin_files_differ_only_in_the_conv_and_follow_ultralytics(stem):
     g = yaml.safe_load((cfgs_dir() / f"{stem}-gauss.yaml").read_text())
     b = yaml.safe_load((cfgs_dir() / f"{stem}-base.yaml").read_text())
-    assert (g.pop("scale_loss"), b.pop("scale_loss")) == ("diff", "none")
+    assert (g.pop("scale_loss"), b.pop("scale_loss")) == ("none", "none")  # stock box loss in both since issue 33
     assert g["nc"] == b["nc"] == 1
     rg, rb = g.pop("backbone"), b.pop("backbone")
     assert g == b
@@ -148,15 +148,22 @@ def _bbox_losses(crit) -> dict:
 
 @pytest.mark.parametrize("stem", STEMS)
 def test_the_criterion_the_model_trains_with_holds_the_scale_loss(stem):
+    """Both twins train with the stock BboxLoss; ``scale_loss: diff`` in the gauss twin puts ScaleBboxLoss in every
+    box-loss slot of the criterion (YOLO26: both branches) and model.loss calls it."""
     e2e = stem.startswith("yolo26")
-    for kind in ("gauss", "base"):
-        model = _build(_name(stem, kind)).train()
+    for kind in ("gauss", "base", "gauss+diff"):
+        if kind == "gauss+diff":
+            d = tasks.yaml_model_load(_name(stem, "gauss"))
+            d["scale_loss"] = "diff"
+            model = _build(d).train()
+        else:
+            model = _build(_name(stem, kind)).train()
         model.args = get_cfg()  # what the trainer sets before the first loss
         crit = model.init_criterion()
         assert type(crit) is (ul_loss.E2ELoss if e2e else ul_loss.v8DetectionLoss)
         boxes = _bbox_losses(crit)
         assert len(boxes) == (2 if e2e else 1)
-        if kind == "base":
+        if kind != "gauss+diff":
             assert all(type(bl) is ul_loss.BboxLoss for bl in boxes.values())
             continue
         assert all(isinstance(bl, ScaleBboxLoss) and bl.mode == "diff" and bl.form == "add" for bl in boxes.values())
@@ -270,7 +277,7 @@ def test_pretrained_stock_checkpoint_transfers_every_tensor_but_sigma_theta(vers
     assert set(sd_g) - set(sd_s) == SHAPE_KEYS and set(sd_s) <= set(sd_g)
     for k, v in sd_s.items():
         assert torch.equal(sd_g[k], v), f"{k} did not arrive from the checkpoint"
-    assert [type(model.model[i]) for i in (0, 1)] == [GaussianShapedConv] * 2 and model.yaml["scale_loss"] == "diff"
+    assert [type(model.model[i]) for i in (0, 1)] == [GaussianShapedConv] * 2 and model.yaml["scale_loss"] == "none"
     fresh = _build(f"yolo{version}n-gauss.yaml")
     for k in SHAPE_KEYS:  # σ/θ start from the Gaussian conv's own initialisation
         assert torch.equal(sd_g[k], fresh.state_dict()[k]), k
@@ -304,9 +311,11 @@ def test_yolo_train_cli_yolo26n_p2_gauss(tmp_path):
     assert best.is_file() and not list(work.iterdir())
     m, _ = tasks.load_checkpoint(str(best))
     assert [type(m.model[i]) for i in (0, 1)] == [GaussianShapedConv] * 2
-    assert m.yaml["scale_loss"] == "diff" and m.yaml["end2end"] and m.model[-1].one2one_cv2 is not None  # NMS-free head
+    assert m.yaml["scale_loss"] == "none" and m.yaml["end2end"] and m.model[-1].one2one_cv2 is not None  # NMS-free head
     with open(best.parent.parent / "gauss_shape.csv") as fh:
         shape_rows = list(csv.DictReader(fh))
     assert [(r["epoch"], r["layer"]) for r in shape_rows] == [("1", "model.0.conv"), ("1", "model.1.conv")]
     m.args = get_cfg()
-    assert all(isinstance(bl, ScaleBboxLoss) for bl in _bbox_losses(m.float().init_criterion()).values())
+    assert all(type(bl) is ul_loss.BboxLoss for bl in _bbox_losses(m.float().init_criterion()).values())
+    m.yaml["scale_loss"] = "diff"  # the reloaded model's criterion follows its YAML's scale_loss
+    assert all(isinstance(bl, ScaleBboxLoss) for bl in _bbox_losses(m.init_criterion()).values())

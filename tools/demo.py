@@ -8,7 +8,7 @@
    (``mmdet_cfgs/unet_gauss_diff_cpu.py``) on it through ``tools/train.py`` (MMEngine Runner) and evaluates the
    last checkpoint on the held-out split through ``tools/test.py --show-dir`` (mIoU, nIoU, Pd, Fa; masks and
    overlays PNG).
-3. Trains ``yolov8n-p2-gauss.yaml`` (P2–P5 head, GaussianShapedConv in layers 0–1, diff box loss) with the stock
+3. Trains ``yolov8n-p2-gauss.yaml`` (P2–P5 head, GaussianShapedConv in layers 0–1, stock box loss) with the stock
    ``yolo`` CLI, evaluates the final weights ``last.pt`` on the held-out split (P, R, mAP50; no epoch is chosen
    on it: ``best.pt``, which Ultralytics picks by that split's per-epoch validation, is not scored) beside the
    untrained start, draws its detections on a few test images (``detections.png``) and checks that the fused model
@@ -323,7 +323,7 @@ def summary(data_line: str, u: dict | None, y: dict | None, total_s: float, thre
         L.append(f"  predicted masks and overlays ({len(u['overlays'])} images, *_mask.png, *_overlay.png): {u['vis']}")
     if y is not None:
         rows = y["rows"]
-        L.append(f"YOLOv8n-P2 + GaussianShapedConv + diff box loss (yolov8n-p2-gauss.yaml), {_epochs(y['epochs'])} "
+        L.append(f"YOLOv8n-P2 + GaussianShapedConv (yolov8n-p2-gauss.yaml), {_epochs(y['epochs'])} "
                  f"at imgsz {y['imgsz']} with the stock yolo CLI ({y['train_s']:.0f} s):")
         if rows:
             f0, f1 = rows[0], rows[-1]

@@ -12,7 +12,8 @@ and YOLO26 (``V`` = ``yolov8``, ``yolo11``, ``yolo26``):
 - ``V-gauss.yaml`` / ``V-base.yaml`` (P3–P5 head),
 - ``V-p2-gauss.yaml`` / ``V-p2-base.yaml`` (P2–P5 head; ``yolo11-p2`` laid out as Ultralytics' ``yolo26-p2``).
 
-``*-gauss`` uses ``GaussianShapedConv`` in backbone layers 0–1 and ``scale_loss: diff``; the ``*-base`` twin is
+``*-gauss`` uses ``GaussianShapedConv`` in backbone layers 0–1 (``scale_loss: none`` since issue 33; ``scale_loss:
+diff`` adds the paper's scale term); the ``*-base`` twin is
 the stock model (``Conv``, ``scale_loss: none``; YOLO26 keeps its end-to-end head, the scale term then sits in
 both branches of ``E2ELoss``). Put a scale letter after the version (``yolov8n-gauss.yaml``) as
 for stock configs. See :mod:`gaussconv_plugin.yolo.adapter` for what :func:`register` changes.
