@@ -328,7 +328,8 @@ def test_shape_param_stats_and_csv_log(model, tmp_path):
         assert [r["layer"] for r in rows] == ["model.0.conv", "model.1.conv"]
         assert [(r["k"], r["stride"], r["mask_floor"]) for r in rows] == [(3, 2, DEFAULT_MASK_FLOOR)] * 2
         assert rows[0]["sigma_mean"] == pytest.approx(1.5, abs=1e-5)  # default σ₀ = k/2
-        assert rows[0]["theta_min_deg"] == rows[0]["theta_max_deg"] == 0.0
+        # default θ₀ 'mid': 15° for k = 3 (masks.default_theta), off the flip at 0
+        assert rows[0]["theta_min_deg"] == rows[0]["theta_max_deg"] == pytest.approx(15.0, abs=1e-2)
         assert rows[1]["theta_min_deg"] == pytest.approx(-28.6479, abs=1e-3)
         assert rows[1]["theta_max_deg"] == pytest.approx(28.6479, abs=1e-3)
 
