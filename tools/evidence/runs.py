@@ -164,7 +164,8 @@ def run_one(run: Run, data_yaml: Path | None = None, threads: int = 1, invoked_b
     wall = sum(s["wall_s"] for s in segs if s["wall_s"] is not None)
     res = part.result(run)
     extra = part.evaluate(run, threads) if hasattr(part, "evaluate") else {}
-    rec = {"part": run.part, "variant": run.variant, "spec": resolved(run.part, run.variant), "seed": run.seed,
+    rec = {"part": run.part, "variant": run.variant, "seed": run.seed,
+           "spec": _recorded_spec(run) or resolved(run.part, run.variant),  # what it started with (spec.json)
            "epochs": run.epochs, "split": {"train": run.split[0], "eval": run.split[1]},
            "dataset": dataset_record(run),
            "wall_s": round(wall, 1), "threads": threads, "machine": machine(), "commit": segs[0]["commit"],
