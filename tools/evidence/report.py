@@ -24,6 +24,7 @@ from pathlib import Path
 
 from gaussconv_plugin.boxmetrics import EVAL_CONF, PD_RADIUS
 
+from .datasets import parse_split
 from .stats import ALPHA, holm, mean_std, paired_difference
 from .variants import VARIANTS
 
@@ -179,7 +180,7 @@ def markdown(summary: dict, meta: dict) -> str:
             notes.append(f"- mAP50 (last {LAST_K}): mean of the last {LAST_K} epochs' validation mAP50 (no epoch "
                          "chosen; less noisy than the last epoch alone)")
         if "unet" in summary:
-            ev = (meta.get("split") or "trainval:test").split(":")[-1]
+            ev = parse_split(meta.get("split") or "trainval:test")[1]
             notes.append(f"- U-Net: mIoU (last {LAST_K}) = mean mIoU on `{ev}` of the last {LAST_K} epochs (validated "
                          "every epoch from there on; runs without those validations leave it blank)")
         if "retina" in summary:

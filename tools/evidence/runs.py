@@ -99,10 +99,11 @@ def spec_drift(part: str, variant: str, recorded: dict | None) -> list[str]:
 
 
 def _recorded_spec(run: Run) -> dict | None:
-    for f, get in ((run.result_file, lambda d: d.get("spec")), (run.dir / SPEC, lambda d: d)):
-        if f.is_file():
-            return get(json.loads(f.read_text()))
-    return None
+    """The options ``run`` was trained with: its record's ``spec`` once finished, else its ``spec.json``."""
+    if run.result_file.is_file():
+        return json.loads(run.result_file.read_text()).get("spec")
+    f = run.dir / SPEC
+    return json.loads(f.read_text()) if f.is_file() else None
 
 
 def check_specs(runs: list[Run]) -> None:
