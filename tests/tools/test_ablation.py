@@ -401,6 +401,42 @@ def test_restore_marks_published_runs_done(tmp_path):
         runs_mod.restore(planned, tmp_path)
 
 
+def test_restored_run_keeps_its_published_evaluation(tmp_path):
+    """A run restored without its weights (a new machine) takes its published out-of-distribution record on the
+    same split instead of failing; another split, seed or spec finds nothing and names the retrain fix."""
+    from tools.evidence import evaluate
+    from tools.evidence import runs as runs_mod
+
+    spec = {"conv": "Conv", "loss": "none"}
+    train = {"part": "yolo", "variant": "stock", "seed": 0, "epochs": 40, "spec": spec,
+             "split": {"train": "trainval", "eval": "test"}, "dataset": {"name": "sirst"}, "metrics": {"mAP50": 0.9},
+             "commit": "abc1234", "finished": "2026-12-06T01:00:00", "weights": "/gone/last.pt",
+             "command": ["yolo", "imgsz=320"]}
+    pub = tmp_path / "pub"
+    (pub / "evaluate_irstd1k").mkdir(parents=True)
+    (pub / "results.json").write_text(json.dumps({"meta": {}, "runs": [train, {**train, "seed": 1}]}))
+    ood = {**train, "split": {"train": "trainval", "eval": "irstd1k/test"}, "eval_imgsz": "native",
+           "dataset": {"name": "irstd1k"}, "metrics": {"mAP50": 0.61}}
+    (pub / "evaluate_irstd1k" / "results.json").write_text(json.dumps({"meta": {}, "runs": [
+        ood, {**ood, "seed": 1, "spec": {"conv": "GaussianShapedConv2d", "loss": "none"}}]}))
+    planned = ablation.plan(tmp_path / "abl", ["yolo"], ["stock"], [0, 1], 40, 15)
+    assert len(runs_mod.restore(planned, pub)) == 2
+    root = tmp_path / "irstd1k"
+    got = evaluate.evaluate_run(planned[0], root, "test", evaluate.NATIVE, tmp_path / "ev")
+    assert got["metrics"]["mAP50"] == 0.61 and got["restored_from"].endswith("evaluate_irstd1k/results.json")
+    with pytest.raises(RuntimeError, match="no published evaluation.*retrain the run"):
+        evaluate.evaluate_run(planned[0], root, "val_sub", evaluate.NATIVE, tmp_path / "ev")
+    with pytest.raises(evaluate.NotHere, match="no published evaluation"):  # seed 1's published record: another spec
+        evaluate.evaluate_run(planned[1], root, "test", evaluate.NATIVE, tmp_path / "ev")
+    # a run trained here whose weights are gone is an error, not a skip
+    fresh = ablation.plan(tmp_path / "abl2", ["yolo"], ["stock"], [0], 40, 15)[0]
+    fresh.dir.mkdir(parents=True)
+    fresh.result_file.write_text(json.dumps(train))
+    with pytest.raises(RuntimeError, match="retrain the run") as e:
+        evaluate.evaluate_run(fresh, root, "test", evaluate.NATIVE, tmp_path / "ev")
+    assert not isinstance(e.value, evaluate.NotHere)
+
+
 def test_yolo_device_follows_the_machine_unless_named(tmp_path):
     import torch
 

@@ -6,7 +6,8 @@ Every selected run that is done (``result.json``) is evaluated with its **final*
 (:mod:`.report`: ``results.json``, ``results.csv``, ``ablation.md``) are written to
 ``<out>/evaluate/<ROOT name>[-<split>][-<imgsz>]/`` (the suffixes only when not ``test`` / the training size).
 Per-run figures are kept in ``runs/<part>/<train>-<eval>/e<E>/<variant>/seed<k>/eval.json`` below that folder and
-reused while the weights file is unchanged.
+reused while the weights file is unchanged. A run restored from a published table (``--restore``, no weights here) takes
+its published evaluation on the same split instead (:func:`restored_evaluation`).
 
 - **YOLO** — mAP50, mAP50-95, P, R from Ultralytics' ``DetectionValidator`` (``yolo val``: conf 0.001, NMS IoU
   0.7, rect batches) on the YOLO conversion of the split (:func:`gaussconv_plugin.data.yolo_format.prepare_yolo`,
@@ -50,7 +51,7 @@ from gaussconv_plugin.boxmetrics import EVAL_CONF, PD_RADIUS  # noqa: E402
 from gaussconv_plugin.data.layout import detect_layout  # noqa: E402
 
 __all__ = ["NATIVE", "eval_folder", "train_imgsz", "prepare_yolo_eval", "yolo_val",
-           "evaluate_yolo", "evaluate_run", "evaluate_runs", "main"]
+           "evaluate_yolo", "NotHere", "restored_evaluation", "evaluate_run", "evaluate_runs", "main"]
 
 NATIVE = "native"
 
@@ -186,6 +187,35 @@ def _unet(rec: dict, run: Run, root: Path, split: str, limit, work: Path, thread
             "detail": {**metrics, "command": cmd, "imgsz": NATIVE}}
 
 
+class NotHere(RuntimeError):
+    """A run restored from a published table (``--restore``) whose weights are not on this machine and whose
+    evaluation on the asked split was never published: left out of that split's table, with one line."""
+
+
+def restored_evaluation(rec: dict, run: Run, root: Path, split: str, size) -> dict | None:
+    """The published evaluation of a run restored without its weights (``--restore``): the record of the same part,
+    variant, seed, epochs, training split and spec, on ``<root name>/<split>`` at ``size``, in the
+    ``evaluate_<root name>[-<split>]/results.json`` that ``--ood --publish`` wrote beside the restored
+    ``results.json``; None where there is none. So an out-of-distribution table cut across machines keeps every run."""
+    src = rec.get("restored_from")
+    if not src:
+        return None
+    f = Path(src).parent / ("evaluate_" + root.name + ("" if split == "test" else f"-{split}")) / "results.json"
+    try:
+        records = json.loads(f.read_text())["runs"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    for r in records:
+        if (r.get("part"), r.get("variant"), r.get("seed"), r.get("epochs")) == (run.part, run.variant, run.seed,
+                                                                                run.epochs) \
+                and (r.get("split") or {}).get("train") == rec["split"]["train"] \
+                and (r.get("split") or {}).get("eval") == f"{root.name}/{split}" \
+                and str(r.get("eval_imgsz")) == str(size) and r.get("spec") == rec.get("spec"):
+            log(f"[restored] {run.name} on {root.name}/{split} from {f}")
+            return {**r, "restored_from": str(f)}
+    return None
+
+
 def evaluate_run(run: Run, root: Path, split: str, imgsz, folder: Path, threads: int = 1, limit=None,
                  yolo_data: Path | None = None) -> dict:
     """One finished run on ``split`` of ``root``: a result record shaped like the training one (its part, variant,
@@ -195,9 +225,13 @@ def evaluate_run(run: Run, root: Path, split: str, imgsz, folder: Path, threads:
 
     rec = relocated(json.loads(run.result_file.read_text()), run)
     weights = Path(rec["weights"])
-    if not weights.is_file():
-        raise RuntimeError(f"{run.name}: weights {weights} missing; retrain the run (delete {run.dir})")
     size = NATIVE if run.part == "unet" else (imgsz if imgsz is not None else train_imgsz(rec))
+    if not weights.is_file():
+        published = restored_evaluation(rec, run, root, split, size)
+        if published is not None:
+            return published
+        raise (NotHere if rec.get("restored_from") else RuntimeError)(f"{run.name}: weights {weights} missing and no published evaluation of it on "
+                           f"{root.name}/{split}; retrain the run (delete {run.dir})")
     if size is None:
         raise RuntimeError(f"{run.name}: no training size in {run.result_file}; pass --eval-imgsz")
     d = folder / "runs" / run.part / "-".join(run.split) / f"e{run.epochs}" / run.variant / f"seed{run.seed}"
@@ -276,6 +310,8 @@ def evaluate_runs(runs: list[Run], root, out: Path, split: str = "test", imgsz=N
         i, r = i_r
         try:
             records[i] = evaluate_run(r, root, split, imgsz, folder, threads, limit, yolo_data)
+        except NotHere as e:
+            log(f"[skip]  {e}")
         except Exception as e:  # keep the others going; report at the end
             errors.append(str(e) if str(e).startswith(r.name) else f"{r.name}: {e}")
             log(f"[fail]  {errors[-1]}")
@@ -284,7 +320,9 @@ def evaluate_runs(runs: list[Run], root, out: Path, split: str = "test", imgsz=N
         list(ex.map(work, enumerate(done)))
     recs = [records[i] for i in sorted(records)]
     if not recs:
-        raise SystemExit(f"every evaluation failed; first: {errors[0]}")
+        raise SystemExit(f"every evaluation failed; first: {errors[0]}" if errors else
+                         f"no run here to evaluate on {root.name}/{split}: the finished ones were restored without "
+                         "weights or a published evaluation of that split; retrain them")
     meta = dict(meta or {})
     sizes = {r["trained_imgsz"] for r in recs if r["part"] != "unet" and r.get("trained_imgsz")}
     if len(sizes) == 1:  # the tables' titles name the training size of the runs, not the command line's
