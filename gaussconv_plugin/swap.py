@@ -8,6 +8,7 @@ import torch
 import torch.nn as nn
 
 from .conv import GaussianShapedConv, GaussianShapedConv2d
+from .shaped_kernel import ShapedFilter2d
 
 __all__ = ["swap_convs", "fuse_gaussian_convs"]
 
@@ -107,18 +108,19 @@ def _set_submodule(model: nn.Module, name: str, new: nn.Module) -> None:
 
 
 def fuse_gaussian_convs(model: nn.Module) -> int:
-    """Replace every :class:`GaussianShapedConv2d` in ``model`` by its plain ``nn.Conv2d`` (and fuse every
-    :class:`GaussianShapedConv` block with its BN). Call it before a generic conv-BN fuser or an export: such
-    tools read ``.weight``, which is not the effective kernel. Returns the number of layers converted."""
+    """Replace every :class:`GaussianShapedConv2d` and :class:`~gaussconv_plugin.shaped_kernel.ShapedFilter2d` in
+    ``model`` by its plain ``nn.Conv2d`` (and fuse every :class:`GaussianShapedConv` block with its BN). Call it
+    before a generic conv-BN fuser or an export: such tools read ``.weight``, which is not the effective kernel (a
+    ShapedFilter2d has none). Returns the number of layers converted."""
     n = 0
     for name, m in list(model.named_modules()):
         if isinstance(m, GaussianShapedConv) and hasattr(m, "bn"):
             m.fuse()
             n += 1
     for name, m in list(model.named_modules()):
-        if isinstance(m, GaussianShapedConv2d):
+        if isinstance(m, (GaussianShapedConv2d, ShapedFilter2d)):
             if name == "":
-                raise ValueError("fuse_gaussian_convs: the model itself is a GaussianShapedConv2d; call .to_conv2d()")
+                raise ValueError(f"fuse_gaussian_convs: the model itself is a {type(m).__name__}; call .to_conv2d()")
             _set_submodule(model, name, m.to_conv2d())
             n += 1
     return n

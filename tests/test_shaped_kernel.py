@@ -177,6 +177,27 @@ def _params(m) -> int:
     return sum(p.numel() for p in m.parameters())
 
 
+def test_fuse_gaussian_convs_turns_the_free_sa_into_plain_convs():
+    """Export: fuse_gaussian_convs folds every ShapedFilter2d (no .weight for an exporter to read) into a plain
+    Conv2d holding its kernel, beside the GaussianShapedConv2d layers, and the net's output does not change."""
+    from gaussconv_plugin import fuse_gaussian_convs
+
+    torch.manual_seed(3)
+    net = MSHUNet(**SMALL, gauss_conv="both", sa_form="free").eval()
+    x = torch.randn(2, 1, 32, 32)
+    with torch.no_grad():
+        before = net(x)
+    n_free = sum(isinstance(m, ShapedFilter2d) for m in net.modules())
+    n_gs = sum(isinstance(m, GaussianShapedConv2d) for m in net.modules())
+    assert n_free > 0 and fuse_gaussian_convs(net) == n_free + n_gs
+    assert not any(isinstance(m, (ShapedFilter2d, GaussianShapedConv2d)) for m in net.modules())
+    with torch.no_grad():
+        after = net(x)
+    before = before[0] if isinstance(before, tuple) else before
+    after = after[0] if isinstance(after, tuple) else after
+    torch.testing.assert_close(after, before, rtol=1e-5, atol=1e-5)
+
+
 def test_unet_free_sa_runs_forward_backward_with_two_parameters_per_block():
     torch.manual_seed(2)
     net = MSHUNet(**SMALL, gauss_conv="both", sa_form="free").train()
