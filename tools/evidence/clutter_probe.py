@@ -87,6 +87,7 @@ def bn_recalibrated(model, x, batch: int = 16):
 
     m = copy.deepcopy(model).eval()
     bns = [b for b in m.modules() if isinstance(b, torch.nn.BatchNorm2d)]
+    momenta = [b.momentum for b in bns]
     for b in bns:
         b.reset_running_stats()
         b.momentum = None
@@ -94,8 +95,8 @@ def bn_recalibrated(model, x, batch: int = 16):
     with torch.no_grad():
         for j in range(0, len(x), batch):
             m(x[j:j + batch])
-    for b in bns:
-        b.momentum = 0.03
+    for b, mom in zip(bns, momenta):
+        b.momentum = mom
     return m.eval()
 
 
@@ -150,9 +151,10 @@ def main(argv=None) -> dict:
     if a.bn_recal:
         import tempfile
 
+        all_train_x = load_images(_files(a.train_images), a.imgsz)
         for w, y in yolos.items():
             ck = torch.load(w, weights_only=False, map_location="cpu")
-            ck["model"] = bn_recalibrated(ck["model"].float(), load_images(_files(a.train_images), a.imgsz)).half()
+            ck["model"] = bn_recalibrated(ck["model"].float(), all_train_x).half()
             with tempfile.TemporaryDirectory() as d:
                 f = Path(d) / "bn_recal.pt"
                 torch.save(ck, f)
