@@ -389,6 +389,12 @@ def test_restore_marks_published_runs_done(tmp_path):
     done = runs_mod.restore(planned, pub)
     assert sorted((r.variant, r.seed) for r in done) == [("both", 0), ("stock", 0)]
     got = json.loads(done[0].result_file.read_text())
+    # one identity for a planned run and a record: restored ones match their run, the others differ in one field
+    assert runs_mod.record_key(got) == runs_mod.record_key(done[0])
+    stock1 = next(r for r in planned if (r.variant, r.seed) == ("stock", 1))
+    assert runs_mod.record_key(rec("stock", 1)) == runs_mod.record_key(stock1)
+    assert runs_mod.record_key(rec("stock", 1, epochs=20)) != runs_mod.record_key(stock1)
+    assert runs_mod.record_key(rec("stock", 1, dataset="nudt_sirst"))[-1] == "nudt_sirst"
     assert got["restored_from"] == str(pub / "results.json") and got["metrics"]["mIoU"] == 0.4
     assert runs_mod.restore(planned, pub / "results.json") == []  # already done: nothing rewritten
     summary = ablation.main(["--parts", "unet", "--variants", "stock", "both", "--seeds", "0", "1", "--unet-epochs",

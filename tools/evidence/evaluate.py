@@ -46,7 +46,7 @@ if __package__ in (None, ""):  # run as a file: make `tools` and `gaussconv_plug
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from tools.evidence import boxeval  # noqa: E402
-from tools.evidence.runs import REPO, Run, call, dataset_tag, git_commit, log, relocated  # noqa: E402
+from tools.evidence.runs import REPO, Run, call, dataset_tag, git_commit, log, record_key, relocated  # noqa: E402
 from gaussconv_plugin.boxmetrics import EVAL_CONF, PD_RADIUS  # noqa: E402
 from gaussconv_plugin.data.layout import detect_layout  # noqa: E402
 
@@ -205,12 +205,9 @@ def restored_evaluation(rec: dict, run: Run, root: Path, split: str, size) -> di
         records = json.loads(f.read_text())["runs"]
     except (OSError, ValueError, KeyError, TypeError):
         return None
+    want = (*record_key(run)[:5], f"{root.name}/{split}")  # the same training run, evaluated on root/split
     for r in records:
-        if (r.get("part"), r.get("variant"), r.get("seed"), r.get("epochs")) == (run.part, run.variant, run.seed,
-                                                                                run.epochs) \
-                and (r.get("split") or {}).get("train") == rec["split"]["train"] \
-                and (r.get("split") or {}).get("eval") == f"{root.name}/{split}" \
-                and str(r.get("eval_imgsz")) == str(size) and r.get("spec") == rec.get("spec"):
+        if record_key(r)[:6] == want and str(r.get("eval_imgsz")) == str(size) and r.get("spec") == rec.get("spec"):
             log(f"[restored] {run.name} on {root.name}/{split} from {f}")
             return {**r, "restored_from": str(f)}
     return None
@@ -230,8 +227,9 @@ def evaluate_run(run: Run, root: Path, split: str, imgsz, folder: Path, threads:
         published = restored_evaluation(rec, run, root, split, size)
         if published is not None:
             return published
-        raise (NotHere if rec.get("restored_from") else RuntimeError)(f"{run.name}: weights {weights} missing and no published evaluation of it on "
-                           f"{root.name}/{split}; retrain the run (delete {run.dir})")
+        raise (NotHere if rec.get("restored_from") else RuntimeError)(
+            f"{run.name}: weights {weights} missing and no published evaluation of it on {root.name}/{split}; "
+            f"retrain the run (delete {run.dir})")
     if size is None:
         raise RuntimeError(f"{run.name}: no training size in {run.result_file}; pass --eval-imgsz")
     d = folder / "runs" / run.part / "-".join(run.split) / f"e{run.epochs}" / run.variant / f"seed{run.seed}"

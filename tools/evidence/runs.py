@@ -30,8 +30,8 @@ from .core import REPO, Run, call, call_step, child_env, dataset_tag, git_commit
 from .datasets import parse_split, run_tag
 from .variants import PART_VARIANTS, check_variants, resolved
 
-__all__ = ["PARTS", "DEFAULT_PARTS", "PART_MODULES", "Run", "plan", "run_one", "restore", "collect", "child_env",
-           "spec_drift", "check_specs", "SPEC",
+__all__ = ["PARTS", "DEFAULT_PARTS", "PART_MODULES", "Run", "plan", "run_one", "restore", "record_key", "collect",
+           "child_env", "spec_drift", "check_specs", "SPEC",
            "git_commit", "log", "REPO", "call", "dataset_tag", "dataset_record", "relocated", "segments", "SEGMENTS"]
 
 PARTS = ("yolo", "unet", "retina")
@@ -184,6 +184,18 @@ def run_one(run: Run, data_yaml: Path | None = None, threads: int = 1, invoked_b
     return rec
 
 
+def record_key(r: "Run | dict") -> tuple:
+    """What names one training run, for a planned :class:`Run` or a result record alike: part, variant, seed,
+    epochs, training split, evaluation split and dataset name (a record without them: SIRST v1, trainval → test,
+    as before they were recorded). Two records with the same key are the same run; :func:`restore` and the
+    published-evaluation look-up of ``tools.evidence.evaluate`` match on it."""
+    if isinstance(r, Run):
+        return r.part, r.variant, int(r.seed), int(r.epochs), *r.split, dataset_record(r)["name"]
+    sp = r.get("split") or {"train": "trainval", "eval": "test"}
+    return (r.get("part"), r.get("variant"), int(r.get("seed", -1)), int(r.get("epochs", -1)), sp.get("train"),
+            sp.get("eval"), (r.get("dataset") or {}).get("name", "sirst"))
+
+
 def restore(runs: list[Run], source) -> list[Run]:
     """Mark as done the planned runs that a published ``results.json`` (``source``: the file or its folder) holds:
     each run not done whose part, variant, seed, epochs, split pair and dataset name match a record gets that
@@ -199,18 +211,10 @@ def restore(runs: list[Run], source) -> list[Run]:
     except (ValueError, KeyError, TypeError):
         raise SystemExit(f"--restore {f}: not a results.json of tools/ablation.py (no 'runs' list)") from None
 
-    def key(part, variant, seed, epochs, train, ev, dataset):
-        return part, variant, int(seed), int(epochs), train, ev, dataset
-
-    have = {}
-    for r in records:
-        sp = r.get("split") or {"train": "trainval", "eval": "test"}
-        have[key(r["part"], r["variant"], r["seed"], r["epochs"], sp["train"], sp["eval"],
-                 (r.get("dataset") or {}).get("name", "sirst"))] = r
+    have = {record_key(r): r for r in records}
     done = []
     for run in runs:
-        rec = None if run.done else have.get(key(run.part, run.variant, run.seed, run.epochs, *run.split,
-                                                 dataset_record(run)["name"]))
+        rec = None if run.done else have.get(record_key(run))
         drift = spec_drift(run.part, run.variant, rec.get("spec")) if rec else []
         if drift:
             log(f"[stale] {run.name} not restored from {f}: trained with other options than {run.variant} means "
