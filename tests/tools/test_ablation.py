@@ -75,6 +75,34 @@ def test_yolo_variant_yaml_builds_the_intended_model(tmp_path, variant, stem, fl
     assert lam is None or bl.lam == lam
 
 
+@pytest.mark.parametrize("variant,stem,loss", [("stock-finest", "Conv", "none"),
+                                               ("gsconv-finest", "GaussianShapedConv", "none"),
+                                               ("both-finest", "GaussianShapedConv", "diff")])
+def test_finest_head_variants_detect_on_p2_alone(tmp_path, variant, stem, loss):
+    """`-finest`: the twin with Detect on the stride-4 output alone, no layer left that only fed P3-P5."""
+    import torch
+    from ultralytics.nn.tasks import DetectionModel
+
+    from tools.evidence.variants import resolved
+
+    def build(name, folder):
+        folder.mkdir(parents=True, exist_ok=True)
+        run = ablation.Run("yolo", name, 0, 1, folder, {"yolo_arch": "p2"})
+        return DetectionModel(str(ablation.yolo_model_yaml(run)), nc=1, verbose=False)
+
+    model, full = build(variant, tmp_path / "finest"), build(variant.split("-")[0], tmp_path / "full")
+    det = model.model[-1]
+    assert det.stride.tolist() == [4.0] and det.nl == 1 and det.f == [18] and len(model.model) == 20
+    assert type(model.model[0]).__name__ == stem and model.yaml["scale_loss"] == loss
+    assert full.model[-1].stride.tolist() == [4.0, 8.0, 16.0, 32.0]
+    assert sum(p.numel() for p in model.parameters()) < sum(p.numel() for p in full.parameters())
+    model.eval()
+    with torch.no_grad():
+        y = model(torch.rand(1, 3, 64, 64))[0]
+    assert y.shape == (1, 5, 16 * 16)  # every anchor is a stride-4 one
+    assert resolved("yolo", variant)["head"] == "finest" and "head" not in resolved("unet", "stock")
+
+
 @pytest.mark.parametrize("variant,gauss,mode", [("stock", "none", "var"), ("gsconv", "both", "var"),
                                                 ("diff", "none", "diff"), ("both", "both", "diff"),
                                                 ("both-directed", "both", "diff"), ("both-noloc", "both", "diff")])

@@ -29,7 +29,8 @@ if __package__ in (None, ""):  # run as a file: make `tools` and `gaussconv_plug
 from gaussconv_plugin.boxmetrics import EVAL_CONF, PD_RADIUS, BoxTargetMetrics  # noqa: E402
 from gaussconv_plugin.data import load_image, read_split, sirst_root, target_boxes  # noqa: E402
 
-__all__ = ["evaluate_weights", "native_imgsz", "kept_anchor_strides", "anchor_strides", "false_box_metrics", "main"]
+__all__ = ["evaluate_weights", "native_imgsz", "kept_anchor_strides", "anchor_strides", "false_box_metrics",
+           "silence_coarse_heads", "main"]
 
 
 def false_box_metrics(detail: dict) -> dict:
@@ -100,14 +101,31 @@ def native_imgsz(height: int, width: int, stride: int = 32) -> int:
     return int(math.ceil(max(height, width) / stride) * stride)
 
 
+def silence_coarse_heads(det, logit: float = -50.0) -> list[int]:
+    """Make every level of an Ultralytics detection head but the finest (P3–P5 of a P2 model) score nothing: the
+    bias of each coarser level's last classification conv (``cv3[i][-1]``, and ``one2one_cv3`` where the head has
+    it) is set to ``logit`` (sigmoid(-50) ≈ 2e-22), so those anchors fall below any confidence threshold before
+    NMS and suppress nothing. ``det``: the ``Detect`` module (``model.model[-1]``), changed in place. Returns the
+    strides silenced. A diagnostic of issue 33 (do the coarse heads of a small-target model find anything?), not
+    a training option."""
+    strides = [int(s) for s in det.stride.tolist()]
+    finest = strides.index(min(strides))
+    for branch in [b for b in (getattr(det, "cv3", None), getattr(det, "one2one_cv3", None)) if b is not None]:
+        for i, level in enumerate(branch):
+            if i != finest:
+                level[-1].bias.data.fill_(logit)
+    return [s for i, s in enumerate(strides) if i != finest]
+
+
 def evaluate_weights(weights, root=None, split: str = "test", imgsz: int | str = 320, conf: float = EVAL_CONF,
                      radius: float = PD_RADIUS, limit: int | None = None, device: str = "cpu",
-                     per_image: bool = False, by_area=None) -> dict:
+                     per_image: bool = False, by_area=None, finest_head_only: bool = False) -> dict:
     """Pd / Fa per image / median area ratio of ``weights`` on ``split`` of the SIRST-layout ``root``.
 
     ``imgsz``: the long side of the prediction input, or ``'native'`` (:func:`native_imgsz` of each image).
     ``per_image``: add ``per_image`` = [{name, orig_shape, imgsz, input_shape, targets, detections}].
-    ``by_area``: bin edges (px²) for ``Pd_by_area`` (:meth:`BoxTargetMetrics.pd_by_area`); None leaves it out."""
+    ``by_area``: bin edges (px²) for ``Pd_by_area`` (:meth:`BoxTargetMetrics.pd_by_area`); None leaves it out.
+    ``finest_head_only``: score the weights with every coarser head silenced (:func:`silence_coarse_heads`)."""
     from ultralytics import YOLO
 
     if by_area is not None:
@@ -115,6 +133,7 @@ def evaluate_weights(weights, root=None, split: str = "test", imgsz: int | str =
     root = sirst_root(root)
     names = read_split(root, split)[: limit or None]
     model = YOLO(str(weights))
+    silenced = silence_coarse_heads(model.model.model[-1]) if finest_head_only else []
     acc = BoxTargetMetrics(radius)
     inputs, rows, level_max = [], [], {}  # inputs: the network input (H, W) of the image being predicted
     hook = model.model.register_forward_pre_hook(lambda m, a: inputs.append(tuple(a[0].shape[-2:])))
@@ -140,6 +159,8 @@ def evaluate_weights(weights, root=None, split: str = "test", imgsz: int | str =
     hook.remove()
     rec = {**acc.result(), "weights": str(weights), "root": str(root), "split": split, "imgsz": imgsz,
            "conf": conf, "radius": radius}
+    if finest_head_only:
+        rec["silenced_strides"] = silenced
     rec["false_boxes"]["model_strides"] = strides
     if level_max:  # per head: the median over images of the image's best anchor score (does a head fire at all?)
         rec["false_boxes"]["level_max_score_median"] = {k: float(np.median(v)) for k, v in level_max.items()}
@@ -157,17 +178,22 @@ def main(argv=None) -> dict:
     ap.add_argument("--weights", required=True)
     ap.add_argument("--data-root", default=None, help="SIRST-layout folder (default: the shared SIRST v1)")
     ap.add_argument("--split", default="test")
-    ap.add_argument("--imgsz", type=int, default=320)
+    ap.add_argument("--imgsz", default="320", help="long side of the input, or 'native' (each image's own size)")
     ap.add_argument("--conf", type=float, default=EVAL_CONF)
     ap.add_argument("--radius", type=float, default=PD_RADIUS)
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--by-area", type=float, nargs="+", default=None, metavar="PX2",
                     help="also give Pd per bin of target box area, split at these areas in px² (e.g. 9 25 64)")
+    ap.add_argument("--finest-head-only", action="store_true",
+                    help="silence every head but the finest (P3-P5 of a P2 model) before predicting")
     ap.add_argument("--out", default=None, help="also write the figures to this JSON file")
     a = ap.parse_args(argv)
     if not Path(a.weights).is_file():
         raise SystemExit(f"--weights {a.weights} does not exist; pass the last.pt of a finished run")
-    rec = evaluate_weights(a.weights, a.data_root, a.split, a.imgsz, a.conf, a.radius, a.limit, by_area=a.by_area)
+    if a.imgsz != "native" and not a.imgsz.isdigit():
+        raise SystemExit(f"--imgsz {a.imgsz}: give a whole number of pixels (e.g. 320) or 'native'")
+    rec = evaluate_weights(a.weights, a.data_root, a.split, a.imgsz if a.imgsz == "native" else int(a.imgsz),
+                           a.conf, a.radius, a.limit, by_area=a.by_area, finest_head_only=a.finest_head_only)
     print(json.dumps(rec, indent=1))
     if a.out:
         Path(a.out).write_text(json.dumps(rec, indent=1))

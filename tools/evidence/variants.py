@@ -27,6 +27,11 @@ variant           layers 0–1                                             box l
 ``both-tmid``     ``GaussianShapedConv``, ``theta_init: mid``            diff, default form
 ================  =====================================================  ======================================
 
+``stock-finest``, ``gsconv-finest`` and ``both-finest`` are ``stock``, ``gsconv`` and ``both`` with ``Detect`` on
+the finest output alone (``head='finest'``: P2, the P3–P5 heads and the layers that only fed them removed). The
+coarse heads of a P2 model trained on 1–30 px targets only ever see negatives and draw untrained boxes: the large
+false boxes of issue 33 (``docs/ablation/ood_yolo_trainval_test``).
+
 MSHNet U-Net (``mmdet_cfgs/unet_mshnet_base_cpu.py``): ``stock`` (no Gaussian conv, SLS ``var`` loss), ``gsconv``
 (``gauss_conv='both'``), ``diff`` (``diff`` mask loss), ``both``; the mask-loss screen's two ``both`` forms,
 ``both-directed`` (``model.loss.area_grad=directed``: the area gradient only grows target pixels or shrinks
@@ -62,7 +67,8 @@ class Variant:
     ``yaml_keys``: further top-level keys of the YOLO model YAML (``scale_loss_form``, ``scale_loss_lambda``,
     ``scale_loss_balance``, ``shape_lr_mult``); ``loss_opts``: further options of the U-Net's mask loss
     (``model.loss.<key>``); ``net_opts``: further options of the U-Net (``model.net.<key>``, e.g. ``sa_form``). The
-    U-Net passes ``conv_opts`` as ``model.net.gauss_kwargs.<key>``."""
+    U-Net passes ``conv_opts`` as ``model.net.gauss_kwargs.<key>``. ``head``: YOLO's detection head, ``'all'``
+    levels of the base YAML or the ``'finest'`` alone (:func:`tools.evidence.yolo_part.model_yaml`)."""
 
     conv: str = "Conv"
     conv_opts: dict = field(default_factory=dict)
@@ -70,6 +76,7 @@ class Variant:
     yaml_keys: dict = field(default_factory=dict)
     loss_opts: dict = field(default_factory=dict)
     net_opts: dict = field(default_factory=dict)
+    head: str = "all"
 
     @property
     def gauss(self) -> bool:
@@ -99,6 +106,9 @@ VARIANTS = {
     "diff-bal": Variant(loss="diff", yaml_keys={"scale_loss_balance": True}),
     "both-bal": Variant(GS, {"theta_init": 0.0}, loss="diff", yaml_keys={"scale_loss_balance": True}),
     "both-tmid": Variant(GS, {"theta_init": "mid"}, loss="diff"),
+    "stock-finest": Variant(head="finest"),
+    "gsconv-finest": Variant(GS, head="finest"),
+    "both-finest": Variant(GS, loss="diff", head="finest"),
     "both-directed": Variant(GS, loss="diff", loss_opts={"area_grad": "directed"}),
     "both-noloc": Variant(GS, loss="diff", loss_opts={"with_location": False}),
     "gsconv-safree": Variant(GS, net_opts={"sa_form": "free"}),
@@ -129,6 +139,8 @@ def resolved(part: str, name: str) -> dict:
     v = VARIANTS[name]
     d = asdict(v)
     d["loss"] = v.loss or BASELINE_LOSS[part]
+    if part != "yolo":
+        d.pop("head")  # the YOLO head alone has levels to choose
     if v.gauss:
         theta = DEFAULT_THETA_INIT if part == "yolo" else PINNED_THETA_INIT  # the U-Net and GaussResNet pin θ₀
         d["conv_opts"] = {"mask_floor": DEFAULT_MASK_FLOOR, "theta_init": theta, **v.conv_opts}

@@ -22,7 +22,8 @@ DEFAULTS = defaults.YOLO  # the part's defaults (:mod:`.defaults`)
 
 def model_yaml(run: Run) -> Path:
     """Write the variant's model YAML into the run folder: the packaged P2 (or P3–P5) base twin with layers 0–1
-    replaced by the variant's conv (+ options) and the scale-loss keys set. Named ``yolov8n-…`` (scale ``n``)."""
+    replaced by the variant's conv (+ options), the scale-loss keys set and, for ``head='finest'``, ``Detect`` on
+    the finest level alone (the head's later layers dropped). Named ``yolov8n-…`` (scale ``n``)."""
     import yaml
 
     v = VARIANTS[run.variant]
@@ -34,6 +35,10 @@ def model_yaml(run: Run) -> Path:
         row[2] = v.conv
         if v.conv_opts:
             row[3] = [*row[3], dict(v.conv_opts)]
+    if v.head == "finest":  # Detect on the finest output alone; the layers that only fed coarser levels go too
+        det = cfg["head"][-1]
+        finest = det[0][0]
+        cfg["head"] = cfg["head"][: finest - len(cfg["backbone"]) + 1] + [[[finest], *det[1:]]]
     cfg["scale_loss"] = v.loss or BASELINE_LOSS["yolo"]
     cfg.update(v.yaml_keys)
     dst = run.dir / f"{stem.replace('yolov8', 'yolov8n')}-{run.variant}.yaml"
