@@ -576,3 +576,57 @@ def test_runs_of_a_changed_default_are_not_resumed_reported_or_restored(tmp_path
     (pub / "results.json").write_text(json.dumps({"runs": [{**rec, "spec": variants_mod.resolved("yolo", "gsconv")}]}))
     assert runs_mod.restore([run], pub) == [run] and run.done
     runs_mod.check_specs([run])  # matches: goes through
+
+
+def test_a_run_under_other_ablation_options_is_not_taken_for_this_one(tmp_path):
+    """``--yolo-arch``, ``--imgsz``, ``--batch`` and ``--limit`` change what a run trains but not its folder: the
+    spec a run starts with records them (``run_opts``), so a P3 or 512-px ablation stops at a P2 / 320-px run in the
+    same folder instead of resuming or reporting it, ``--restore`` leaves such a record behind, and records that
+    predate ``run_opts`` count as the P2, full-data runs they were."""
+    from tools.evidence import runs as runs_mod
+
+    out = tmp_path / "abl"
+    (p2,) = ablation.plan(out, ["yolo"], ["stock"], [0], 3, 3, yolo_arch="p2", imgsz=320)
+    (p3,) = ablation.plan(out, ["yolo"], ["stock"], [0], 3, 3, yolo_arch="p3", imgsz=320)
+    (big,) = ablation.plan(out, ["yolo"], ["stock"], [0], 3, 3, yolo_arch="p2", imgsz=512)
+    assert p2.dir == p3.dir == big.dir  # the collision this guards against
+    assert runs_mod.run_spec(p2)["run_opts"] == {"yolo_arch": "p2", "imgsz": 320, "batch": 16, "limit": None}
+    p2.dir.mkdir(parents=True)
+    (p2.dir / runs_mod.SPEC).write_text(json.dumps(runs_mod.run_spec(p2)))  # a P2 run at 320, half-trained
+    runs_mod.check_specs([p2])
+    with pytest.raises(SystemExit, match=r"run_opts\.yolo_arch: 'p2' -> 'p3'.*move it aside"):
+        runs_mod.check_specs([p3])
+    with pytest.raises(SystemExit, match=r"run_opts\.imgsz: 320 -> 512"):
+        runs_mod.check_specs([big])
+    legacy = {k: v for k, v in runs_mod.run_spec(p2).items() if k != "run_opts"}  # a record from before run_opts
+    assert runs_mod.spec_drift("yolo", "stock", legacy, runs_mod.run_spec(big)) == []  # its size was not recorded
+    assert runs_mod.spec_drift("yolo", "stock", legacy, runs_mod.run_spec(p3)) == ["run_opts.yolo_arch: 'p2' -> 'p3'"]
+    (p2.dir / runs_mod.SPEC).unlink()
+    pub = tmp_path / "pub"
+    pub.mkdir()
+    rec = {"part": "yolo", "variant": "stock", "seed": 0, "epochs": 3, "split": {"train": "trainval", "eval": "test"},
+           "dataset": {"name": "sirst"}, "spec": runs_mod.run_spec(p2)}
+    (pub / "results.json").write_text(json.dumps({"runs": [rec]}))
+    assert runs_mod.restore([p3], pub) == [] and not p3.done
+    assert runs_mod.restore([p2], pub) == [p2] and p2.done
+
+
+def test_retina_tables_carry_the_size_of_the_false_boxes():
+    """Issue 33 asks the RetinaNet twin for the same out-of-distribution evaluation as YOLO: its records carry the
+    share of unmatched boxes with a long side ≥ 100 px (``false_box_metrics`` of its ``false_boxes``), the table
+    shows it with its note, and the paired Δ covers it."""
+    from tools.evidence.boxeval import false_box_metrics
+
+    fb = {"n": 4, "share_long_ge32": 0.5, "share_long_ge100": 0.25, "long_median": 20.0}
+    assert false_box_metrics({"false_boxes": fb}) == {"false_ge32": 0.5, "false_ge100": 0.25}  # no heads recorded
+    assert false_box_metrics({"false_boxes": {"n": 0}}) == {}
+
+    def rec(v, seed, big):
+        return {"part": "retina", "variant": v, "seed": seed, "epochs": 24, "sec_per_epoch": 1,
+                "metrics": {"mAP50": 0.5 + seed / 100, "Pd": 0.8, "Fa_per_img": 0.1, "area_ratio_median": 1.0,
+                            "false_ge100": big}}
+
+    s = ablation.summarize([rec("stock", 0, 0.0), rec("stock", 1, 0.1), rec("both", 0, 0.5), rec("both", 1, 0.4)])
+    assert s["retina"]["both"]["paired"]["false_ge100"]["mean"] == pytest.approx(0.4)
+    md = ablation.markdown(s, {"command": "x", "commit": "c", "date": "d", "machine": "m"})
+    assert "false ≥ 100 px" in md.split("#### RetinaNet")[1] and "long side ≥ 100 px" in md

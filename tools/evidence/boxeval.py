@@ -34,8 +34,9 @@ __all__ = ["evaluate_weights", "native_imgsz", "kept_anchor_strides", "anchor_st
 
 
 def false_box_metrics(detail: dict) -> dict:
-    """The table columns of a YOLO evaluation's ``false_boxes`` (:mod:`tools.evidence.boxeval`): the share of the
-    unmatched boxes whose long side is ≥ 32 and ≥ 100 px, and the share of them fired by a head coarser than the
+    """The table columns of a detector evaluation's ``false_boxes`` (this module's for YOLO, :mod:`.retina_eval`'s
+    for RetinaNet): the share of the unmatched boxes whose long side is ≥ 32 and ≥ 100 px, and (YOLO, which records
+    each box's head) the share of them fired by a head coarser than the
     model's finest (P3–P5 of a P2 model: TAL gives them next to no box-loss weight on 1–30 px targets, so the box
     they draw is untrained and large; docs/ablation/ood_yolo_train_val). Empty where none were recorded."""
     fb = detail.get("false_boxes") or {}

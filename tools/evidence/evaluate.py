@@ -262,6 +262,7 @@ def evaluate_run(run: Run, root: Path, split: str, imgsz, folder: Path, threads:
         call(cmd, d / "eval.log", threads, REPO, f"{run.name}: evaluation failed")
         detail = json.loads(out.read_text())
         metrics = {k: detail[k] for k in ("mAP50", "Pd", "Fa_per_img", "area_ratio_median")}
+        metrics.update(boxeval.false_box_metrics(detail))
     else:
         res = _unet(rec, run, root, split, limit, d / "work", threads)
         metrics, detail = res["metrics"], res["detail"]

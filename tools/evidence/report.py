@@ -42,11 +42,11 @@ METRICS = {
     "unet": [("mIoU", "mIoU"), ("mIoU_last3", f"mIoU (last {LAST_K})"), ("nIoU", "nIoU"), ("Pd", "Pd"),
              ("Fa_e6", "Fa (×10⁻⁶)")],
     "retina": [("mAP50", "mAP50"), ("mAP50_last3", f"mAP50 (last {LAST_K})"), ("Pd", "Pd"),
-               ("Fa_per_img", "Fa / img"), ("area_ratio_median", "area P/T")],
+               ("Fa_per_img", "Fa / img"), ("area_ratio_median", "area P/T"), ("false_ge100", "false ≥ 100 px")],
 }
 DIFF_METRICS = {"yolo": ["mAP50", "mAP50_last3", "mAP50-95", "Pd", "Fa_per_img", "false_ge100"],
                 "unet": ["mIoU", "mIoU_last3", "nIoU", "Pd"],
-                "retina": ["mAP50", "mAP50_last3", "Pd", "Fa_per_img", "area_ratio_median"]}
+                "retina": ["mAP50", "mAP50_last3", "Pd", "Fa_per_img", "area_ratio_median", "false_ge100"]}
 #: the variant the paired differences are taken to unless a table names another (``meta["reference"]``)
 REFERENCE = "stock"
 NAMES = {"stock": "stock", "gsconv": "+ GaussianShapedConv", "diff": "+ diff scale loss", "both": "both"}
@@ -187,7 +187,9 @@ def markdown(summary: dict, meta: dict) -> str:
             notes.append("- RetinaNet: mAP50 = COCO box AP at IoU 0.5 of the last epoch's validation inside training "
                          "(`CocoMetric`); Pd, Fa / img and area P/T from `python -m tools.evidence.retina_eval` "
                          "(`tools/test.py` one image at a time at the training size, score ≥ "
-                         f"{EVAL_CONF:g}, same matching)")
+                         f"{EVAL_CONF:g}, same matching)" + (
+                             "; false ≥ 100 px: share of the unmatched boxes with a long side ≥ 100 px"
+                             if any("false_ge100" in r for r in summary["retina"].values()) else ""))
     lines = [head, "",
              f"- tables written by: `{meta['command']}`",
              *[f"- runs trained by: `{c}`" for c in meta.get("run_commands", [])],

@@ -180,4 +180,7 @@ def evaluate(run: Run, threads: int = 1) -> dict:
                        _imgsz(run), out, run.dir / "retina_eval", run.opts.get("limit"), coco_dir(run.opts))
     call_step(cmd, run, threads, "retina_eval.log", cwd=REPO)
     rec = json.loads(out.read_text())
-    return {"metrics": {k: rec[k] for k in ("Pd", "Fa_per_img", "area_ratio_median")}, "retina_eval": rec}
+    from .boxeval import false_box_metrics
+
+    return {"metrics": {**{k: rec[k] for k in ("Pd", "Fa_per_img", "area_ratio_median")}, **false_box_metrics(rec)},
+            "retina_eval": rec}

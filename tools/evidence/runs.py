@@ -12,8 +12,8 @@ starts again. Each stretch of training is a *segment* (``segments.json``: commit
 for a segment that was cut off — and command); the result's ``wall_s`` sums the finished segments and
 ``resumed`` counts the restarts. Each run is a child process with its own CPU thread budget.
 
-A run is what its variant resolved to when it started (:func:`~.variants.resolved`: ``spec.json`` beside the run,
-``spec`` in its record). Variants such as ``gsconv`` follow the package defaults, so a default that changes turns
+A run is what its variant resolved to when it started, with the ablation options that change what it trains
+(:func:`run_spec`: ``spec.json`` beside the run, ``spec`` in its record). Variants such as ``gsconv`` follow the package defaults, so a default that changes turns
 the runs already in a folder into runs of another design: :func:`check_specs` stops an ablation that would resume,
 skip, report or evaluate such a run under the variant's name, and :func:`restore` does not carry one over.
 """
@@ -31,7 +31,7 @@ from .datasets import parse_split, run_tag
 from .variants import PART_VARIANTS, check_variants, resolved
 
 __all__ = ["PARTS", "DEFAULT_PARTS", "PART_MODULES", "Run", "plan", "run_one", "restore", "record_key", "collect",
-           "child_env", "spec_drift", "check_specs", "SPEC",
+           "child_env", "spec_drift", "check_specs", "run_spec", "RUN_OPTS", "SPEC",
            "git_commit", "log", "REPO", "call", "dataset_tag", "dataset_record", "relocated", "segments", "SEGMENTS"]
 
 PARTS = ("yolo", "unet", "retina")
@@ -73,19 +73,36 @@ SEGMENTS = "segments.json"
 #: the file of the options a run started with (module docstring)
 SPEC = "spec.json"
 #: options a record may lack because it predates them, with the value every run before them was trained with
-_LEGACY = {"conv_opts": {"theta_init": 0.0}, "net_opts": {"sa_form": "conv"}}
+_LEGACY = {"conv_opts": {"theta_init": 0.0}, "net_opts": {"sa_form": "conv"},
+           "run_opts": {"yolo_arch": "p2", "limit": None}}
 _MISSING = object()
+#: the ablation's options that change what a part trains but not the run's folder (``--yolo-arch``, ``--imgsz``,
+#: ``--batch``, ``--limit``): recorded in the spec beside the variant's, so a run trained under other ones is
+#: never resumed, skipped or restored as this one (:func:`run_spec`)
+RUN_OPTS = {"yolo": ("yolo_arch", "imgsz", "batch", "limit"), "retina": ("imgsz", "limit"), "unet": ("limit",)}
 
 
-def spec_drift(part: str, variant: str, recorded: dict | None) -> list[str]:
+def run_spec(run: Run) -> dict:
+    """What ``run`` trains: its variant's options (:func:`~.variants.resolved`) and, as ``run_opts``, the values of
+    the ablation options of :data:`RUN_OPTS` it runs under (a part's default where ``run.opts`` lacks one)."""
+    spec = resolved(run.part, run.variant)
+    keys = RUN_OPTS.get(run.part, ())
+    if keys:
+        dflt = {**defaults.YOLO, **PART_MODULES[run.part].DEFAULTS}  # the detectors share one input size
+        spec["run_opts"] = {k: dflt.get(k) if run.opts.get(k) is None else run.opts[k] for k in keys}
+    return spec
+
+
+def spec_drift(part: str, variant: str, recorded: dict | None, now: dict | None = None) -> list[str]:
     """How the options a run of ``variant`` was trained with (``recorded``: its ``spec``) differ from what the
-    variant resolves to now, as ``"conv_opts.theta_init: 0.0 -> 'mid'"`` lines (``[]``: the same). Options the record
-    predates count at their value of that time (:data:`_LEGACY`) or not at all; a record without a spec (runs from
-    before specs were kept) has nothing to compare."""
+    variant resolves to now (``now``: a planned run's :func:`run_spec`; default the variant's options alone), as
+    ``"conv_opts.theta_init: 0.0 -> 'mid'"`` lines (``[]``: the same). Options the record predates count at their
+    value of that time (:data:`_LEGACY`) or not at all; a record without a spec (runs from before specs were kept)
+    has nothing to compare."""
     if not recorded:
         return []
     out = []
-    for key, now in resolved(part, variant).items():
+    for key, now in (now if now is not None else resolved(part, variant)).items():
         had = recorded.get(key, _MISSING)
         if isinstance(now, dict):
             had = had if isinstance(had, dict) else {}
@@ -109,7 +126,7 @@ def _recorded_spec(run: Run) -> dict | None:
 def check_specs(runs: list[Run]) -> None:
     """Stop (one line naming the folder and the fix) if a planned run that is finished or half-trained was trained
     with other options than its variant resolves to now (:func:`spec_drift`)."""
-    stale = [(r, d) for r in runs for d in [spec_drift(r.part, r.variant, _recorded_spec(r))] if d]
+    stale = [(r, d) for r in runs for d in [spec_drift(r.part, r.variant, _recorded_spec(r), run_spec(r))] if d]
     if stale:
         r, d = stale[0]
         raise SystemExit(f"ablation: {r.dir} was trained as {r.variant} with other options than {r.variant} means now "
@@ -146,7 +163,7 @@ def run_one(run: Run, data_yaml: Path | None = None, threads: int = 1, invoked_b
         if run.dir.exists():
             shutil.rmtree(run.dir)  # cut off before its first complete checkpoint: starts again
         run.dir.mkdir(parents=True)
-        (run.dir / SPEC).write_text(json.dumps(resolved(run.part, run.variant), indent=1))
+        (run.dir / SPEC).write_text(json.dumps(run_spec(run), indent=1))
         cmd = part.command(run, data_yaml)
         (run.dir / "command.txt").write_text(" ".join(cmd) + "\n")
         log(f"[start] {run.name} ({run.epochs} epochs): {run.dir}/log.txt")
@@ -166,7 +183,7 @@ def run_one(run: Run, data_yaml: Path | None = None, threads: int = 1, invoked_b
     res = part.result(run)
     extra = part.evaluate(run, threads) if hasattr(part, "evaluate") else {}
     rec = {"part": run.part, "variant": run.variant, "seed": run.seed,
-           "spec": _recorded_spec(run) or resolved(run.part, run.variant),  # what it started with (spec.json)
+           "spec": _recorded_spec(run) or run_spec(run),  # what it started with (spec.json)
            "epochs": run.epochs, "split": {"train": run.split[0], "eval": run.split[1]},
            "dataset": dataset_record(run),
            "wall_s": round(wall, 1), "threads": threads, "machine": machine(), "commit": segs[0]["commit"],
@@ -215,7 +232,7 @@ def restore(runs: list[Run], source) -> list[Run]:
     done = []
     for run in runs:
         rec = None if run.done else have.get(record_key(run))
-        drift = spec_drift(run.part, run.variant, rec.get("spec")) if rec else []
+        drift = spec_drift(run.part, run.variant, rec.get("spec"), run_spec(run)) if rec else []
         if drift:
             log(f"[stale] {run.name} not restored from {f}: trained with other options than {run.variant} means "
                 f"now ({'; '.join(drift)})")
