@@ -91,8 +91,10 @@ def test_retina_gsconv_and_diff_options_rebuild_the_gauss_twin(tmp_path):
 def test_registration_and_defaults(tmp_path):
     assert runs.PARTS == ("yolo", "unet", "retina") and runs.DEFAULT_PARTS == ("yolo", "unet")
     assert variants.PART_VARIANTS["retina"] == ["stock", "gsconv", "diff", "both"]
-    assert [k for k, _ in report.METRICS["retina"]] == ["mAP50", "mAP50_last3", "Pd", "Fa_per_img", "area_ratio_median"]
-    assert report.DIFF_METRICS["retina"] == ["mAP50", "mAP50_last3", "Pd", "Fa_per_img", "area_ratio_median"]
+    assert [k for k, _ in report.METRICS["retina"]] == ["mAP50", "mAP50_last3", "Pd", "Fa_per_img", "area_ratio_median",
+                                                         "false_ge100"]
+    assert report.DIFF_METRICS["retina"] == ["mAP50", "mAP50_last3", "Pd", "Fa_per_img", "area_ratio_median",
+                                             "false_ge100"]
     plan = ablation.plan(tmp_path, ["yolo", "retina"], ["stock", "pconv", "both"], [0], 3, 5, 7)
     assert [(r.part, r.variant, r.epochs) for r in plan] == [("yolo", "stock", 3), ("retina", "stock", 7),
                                                               ("yolo", "pconv", 3), ("yolo", "both", 3),
