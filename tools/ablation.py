@@ -52,7 +52,8 @@ from tools.evidence.datasets import DATASETS, check_split, ood_targets, resolve 
 from tools.evidence.plots import plot_curves, plot_sigma_theta  # noqa: E402
 from tools.evidence.report import REFERENCE, machine, markdown, summarize, write_tables  # noqa: E402
 from tools.evidence.runs import (  # noqa: E402
-    DEFAULT_PARTS, PARTS, Run, check_specs, child_env, collect, git_commit, log, plan, restore, run_one,
+    DEFAULT_PARTS, PARTS, Run, check_specs, child_env, collect, git_commit, log, plan, restore, retrain_restored,
+    run_one,
 )
 from tools.evidence.variants import VARIANTS  # noqa: E402
 
@@ -162,6 +163,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--restore", default=None, metavar="RESULTS",
                     help="first mark as done the planned runs that a published results.json (or its folder) holds, "
                          "e.g. runs finished in an earlier session or on another machine (their weights stay there)")
+    ap.add_argument("--retrain-restored", action="store_true",
+                    help="train again the runs this cache holds only as records restored without their weights "
+                         "(e.g. to evaluate them out of distribution); not with --restore")
     ap.add_argument("--evaluate", default=None, metavar="ROOT",
                     help="evaluate the finished runs (selected by the options above) on the dataset ROOT (either "
                          "layout) instead of training; tables in <out>/evaluate/<ROOT name>/")
@@ -224,6 +228,10 @@ def main(argv=None) -> dict:
         if res["errors"]:
             raise SystemExit(f"{len(res['errors'])} evaluation(s) failed; first: {res['errors'][0]}")
         return res["summary"]
+    if a.retrain_restored:
+        if a.restore or a.report_only:
+            raise SystemExit("--retrain-restored trains the restored runs again: leave out --restore and --report-only")
+        retrain_restored(runs)
     if a.restore:
         restore(runs, a.restore)
     check_specs(runs)

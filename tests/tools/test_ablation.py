@@ -630,3 +630,24 @@ def test_retina_tables_carry_the_size_of_the_false_boxes():
     assert s["retina"]["both"]["paired"]["false_ge100"]["mean"] == pytest.approx(0.4)
     md = ablation.markdown(s, {"command": "x", "commit": "c", "date": "d", "machine": "m"})
     assert "false ≥ 100 px" in md.split("#### RetinaNet")[1] and "long side ≥ 100 px" in md
+
+
+def test_retrain_restored_forgets_records_without_weights_only(tmp_path):
+    """A run restored from a published table has no weights here, so it cannot be evaluated anew; with
+    ``--retrain-restored`` the ablation trains it again. A restored run whose weights are present, and a run trained
+    here, are kept; the option refuses ``--restore`` (which would restore the record straight back)."""
+    from tools.evidence import runs as runs_mod
+
+    out = tmp_path / "abl"
+    gone, kept, own = ablation.plan(out, ["yolo"], ["stock", "gsconv", "diff"], [0], 3, 3)
+    for r, extra in ((gone, {"restored_from": "pub/results.json", "weights": "/elsewhere/last.pt"}),
+                     (kept, {"restored_from": "pub/results.json", "weights": str(kept.dir / "w.pt")}),
+                     (own, {"weights": "/elsewhere/last.pt"})):
+        r.dir.mkdir(parents=True)
+        r.result_file.write_text(json.dumps({"part": "yolo", "variant": r.variant, "seed": 0, **extra}))
+    (kept.dir / "w.pt").write_bytes(b"x")
+    assert runs_mod.retrain_restored([gone, kept, own]) == [gone]
+    assert not gone.dir.exists() and kept.done and own.done
+    with pytest.raises(SystemExit, match="leave out --restore"):
+        ablation.main(["--parts", "yolo", "--variants", "stock", "--seeds", "0", "--out", str(out),
+                       "--retrain-restored", "--restore", str(tmp_path)])

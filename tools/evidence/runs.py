@@ -31,7 +31,7 @@ from .datasets import parse_split, run_tag
 from .variants import PART_VARIANTS, check_variants, resolved
 
 __all__ = ["PARTS", "DEFAULT_PARTS", "PART_MODULES", "Run", "plan", "run_one", "restore", "record_key", "collect",
-           "child_env", "spec_drift", "check_specs", "run_spec", "RUN_OPTS", "SPEC",
+           "child_env", "spec_drift", "check_specs", "run_spec", "RUN_OPTS", "SPEC", "retrain_restored",
            "git_commit", "log", "REPO", "call", "dataset_tag", "dataset_record", "relocated", "segments", "SEGMENTS"]
 
 PARTS = ("yolo", "unet", "retina")
@@ -243,6 +243,22 @@ def restore(runs: list[Run], source) -> list[Run]:
             log(f"[restored] {run.name} from {f}")
             done.append(run)
     return done
+
+
+def retrain_restored(runs: list[Run]) -> list[Run]:
+    """Forget the planned runs that are done only as a record restored without its weights (``restored_from`` in
+    their ``result.json``, the weights nowhere under the run's folder), so that the ablation trains them again (e.g.
+    to evaluate them on another dataset). Returns those runs; their folders are removed."""
+    gone = []
+    for run in runs:
+        if not run.done:
+            continue
+        rec = relocated(json.loads(run.result_file.read_text()), run)
+        if rec.get("restored_from") and not (rec.get("weights") and Path(rec["weights"]).is_file()):
+            shutil.rmtree(run.dir)
+            log(f"[retrain] {run.name}: restored from {rec['restored_from']} without its weights; trained again")
+            gone.append(run)
+    return gone
 
 
 def collect(runs: list[Run]) -> list[dict]:
