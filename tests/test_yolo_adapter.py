@@ -325,9 +325,12 @@ def test_verbose_table_names_the_gaussian_layers(ultralytics_log):
 # ------------------------------------------------------------------------------------------------ cfg look-up
 def test_packaged_configs_resolve_by_bare_name_from_any_directory(tmp_path, monkeypatch):
     assert list_cfgs() == ["yolo11-base.yaml", "yolo11-gauss.yaml", "yolo11-p2-base.yaml", "yolo11-p2-gauss.yaml",
+                           "yolo11-p2only-base.yaml", "yolo11-p2only-gauss.yaml",
                            "yolo26-base.yaml", "yolo26-gauss.yaml", "yolo26-p2-base.yaml", "yolo26-p2-gauss.yaml",
+                           "yolo26-p2only-base.yaml", "yolo26-p2only-gauss.yaml",
                            "yolov8-base.yaml", "yolov8-gauss.yaml", "yolov8-p2-base.yaml", "yolov8-p2-gauss.yaml",
-                           "yolov8-p2-pconv.yaml"]  # YOLO11/YOLO26 twins: test_yolo_families.py
+                           "yolov8-p2-pconv.yaml", "yolov8-p2only-base.yaml", "yolov8-p2only-gauss.yaml"]
+    # YOLO11/YOLO26 twins: test_yolo_families.py; the P2-only twins: test_yolo_p2only.py
     monkeypatch.chdir(tmp_path)
     d = tasks.yaml_model_load("yolov8s-p2-gauss.yaml")
     assert d["scale"] == "s" and d["scale_loss"] == "none" and len(d["head"]) == 19  # P2 head
