@@ -13,9 +13,10 @@ for a segment that was cut off — and command); the result's ``wall_s`` sums th
 ``resumed`` counts the restarts. Each run is a child process with its own CPU thread budget.
 
 A run is what its variant resolved to when it started, with the ablation options that change what it trains
-(:func:`run_spec`: ``spec.json`` beside the run, ``spec`` in its record). Variants such as ``gsconv`` follow the package defaults, so a default that changes turns
-the runs already in a folder into runs of another design: :func:`check_specs` stops an ablation that would resume,
-skip, report or evaluate such a run under the variant's name, and :func:`restore` does not carry one over.
+(:func:`run_spec`: ``spec.json`` beside the run, ``spec`` in its record). Variants such as ``gsconv`` follow the
+package defaults, so a default that changes turns the runs already in a folder into runs of another design:
+:func:`check_specs` stops an ablation that would resume, skip, report or evaluate such a run under the variant's
+name, and :func:`restore` does not carry one over.
 """
 from __future__ import annotations
 
