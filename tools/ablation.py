@@ -48,6 +48,7 @@ if str(REPO) not in sys.path:
 
 from gaussconv_plugin.data import cache_dir  # noqa: E402
 from tools.evidence import defaults, retina_part, unet_part, yolo_part  # noqa: E402
+from tools.evidence.boxeval import parse_imgsz  # noqa: E402
 from tools.evidence.datasets import DATASETS, check_split, ood_targets, resolve  # noqa: E402
 from tools.evidence.plots import plot_curves, plot_sigma_theta  # noqa: E402
 from tools.evidence.report import REFERENCE, machine, markdown, summarize, write_tables  # noqa: E402
@@ -179,8 +180,7 @@ def main(argv=None) -> dict:
                     help="--evaluate input size of the detectors: N (long side), 'native' (each image at its own "
                          "scale), default: each run's training size")
     a = ap.parse_args(argv)
-    if a.eval_imgsz is not None and a.eval_imgsz != "native" and not (a.eval_imgsz.isdigit() and int(a.eval_imgsz)):
-        raise SystemExit(f"--eval-imgsz {a.eval_imgsz}: give a long side in pixels (e.g. 640) or 'native'")
+    eval_imgsz = None if a.eval_imgsz is None else parse_imgsz(a.eval_imgsz, "--eval-imgsz")
     if a.reference is not None and a.reference not in a.variants:
         raise SystemExit(f"--reference {a.reference}: not among --variants ({' '.join(a.variants)}); name one of them "
                          "or add it to --variants")
@@ -216,8 +216,7 @@ def main(argv=None) -> dict:
         from tools.evidence.evaluate import evaluate_runs
 
         check_specs(runs)
-        imgsz = a.eval_imgsz if a.eval_imgsz in (None, "native") else int(a.eval_imgsz)
-        res = evaluate_runs(runs, a.evaluate, out, a.eval_split, imgsz, a.threads, a.jobs, a.limit, meta)
+        res = evaluate_runs(runs, a.evaluate, out, a.eval_split, eval_imgsz, a.threads, a.jobs, a.limit, meta)
         print((res["folder"] / "ablation.md").read_text())
         if a.publish:  # the evaluation's tables (not its per-run folders) beside the published training tables
             Path(a.publish).mkdir(parents=True, exist_ok=True)

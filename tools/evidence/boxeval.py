@@ -29,8 +29,8 @@ if __package__ in (None, ""):  # run as a file: make `tools` and `gaussconv_plug
 from gaussconv_plugin.boxmetrics import EVAL_CONF, PD_RADIUS, BoxTargetMetrics  # noqa: E402
 from gaussconv_plugin.data import load_image, read_split, sirst_root, target_boxes  # noqa: E402
 
-__all__ = ["evaluate_weights", "native_imgsz", "kept_anchor_strides", "anchor_strides", "false_box_metrics",
-           "silence_coarse_heads", "main"]
+__all__ = ["evaluate_weights", "native_imgsz", "parse_imgsz", "kept_anchor_strides", "anchor_strides",
+           "false_box_metrics", "silence_coarse_heads", "main"]
 
 
 def false_box_metrics(detail: dict) -> dict:
@@ -100,6 +100,16 @@ class kept_anchor_strides:
 def native_imgsz(height: int, width: int, stride: int = 32) -> int:
     """The input size that keeps an image at its own scale: its long side rounded up to a multiple of ``stride``."""
     return int(math.ceil(max(height, width) / stride) * stride)
+
+
+def parse_imgsz(text: str, option: str = "--imgsz") -> int | str:
+    """An input size from a command line: ``'native'`` or a positive whole number of pixels (the long side); anything
+    else stops with one line naming ``option``."""
+    if text == "native":
+        return text
+    if not (text.isdigit() and int(text)):
+        raise SystemExit(f"{option} {text}: give a whole number of pixels (e.g. 320) or 'native'")
+    return int(text)
 
 
 def silence_coarse_heads(det, logit: float = -50.0) -> list[int]:
@@ -191,10 +201,8 @@ def main(argv=None) -> dict:
     a = ap.parse_args(argv)
     if not Path(a.weights).is_file():
         raise SystemExit(f"--weights {a.weights} does not exist; pass the last.pt of a finished run")
-    if a.imgsz != "native" and not a.imgsz.isdigit():
-        raise SystemExit(f"--imgsz {a.imgsz}: give a whole number of pixels (e.g. 320) or 'native'")
-    rec = evaluate_weights(a.weights, a.data_root, a.split, a.imgsz if a.imgsz == "native" else int(a.imgsz),
-                           a.conf, a.radius, a.limit, by_area=a.by_area, finest_head_only=a.finest_head_only)
+    rec = evaluate_weights(a.weights, a.data_root, a.split, parse_imgsz(a.imgsz), a.conf, a.radius, a.limit,
+                           by_area=a.by_area, finest_head_only=a.finest_head_only)
     print(json.dumps(rec, indent=1))
     if a.out:
         Path(a.out).write_text(json.dumps(rec, indent=1))

@@ -367,9 +367,7 @@ def main(argv=None) -> dict:
     y.add_argument("--work-dir", default=None)
     y.add_argument("--out", default=None)
     a = ap.parse_args(argv)
-    if a.imgsz != NATIVE and not a.imgsz.isdigit():
-        raise SystemExit(f"--imgsz {a.imgsz}: give a long side in pixels or 'native'")
-    imgsz = NATIVE if a.imgsz == NATIVE else int(a.imgsz)
+    imgsz = boxeval.parse_imgsz(a.imgsz)
     data = Path(a.data_dir) if a.data_dir else prepare_yolo_eval(a.data_root, a.split, a.limit)
     rec = evaluate_yolo(a.weights, a.data_root, data, a.split, imgsz, a.limit, a.work_dir)
     text = json.dumps(rec, indent=1)

@@ -33,6 +33,7 @@ from gaussconv_plugin.boxmetrics import EVAL_CONF  # the same threshold as for Y
 
 from . import defaults, mmlogs
 from .mmlogs import CHECKPOINT_OPTS
+from .boxeval import false_box_metrics
 from .core import REPO, Run, call_step, dataset_tag
 
 __all__ = ["command", "resume_command", "result", "evaluate", "coco_dir", "model_config", "CONFIGS", "VARIANT_OPTIONS",
@@ -180,7 +181,5 @@ def evaluate(run: Run, threads: int = 1) -> dict:
                        _imgsz(run), out, run.dir / "retina_eval", run.opts.get("limit"), coco_dir(run.opts))
     call_step(cmd, run, threads, "retina_eval.log", cwd=REPO)
     rec = json.loads(out.read_text())
-    from .boxeval import false_box_metrics
-
     return {"metrics": {**{k: rec[k] for k in ("Pd", "Fa_per_img", "area_ratio_median")}, **false_box_metrics(rec)},
             "retina_eval": rec}
