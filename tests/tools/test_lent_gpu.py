@@ -1,0 +1,98 @@
+"""tools/lent_gpu.py: the pins of the wheels a bare GPU machine needs, the grayscale dataset copy (the very arrays
+the loader reads), and a CPU rehearsal of the device-side ``run`` on NUDT-SIRST: the ablation reads the carried
+copy, a run cut by the budget is stopped, what finished comes back as files that ``--restore`` takes."""
+from __future__ import annotations
+
+import json
+import sys
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+from gaussconv_plugin.data import load_image, load_mask, nudt_root  # noqa: E402
+from tools import lent_gpu  # noqa: E402
+
+
+def test_every_wheel_is_pinned_and_a_missing_pin_is_one_line(tmp_path):
+    pins = lent_gpu.pinned()
+    assert [p.split("==")[0] for p in pins] == list(lent_gpu.WHEELS)
+    assert all(p.split("==")[1] for p in pins)
+    c = tmp_path / "constraints.txt"
+    c.write_text("mmengine==0.10.7\n# addict==2.4.0\n")
+    with pytest.raises(SystemExit, match=r"constraints.txt: no pin for addict, yapf"):
+        lent_gpu.pinned(("mmengine", "addict", "yapf"), c)
+
+
+def test_pack_dataset_writes_the_arrays_the_loader_reads(tmp_path):
+    src = tmp_path / "src" / "nudt_sirst"
+    (src / "images").mkdir(parents=True)
+    (src / "masks").mkdir()
+    (src / "50_50").mkdir()
+    rng = np.random.default_rng(0)
+    grey = rng.integers(0, 256, (16, 20), dtype=np.uint8)
+    Image.fromarray(np.repeat(grey[..., None], 3, axis=2)).save(src / "images" / "a.png")  # RGB, equal channels
+    Image.fromarray(rng.integers(0, 256, (16, 20, 3), dtype=np.uint8)).save(src / "images" / "b.png")  # colour
+    for n in "ab":
+        Image.fromarray((rng.random((16, 20)) > 0.9).astype(np.uint8) * 255).save(src / "masks" / f"{n}.png")
+    (src / "50_50" / "train.txt").write_text("a\nb\n")
+    out = lent_gpu.pack_dataset("nudt_sirst", tmp_path / "pack", root=src)
+    assert out == tmp_path / "pack" / "data" / "nudt_sirst"  # named as the shared folder: same run paths
+    for n in "ab":
+        assert Image.open(out / "images" / f"{n}.png").mode == "L"
+        np.testing.assert_array_equal(load_image(out, n), load_image(src, n))
+        np.testing.assert_array_equal(load_mask(out, n), load_mask(src, n))
+    assert (out / "50_50" / "train.txt").read_text() == "a\nb\n"
+
+
+def test_run_rehearsed_on_cpu_reads_the_copy_and_returns_restorable_files(tmp_path, monkeypatch):
+    src = nudt_root()  # ../shared/data/nudt_sirst (CI has it)
+    pack = tmp_path / "pack"
+    (pack / "data" / "nudt_sirst").mkdir(parents=True)
+    copy = pack / "data" / "nudt_sirst"
+    names = (src / "50_50" / "train.txt").read_text().split()[:2] + (src / "50_50" / "test.txt").read_text().split()[:2]
+    for sub in ("images", "masks"):
+        (copy / sub).mkdir()
+        for n in names:
+            (copy / sub / f"{n}.png").write_bytes((src / sub / f"{n}.png").read_bytes())
+    (copy / "50_50").mkdir()
+    for split in ("train", "test"):
+        keep = [n for n in (src / "50_50" / f"{split}.txt").read_text().split() if n in names]
+        (copy / "50_50" / f"{split}.txt").write_text("\n".join(keep) + "\n")
+    (pack / "commit").write_text("rehearsal")
+    monkeypatch.delenv("GAUSSCONV_NUDT_ROOT", raising=False)
+    out, work = tmp_path / "out", tmp_path / "work"
+    opts = ["--dataset", "nudt_sirst", "--parts", "unet", "--variants", "stock", "--seeds", "0", "--epochs", "1",
+            "--limit", "2", "--jobs", "1", "--threads", "1"]
+    rc = lent_gpu.main(["run", "--no-install", "--pack", str(pack), "--work", str(work), "--out", str(out),
+                        "--budget-s", "600", "--", *opts])
+    assert rc == 0
+    assert sorted(p.name for p in out.iterdir()) == ["ablation.md", "results.csv", "results.json", "runs.tar.gz"]
+    (rec,) = json.loads((out / "results.json").read_text())["runs"]
+    assert Path(rec["dataset"]["root"]) == copy.resolve()  # the carried copy, not ../shared/data
+    with tarfile.open(out / "runs.tar.gz") as tar:
+        members = tar.getnames()
+    assert any(m.endswith("seed0/log.txt") for m in members)
+    assert not any(m.endswith((".pth", ".pt")) for m in members)  # weights stay there
+    # and the files come back as a published folder that --restore takes
+    from tools import ablation
+    monkeypatch.setenv("GAUSSCONV_NUDT_ROOT", str(copy))
+    ablation.main([*opts, "--restore", str(out), "--report-only", "--out", str(tmp_path / "here")])
+    (here,) = json.loads((tmp_path / "here" / "results.json").read_text())["runs"]
+    assert here["restored_from"] and here["seed"] == 0
+
+
+def test_run_stops_a_run_past_its_budget(tmp_path):
+    pack = tmp_path / "pack"
+    (pack / "data").mkdir(parents=True)
+    # a budget of 0.5 s cannot hold a U-Net run: the ablation is stopped, the exit is 124, files still come back
+    rc = lent_gpu.main(["run", "--no-install", "--pack", str(pack), "--work", str(tmp_path / "w"), "--out",
+                        str(tmp_path / "o"), "--budget-s", "0.5", "--", "--dataset", "nudt_sirst", "--parts", "unet",
+                        "--variants", "stock", "--seeds", "0", "--epochs", "1", "--limit", "2", "--jobs", "1"])
+    assert rc == 124
+    assert (tmp_path / "o" / "runs.tar.gz").is_file()
