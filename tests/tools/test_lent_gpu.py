@@ -1,6 +1,6 @@
 """tools/lent_gpu.py: the pins of the wheels a bare GPU machine needs, the grayscale dataset copy (the very arrays
 the loader reads), and a CPU rehearsal of the device-side ``run`` on NUDT-SIRST: the ablation reads the carried
-copy, a run cut by the budget is stopped, what finished comes back as files that ``--restore`` takes."""
+copy without Ultralytics or MMDetection (absent there), a run cut by the budget is stopped, what finished comes back as files that ``--restore`` takes."""
 from __future__ import annotations
 
 import json
@@ -66,6 +66,12 @@ def test_run_rehearsed_on_cpu_reads_the_copy_and_returns_restorable_files(tmp_pa
         (copy / "50_50" / f"{split}.txt").write_text("\n".join(keep) + "\n")
     (pack / "commit").write_text("rehearsal")
     monkeypatch.delenv("GAUSSCONV_NUDT_ROOT", raising=False)
+    # the lent machine has neither Ultralytics nor MMDetection / MMCV: hide them from the rehearsal's processes
+    blocked = tmp_path / "blocked"
+    for m in ("ultralytics", "mmdet", "mmcv"):
+        (blocked / m).mkdir(parents=True)
+        (blocked / m / "__init__.py").write_text(f"raise ModuleNotFoundError(\"No module named {m!r}\", name={m!r})\n")
+    monkeypatch.setenv("PYTHONPATH", str(blocked))
     out, work = tmp_path / "out", tmp_path / "work"
     opts = ["--dataset", "nudt_sirst", "--parts", "unet", "--variants", "stock", "--seeds", "0", "--epochs", "1",
             "--limit", "2", "--jobs", "1", "--threads", "1"]
@@ -80,6 +86,7 @@ def test_run_rehearsed_on_cpu_reads_the_copy_and_returns_restorable_files(tmp_pa
     assert any(m.endswith("seed0/log.txt") for m in members)
     assert not any(m.endswith((".pth", ".pt")) for m in members)  # weights stay there
     # and the files come back as a published folder that --restore takes
+    monkeypatch.delenv("PYTHONPATH")
     from tools import ablation
     monkeypatch.setenv("GAUSSCONV_NUDT_ROOT", str(copy))
     ablation.main([*opts, "--restore", str(out), "--report-only", "--out", str(tmp_path / "here")])
