@@ -13,8 +13,12 @@ writes into ``.gpu/`` (ignored by git): the pure-Python wheels the U-Net needs b
 pinned by ``requirements/constraints.txt`` (``pip download``, from the package registry), a copy of the dataset as
 8-bit grayscale PNGs — exactly the arrays :func:`gaussconv_plugin.data.load_image` reads (NUDT-SIRST's RGB files
 hold three equal channels: 45 MB of images become ~29 MB) — with its masks and split lists, and this checkout's
-commit (``.git`` does not travel). It prints the size that will travel and refuses, in one line, a pack over the
-limit (IRSTD-1k's 77 MB of images are already grayscale: it does not fit).
+commit (``.git`` does not travel). It prints the size that will travel. A dataset whose copy does not fit beside the
+working tree (IRSTD-1k: 77 MB of images, already grayscale) is split: the images that do not fit go to
+``.gpu/stage/``, carried by a first call (``carry: [".gpu/stage"]``, ``python3 tools/lent_gpu.py stage``) that copies
+them onto the machine's disk, where they stay while it is warm (30 s after a call); the ``run`` call right after it
+carries the rest (``carry: [".gpu/wheels", ".gpu/data", ".gpu/commit"]``) and merges the two. ``run`` refuses, in
+one line and before any training, a copy that misses images of its split lists.
 
 there (the device tool's ``run``, ``carry: [".gpu"]``, ``timeout_s`` 600)::
 
@@ -94,6 +98,29 @@ def pack_dataset(dataset: str, dest: Path, root=None) -> Path:
     return out
 
 
+def split_for_travel(dest: Path, tree: int, limit: int = TRAVEL_LIMIT, margin: int = 2**20) -> int:
+    """Move the images of ``dest/data/*/images`` that do not fit beside ``tree`` bytes (and everything else under
+    ``dest``) within ``limit`` into ``dest/stage/<dataset>/images`` (the last names in sorted order). Returns the bytes staged;
+    a stage that cannot travel alone either is a one-line error."""
+    stage = dest / "stage"
+    if stage.exists():
+        shutil.rmtree(stage)
+    room = limit - margin - tree - sum(f.stat().st_size for f in dest.rglob("*")
+                                       if f.is_file() and f.parent.name != "images")
+    moved = 0
+    for f in sorted(dest.glob("data/*/images/*")):
+        room -= f.stat().st_size
+        if room < 0:
+            to = stage / f.parent.parent.name / "images" / f.name
+            to.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(f, to)
+            moved += to.stat().st_size
+    if moved and tree + moved + margin > limit:
+        raise SystemExit(f"{stage}: {moved / 2**20:.1f} MiB of images do not fit one call beside the working tree "
+                         f"either; pack fewer datasets (one per call)")
+    return moved
+
+
 def pack(args) -> None:
     dest = Path(args.dest)
     (dest / "wheels").mkdir(parents=True, exist_ok=True)
@@ -104,13 +131,44 @@ def pack(args) -> None:
         print(f"packed {dataset}: {pack_dataset(dataset, dest, args.data_root)}")
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
     (dest / "commit").write_text(commit.stdout.strip() or "unknown")
-    total = tree_size() + folder_size(dest)
-    print(f"travels: {total / 2**20:.1f} MiB of {TRAVEL_LIMIT / 2**20:.0f} (working tree + {dest})")
-    if total > TRAVEL_LIMIT:
-        raise SystemExit(f"{dest}: the working tree would be {total / 2**20:.1f} MiB, over the device tool's "
-                         f"{TRAVEL_LIMIT / 2**20:.0f} MiB; pack fewer datasets (one per call)")
-    print("device call: run(command='python3 tools/lent_gpu.py run --budget-s 540 -- <ablation options>', "
-          "carry=['.gpu'], timeout_s=600)")
+    tree = tree_size()
+    staged = split_for_travel(dest, tree)
+    run_call = "run(command='python3 tools/lent_gpu.py run --budget-s 540 -- <ablation options>', timeout_s=600, "
+    if not staged:
+        print(f"travels: {(tree + folder_size(dest)) / 2**20:.1f} MiB of {TRAVEL_LIMIT / 2**20:.0f}")
+        print(f"device call: {run_call}carry=['.gpu'])")
+        return
+    print(f"two calls, back to back (the machine keeps /tmp only while warm): {staged / 2**20:.1f} MiB staged, then "
+          f"{(tree + folder_size(dest) - staged) / 2**20:.1f} MiB")
+    print("device call 1: run(command='python3 tools/lent_gpu.py stage', carry=['.gpu/stage'], timeout_s=120)")
+    print(f"device call 2: {run_call}carry=['.gpu/wheels', '.gpu/data', '.gpu/commit'])")
+
+
+STAGE = Path("/tmp/gpu_stage")
+
+
+def stage(args) -> None:
+    """There, first call: copy the carried ``.gpu/stage`` onto the machine's disk for the next call."""
+    src = Path(args.pack) / "stage"
+    if not src.is_dir():
+        raise SystemExit(f"{src}: nothing to stage; carry '.gpu/stage' in this call (tools/lent_gpu.py pack made it)")
+    shutil.copytree(src, STAGE, dirs_exist_ok=True)
+    print(f"staged {sum(1 for f in STAGE.rglob('*') if f.is_file())} files in {STAGE}")
+
+
+def merge_stage(pack_dir: Path, staged: Path = STAGE) -> None:
+    """Put the staged images back beside the carried ones, then check that every image of every split list is
+    there: a copy that misses some is a one-line error before any training."""
+    for f in staged.glob("*/images/*"):
+        to = pack_dir / "data" / f.parent.parent.name / "images" / f.name
+        if to.parent.is_dir() and not to.exists():
+            shutil.copy2(f, to)
+    for data in sorted((pack_dir / "data").glob("*")):
+        names = {n for lst in data.glob("*/*.txt") for n in lst.read_text().split()}
+        missing = sorted(n for n in names if not (data / "images" / f"{n}.png").is_file())
+        if missing:
+            raise SystemExit(f"{data}: {len(missing)} images of its split lists are missing (e.g. {missing[0]}.png); "
+                             f"run 'python3 tools/lent_gpu.py stage' with carry ['.gpu/stage'] in the call just before")
 
 
 def run(args) -> int:
@@ -122,6 +180,7 @@ def run(args) -> int:
                         "--no-cache-dir", "--upgrade", "--target", str(site),
                         *map(str, sorted((pack_dir / "wheels").glob("*.whl")))], check=True)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(site), str(REPO), env.get("PYTHONPATH")]))
+    merge_stage(pack_dir)
     for data in sorted((pack_dir / "data").glob("*")):  # each copy is named after its shared folder
         if data.name in ENV:
             env[ENV[data.name]] = str(data.resolve())
@@ -164,6 +223,8 @@ def main(argv=None) -> int:
     p.add_argument("--dataset", nargs="+", default=["nudt_sirst"], choices=sorted(ENV))
     p.add_argument("--data-root", default=None, help="the dataset's folder (default: its shared folder)")
     p.add_argument("--dest", default=str(PACK))
+    g = sub.add_parser("stage", help="there, first of two calls: keep the carried .gpu/stage on the machine")
+    g.add_argument("--pack", default=str(PACK))
     r = sub.add_parser("run", help="there: install the wheels, run the ablation for --budget-s, publish into $OUT")
     r.add_argument("--pack", default=str(PACK))
     r.add_argument("--budget-s", type=float, default=540.0)
@@ -173,8 +234,8 @@ def main(argv=None) -> int:
     r.add_argument("ablation", nargs=argparse.REMAINDER, help="-- then tools/ablation.py's options")
     args = ap.parse_args(argv)
     sys.path.insert(0, str(REPO))
-    if args.cmd == "pack":
-        pack(args)
+    if args.cmd in ("pack", "stage"):
+        (pack if args.cmd == "pack" else stage)(args)
         return 0
     return run(args)
 

@@ -3,7 +3,9 @@ the loader reads), and a CPU rehearsal of the device-side ``run`` on NUDT-SIRST:
 copy without Ultralytics or MMDetection (absent there), a run cut by the budget is stopped, what finished comes back as files that ``--restore`` takes."""
 from __future__ import annotations
 
+import argparse
 import json
+import shutil
 import sys
 import tarfile
 from pathlib import Path
@@ -103,3 +105,37 @@ def test_run_stops_a_run_past_its_budget(tmp_path):
                         "--variants", "stock", "--seeds", "0", "--epochs", "1", "--limit", "2", "--jobs", "1"])
     assert rc == 124
     assert (tmp_path / "o" / "runs.tar.gz").is_file()
+
+
+def test_a_pack_over_the_limit_travels_in_two_calls_and_run_checks_it_is_whole(tmp_path, monkeypatch):
+    pack = tmp_path / "pack"
+    data = pack / "data" / "irstd1k"
+    for sub in ("images", "masks", "idx"):
+        (data / sub).mkdir(parents=True)
+    names = [f"XDU{i}" for i in range(10)]
+    for n in names:
+        (data / "images" / f"{n}.png").write_bytes(b"i" * 1000)
+        (data / "masks" / f"{n}.png").write_bytes(b"m" * 100)
+    (data / "idx" / "trainval.txt").write_text("\n".join(names[:8]) + "\n")
+    (data / "idx" / "test.txt").write_text("\n".join(names[8:]) + "\n")
+    (pack / "wheels").mkdir()
+    (pack / "wheels" / "x.whl").write_bytes(b"w" * 500)
+    # room for the wheels, masks, lists and 6 of the 10 images beside a 2000-byte working tree
+    limit = 2000 + 500 + 1000 + 60 + 6 * 1000 + 100
+    moved = lent_gpu.split_for_travel(pack, tree=2000, limit=limit, margin=0)
+    assert moved == 4000
+    carried = sorted(p.stem for p in (data / "images").iterdir())
+    staged = sorted(p.stem for p in (pack / "stage" / "irstd1k" / "images").iterdir())
+    assert sorted(carried + staged) == sorted(names) and not set(carried) & set(staged)
+    # run refuses a copy without its staged part, in one line naming the fix
+    with pytest.raises(SystemExit, match=r"4 images of its split lists are missing .*lent_gpu.py stage"):
+        lent_gpu.merge_stage(pack, staged=tmp_path / "nothing_staged")
+    # the first call stages, the second merges: the copy is whole again
+    monkeypatch.setattr(lent_gpu, "STAGE", tmp_path / "machine_tmp")
+    lent_gpu.stage(argparse.Namespace(pack=str(pack)))
+    shutil.rmtree(pack / "stage")  # the second call does not carry it
+    lent_gpu.merge_stage(pack, staged=lent_gpu.STAGE)
+    assert sorted(p.stem for p in (data / "images").iterdir()) == sorted(names)
+    # a stage too large to travel even alone is refused
+    with pytest.raises(SystemExit, match="do not fit one call beside the working tree either"):
+        lent_gpu.split_for_travel(pack, tree=2000, limit=2000 + 500 + 1000 + 60 + 1000, margin=0)
