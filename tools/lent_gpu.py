@@ -127,6 +127,8 @@ def pack(args) -> None:
     subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
                     "--python-version", "3.12", "--implementation", "cp", "--platform", "any",
                     "-d", str(dest / "wheels"), *pinned()], check=True)
+    if (dest / "data").exists():  # a pack holds exactly the datasets named now
+        shutil.rmtree(dest / "data")
     for dataset in args.dataset:
         print(f"packed {dataset}: {pack_dataset(dataset, dest, args.data_root)}")
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
