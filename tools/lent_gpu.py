@@ -100,8 +100,8 @@ def pack_dataset(dataset: str, dest: Path, root=None) -> Path:
 
 def split_for_travel(dest: Path, tree: int, limit: int = TRAVEL_LIMIT, margin: int = 2**20) -> int:
     """Move the images of ``dest/data/*/images`` that do not fit beside ``tree`` bytes (and everything else under
-    ``dest``) within ``limit`` into ``dest/stage/<dataset>/images`` (the last names in sorted order). Returns the bytes staged;
-    a stage that cannot travel alone either is a one-line error."""
+    ``dest``) within ``limit`` into ``dest/stage/<dataset>/images`` (the last names in sorted order). Returns the
+    bytes staged; a stage that cannot travel alone either is a one-line error."""
     stage = dest / "stage"
     if stage.exists():
         shutil.rmtree(stage)

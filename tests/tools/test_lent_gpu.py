@@ -1,6 +1,7 @@
 """tools/lent_gpu.py: the pins of the wheels a bare GPU machine needs, the grayscale dataset copy (the very arrays
-the loader reads), and a CPU rehearsal of the device-side ``run`` on NUDT-SIRST: the ablation reads the carried
-copy without Ultralytics or MMDetection (absent there), a run cut by the budget is stopped, what finished comes back as files that ``--restore`` takes."""
+the loader reads), a pack too large for one call split over two, and a CPU rehearsal of the device-side ``run`` on
+NUDT-SIRST: the ablation reads the carried copy without Ultralytics or MMDetection (absent there), a run cut by the
+budget is stopped, what finished comes back as files that ``--restore`` takes."""
 from __future__ import annotations
 
 import argparse
