@@ -39,6 +39,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tarfile
@@ -46,13 +47,16 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # run as a file from a checkout that was never pip-installed
+    sys.path.insert(0, str(REPO))
+
+from gaussconv_plugin.data.sirst import SHARED_DATASETS  # noqa: E402  (dataset -> (environment variable, folder))
+
 PACK = REPO / ".gpu"
 #: the wheels a bare device machine lacks for the U-Net part (pure Python; pinned in requirements/constraints.txt)
 WHEELS = ("mmengine", "addict", "yapf", "platformdirs", "termcolor", "pyirstdmetrics")
 #: the device tool's limit on the working tree that travels
 TRAVEL_LIMIT = 64 * 2**20
-#: dataset name → (environment variable read by gaussconv_plugin.data.dataset_root, folder under ../shared/data)
-ENV = {"sirst": "GAUSSCONV_SIRST_ROOT", "nudt_sirst": "GAUSSCONV_NUDT_ROOT", "irstd1k": "GAUSSCONV_IRSTD1K_ROOT"}
 
 
 def pinned(names=WHEELS, constraints: Path = REPO / "requirements" / "constraints.txt") -> list[str]:
@@ -158,10 +162,10 @@ def stage(args) -> None:
     print(f"staged {sum(1 for f in STAGE.rglob('*') if f.is_file())} files in {STAGE}")
 
 
-def merge_stage(pack_dir: Path, staged: Path = STAGE) -> None:
-    """Put the staged images back beside the carried ones, then check that every image of every split list is
-    there: a copy that misses some is a one-line error before any training."""
-    for f in staged.glob("*/images/*"):
+def merge_stage(pack_dir: Path, staged: Path | None = None) -> None:
+    """Put the images staged in ``staged`` (default :data:`STAGE`) back beside the carried ones, then check that every
+    image of every split list is there: a copy that misses some is a one-line error before any training."""
+    for f in (STAGE if staged is None else staged).glob("*/images/*"):
         to = pack_dir / "data" / f.parent.parent.name / "images" / f.name
         if to.parent.is_dir() and not to.exists():
             shutil.copy2(f, to)
@@ -183,29 +187,28 @@ def run(args) -> int:
                         *map(str, sorted((pack_dir / "wheels").glob("*.whl")))], check=True)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(site), str(REPO), env.get("PYTHONPATH")]))
     merge_stage(pack_dir)
+    env_of_folder = {folder: var for var, folder in SHARED_DATASETS.values()}
     for data in sorted((pack_dir / "data").glob("*")):  # each copy is named after its shared folder
-        if data.name in ENV:
-            env[ENV[data.name]] = str(data.resolve())
+        if data.name in env_of_folder:
+            env[env_of_folder[data.name]] = str(data.resolve())
     if (pack_dir / "commit").is_file():
         env.setdefault("GAUSSCONV_COMMIT", (pack_dir / "commit").read_text().strip())
     opts = [a for a in args.ablation if a != "--"]
-    work = ["--out", args.work]
-    cmd = [sys.executable, str(REPO / "tools" / "ablation.py"), *opts, *work]
+    cmd = [sys.executable, str(REPO / "tools" / "ablation.py"), *opts, "--out", args.work]
     print("+", " ".join(cmd), flush=True)
     t0 = time.time()
     proc = subprocess.Popen(cmd, env=env, start_new_session=True)
     try:
         rc = proc.wait(timeout=args.budget_s)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, 15)
+        os.killpg(proc.pid, signal.SIGTERM)
         proc.wait()
         rc = 124
         print(f"budget of {args.budget_s} s spent: stopped; a later call resumes every cut run", flush=True)
     print(f"ablation: exit {rc} after {time.time() - t0:.0f} s", flush=True)
     out = Path(args.out or os.environ.get("OUT") or "gpu_out")
     pub = Path(args.work) / "_publish"
-    subprocess.run([sys.executable, str(REPO / "tools" / "ablation.py"), *opts, *work, "--report-only",
-                    "--publish", str(pub)], env=env, check=False)
+    subprocess.run([*cmd, "--report-only", "--publish", str(pub)], env=env, check=False)
     out.mkdir(parents=True, exist_ok=True)
     for name in ("results.json", "results.csv", "ablation.md"):
         if (pub / name).is_file():
@@ -222,7 +225,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("pack", help="here: wheels + grayscale dataset copies into .gpu/")
-    p.add_argument("--dataset", nargs="+", default=["nudt_sirst"], choices=sorted(ENV))
+    p.add_argument("--dataset", nargs="+", default=["nudt_sirst"], choices=sorted(SHARED_DATASETS))
     p.add_argument("--data-root", default=None, help="the dataset's folder (default: its shared folder)")
     p.add_argument("--dest", default=str(PACK))
     g = sub.add_parser("stage", help="there, first of two calls: keep the carried .gpu/stage on the machine")
@@ -235,7 +238,6 @@ def main(argv=None) -> int:
     r.add_argument("--no-install", action="store_true", help="the wheels are installed already (a CPU rehearsal)")
     r.add_argument("ablation", nargs=argparse.REMAINDER, help="-- then tools/ablation.py's options")
     args = ap.parse_args(argv)
-    sys.path.insert(0, str(REPO))
     if args.cmd in ("pack", "stage"):
         (pack if args.cmd == "pack" else stage)(args)
         return 0
