@@ -13,7 +13,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from tools.evidence import area_pd, report, stats  # noqa: E402
+from tools.evidence import area_pd, components, report, stats  # noqa: E402
 
 STOCK = [0.50, 0.60, 0.55, 0.52, 0.58]
 #: per-seed differences to stock: large and steady / small but steady (p 0.033 alone) / none
@@ -176,3 +176,46 @@ def test_area_pd_table_marks_holm_survivors():
     assert cell[("gsconv", "(0, 9]")].endswith("* † |")  # 4 cells in the family: 4 × p still < 0.05
     assert cell[("gsconv", "(9, inf]")].endswith("] * |")  # p 0.033 alone, 0.099 after Holm
     assert cell[("diff", "(0, 9]")].endswith("] |") and cell[("stock", "(0, 9]")] == " |"
+
+
+def test_the_two_by_two_contrasts_recover_each_component_and_their_interaction(tmp_path):
+    """``stock``/``gsconv``/``diff``/``both`` as a 2 × 2 design: built as base + conv + loss + interaction per seed,
+    the table's main effects, interaction and simple effects are those numbers; a seed whose four runs did not all
+    train on one hardware is left out; a part without all four variants gets no such table; Fa enters the U-Net's
+    Δ tables."""
+    base = [0.50, 0.58, 0.55, 0.61]
+    conv, loss, inter = [0.01, 0.02, 0.00, 0.01], [0.05, 0.06, 0.04, 0.05], [-0.02, -0.021, -0.019, -0.02]
+    parts = {"stock": lambda s: 0.0, "gsconv": lambda s: conv[s], "diff": lambda s: loss[s],
+             "both": lambda s: conv[s] + loss[s] + inter[s]}
+    recs = [{"part": "unet", "variant": v, "seed": s, "epochs": 3, "sec_per_epoch": 1.0, "wall_s": 3.0,
+             "commit": "c", "weights": "w", "machine": "2-core CPU (x)",
+             "metrics": {"mIoU": base[s] + f(s), "Fa_e6": 100.0 - 1000 * f(s)}}
+            for v, f in parts.items() for s in range(4)]
+    recs[3]["machine"] = "NVIDIA H100 GPU + 16-core CPU (y)"  # stock seed 3 on a GPU: seed 3 pairs no more
+    table = report.factorial(recs)["unet"]
+    mean = lambda xs: sum(xs[:3]) / 3  # noqa: E731 - over seeds 0-2
+    main_conv, main_loss, interaction, g_s, b_d, d_s, b_g = (table[label]["mIoU"] for label, _ in
+                                                               components.CONTRASTS)
+    assert main_conv["seeds"] == [0, 1, 2]
+    assert main_conv["mean"] == pytest.approx(mean(conv) + mean(inter) / 2)
+    assert main_loss["mean"] == pytest.approx(mean(loss) + mean(inter) / 2)
+    assert interaction["mean"] == pytest.approx(mean(inter)) and interaction["p"] < stats.ALPHA
+    assert g_s["mean"] == pytest.approx(mean(conv)) and d_s["mean"] == pytest.approx(mean(loss))
+    assert b_d["mean"] == pytest.approx(mean(conv) + mean(inter))
+    assert b_g["mean"] == pytest.approx(mean(loss) + mean(inter))
+    assert table["interaction: both − diff − gsconv + stock"]["Fa_e6"]["mean"] == pytest.approx(-1000 * mean(inter))
+    cells = [d for row in table.values() for d in row.values()]
+    assert all(d["p_holm"] >= d["p"] for d in cells if not math.isnan(d["p"]))
+
+    meta = {"command": "x", "commit": "c", "date": "d", "machine": "m"}
+    report.write_tables(recs, tmp_path, meta)
+    md = (tmp_path / "ablation.md").read_text()
+    assert "Which component (unet): the 2 × 2 contrasts" in md and "ran on one hardware (0,1,2)" in md
+    assert "| interaction: both − diff − gsconv + stock | -0.0200 ± 0.0010 [" in md
+    assert "Δ Fa (×10⁻⁶)" in md
+    assert json.loads((tmp_path / "results.json").read_text())["components"]["unet"].keys() == table.keys()
+    two = [r for r in recs if r["variant"] in ("stock", "both")]
+    assert report.factorial(two) == {}
+    report.write_tables(two, tmp_path, meta)
+    assert "Which component" not in (tmp_path / "ablation.md").read_text()
+    assert "components" not in json.loads((tmp_path / "results.json").read_text())

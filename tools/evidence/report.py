@@ -1,6 +1,8 @@
 """Tables of an ablation: ``results.json`` (every run + the summary), ``results.csv`` (a row per run) and
 ``ablation.md`` (mean ± std per variant, and each variant's paired per-seed difference to a reference variant:
-``stock`` unless ``--reference`` names another, e.g. ``both`` for a screen of forms of ``both``).
+``stock`` unless ``--reference`` names another, e.g. ``both`` for a screen of forms of ``both``). A part that ran all
+four base variants (``stock``, ``gsconv``, ``diff``, ``both``) also gets their 2 × 2 contrasts (:mod:`.components`:
+each component's main effect, the interaction and the simple effects), paired per seed.
 
 In the Δ table of a part, ``*`` marks an interval that excludes 0 (paired t-test, p < 0.05, each cell on its own)
 and ``†`` a difference that still holds after Holm's correction over every cell of that table (all variants × all
@@ -25,11 +27,12 @@ from pathlib import Path
 from gaussconv_plugin.boxmetrics import EVAL_CONF, PD_RADIUS
 
 from .datasets import parse_split
+from .components import BASE, components
 from .stats import ALPHA, holm, mean_std, paired_difference
 from .variants import VARIANTS
 
 __all__ = ["METRICS", "DIFF_METRICS", "LAST_K", "ALPHA", "REFERENCE", "last_k_mean", "hardware", "summarize",
-           "markdown", "write_tables", "rerender", "reference", "machine"]
+           "factorial", "markdown", "write_tables", "rerender", "reference", "machine"]
 
 #: epochs averaged by the ``mAP50_last3`` column: the last-epoch figure alone swings by up to 0.17 mAP50 between
 #: neighbouring epochs at these schedules; the mean of the last three is as free of selection and less noisy
@@ -45,7 +48,7 @@ METRICS = {
                ("Fa_per_img", "Fa / img"), ("area_ratio_median", "area P/T"), ("false_ge100", "false ≥ 100 px")],
 }
 DIFF_METRICS = {"yolo": ["mAP50", "mAP50_last3", "mAP50-95", "Pd", "Fa_per_img", "false_ge100"],
-                "unet": ["mIoU", "mIoU_last3", "nIoU", "Pd"],
+                "unet": ["mIoU", "mIoU_last3", "nIoU", "Pd", "Fa_e6"],
                 "retina": ["mAP50", "mAP50_last3", "Pd", "Fa_per_img", "area_ratio_median", "false_ge100"]}
 #: the variant the paired differences are taken to unless a table names another (``meta["reference"]``)
 REFERENCE = "stock"
@@ -136,6 +139,27 @@ def summarize(records: list[dict], ref_variant: str = REFERENCE) -> dict:
     return out
 
 
+def factorial(records: list[dict]) -> dict:
+    """``{part: {contrast: {metric: d}}}``: :func:`.components.components` of each part whose records hold all four
+    :data:`.components.BASE` variants, over the seeds where all four ran on one :func:`hardware`, for the part's
+    :data:`DIFF_METRICS`; parts without them are left out."""
+    records = [_with_derived(r) for r in records]
+    out: dict = {}
+    for part in METRICS:
+        by_vs = {(r["variant"], r["seed"]): r for r in records if r["part"] == part and r["variant"] in BASE}
+        seeds = [s for s in sorted({s for _, s in by_vs})
+                 if all((v, s) in by_vs for v in BASE)
+                 and len({hardware(by_vs[v, s]) for v in BASE} - {None}) <= 1]
+        if not seeds:
+            continue
+        values = {k: {v: {s: by_vs[v, s]["metrics"][k] for s in seeds if k in by_vs[v, s]["metrics"]} for v in BASE}
+                  for k in DIFF_METRICS[part]}
+        table = components(values)
+        if table:
+            out[part] = table
+    return out
+
+
 def _fmt(ms, digits: int) -> str:
     m, s = ms
     return f"{m:.{digits}f}" if math.isnan(s) else f"{m:.{digits}f} ± {s:.{digits}f}"
@@ -153,7 +177,9 @@ def _fmt_diff(d: dict, digits: int) -> str:
     return f"{d['mean']:+.{digits}f} ± {d['std']:.{digits}f} [{lo:+.{digits}f}, {hi:+.{digits}f}]{mark}"
 
 
-def markdown(summary: dict, meta: dict) -> str:
+def markdown(summary: dict, meta: dict, contrasts: dict | None = None) -> str:
+    """``ablation.md``: the head, a table per part of ``summary`` (:func:`summarize`) with its paired Δ table, and
+    the part's 2 × 2 contrasts where ``contrasts`` (:func:`factorial`) holds them."""
     ref = reference(meta)
     split = meta.get("split", "trainval:test").split(":")
     label = meta.get("dataset_label", "SIRST v1 (idx_427)")
@@ -235,14 +261,30 @@ def markdown(summary: dict, meta: dict) -> str:
                 seeds = next(iter(p.values()))["seeds"]
                 lines.append(f"| {NAMES.get(v, v)} | {','.join(map(str, seeds))} | "
                              + " | ".join(_fmt_diff(p[k], digits.get(k, 4)) if k in p else "" for k in keys) + " |")
+        table = (contrasts or {}).get(part)
+        if table:
+            keys = [k for k in DIFF_METRICS[part] if any(k in row for row in table.values())]
+            label = dict(METRICS[part])
+            seeds = sorted({s for row in table.values() for d in row.values() for s in d["seeds"]})
+            lines += ["", f"Which component ({part}): the 2 × 2 contrasts of stock, gsconv, diff and both, per seed "
+                      f"over the seeds all four ran on one hardware ({','.join(map(str, seeds))}); mean ± std [95 % t "
+                      "interval], `*` / `†` as above (Holm over this table). A main effect speaks for its component "
+                      "only where the interaction is small beside it:", "",
+                      "| contrast | " + " | ".join(label[k] for k in keys) + " |",
+                      "|---|" + "---|" * len(keys)]
+            for name, row in table.items():
+                lines.append(f"| {name} | "
+                             + " | ".join(_fmt_diff(row[k], digits.get(k, 4)) if k in row else "" for k in keys)
+                             + " |")
         lines.append("")
     return "\n".join(lines)
 
 
 def write_tables(records: list[dict], out: Path, meta: dict) -> dict:
     records = [_with_derived(r) for r in records]
-    summary = summarize(records, reference(meta))
-    (out / "results.json").write_text(json.dumps({"meta": meta, "runs": records, "summary": summary}, indent=1))
+    summary, contrasts = summarize(records, reference(meta)), factorial(records)
+    (out / "results.json").write_text(json.dumps({"meta": meta, "runs": records, "summary": summary,
+                                                  **({"components": contrasts} if contrasts else {})}, indent=1))
     keys = sorted({k for r in records for k in r["metrics"]})
     with (out / "results.csv").open("w", newline="") as fh:
         w = csv.writer(fh)
@@ -254,7 +296,7 @@ def write_tables(records: list[dict], out: Path, meta: dict) -> dict:
             w.writerow([r["part"], r["variant"], r["seed"], r["epochs"], ds["name"], sp["train"], sp["eval"],
                         *[r["metrics"].get(k, "") for k in keys], r["sec_per_epoch"], r["wall_s"], r["commit"],
                         r["weights"]])
-    (out / "ablation.md").write_text(markdown(summary, meta))
+    (out / "ablation.md").write_text(markdown(summary, meta, contrasts))
     return summary
 
 
@@ -273,9 +315,10 @@ def rerender(folder: Path, command: str, ref_variant: str | None = None) -> dict
         meta = {k: v for k, v in meta.items() if k != "reference"}
         if ref_variant != REFERENCE:  # the default stays implicit: tables rendered before the option read the same
             meta["reference"] = ref_variant
-    summary = summarize(data["runs"], reference(meta))
-    path.write_text(json.dumps({"meta": meta, "runs": data["runs"], "summary": summary}, indent=1))
-    (Path(folder) / "ablation.md").write_text(markdown(summary, meta))
+    summary, contrasts = summarize(data["runs"], reference(meta)), factorial(data["runs"])
+    path.write_text(json.dumps({"meta": meta, "runs": data["runs"], "summary": summary,
+                                **({"components": contrasts} if contrasts else {})}, indent=1))
+    (Path(folder) / "ablation.md").write_text(markdown(summary, meta, contrasts))
     return summary
 
 
