@@ -383,6 +383,10 @@ def main(argv=None) -> dict:
     from gaussconv_plugin.yolo.offline import offline_env
 
     os.environ.update(offline_env())  # before Ultralytics is imported: no update checks, no font download
+    from tools.evidence.core import MALLOC_VARS
+
+    for k, v in MALLOC_VARS.items():  # the training children's allocator: the ablation runner's (docs/benchmark.md)
+        os.environ.setdefault(k, v)
     threads = a.threads or min(2, os.cpu_count() or 1)
     import torch
 
