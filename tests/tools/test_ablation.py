@@ -651,3 +651,26 @@ def test_retrain_restored_forgets_records_without_weights_only(tmp_path):
     with pytest.raises(SystemExit, match="leave out --restore"):
         ablation.main(["--parts", "yolo", "--variants", "stock", "--seeds", "0", "--out", str(out),
                        "--retrain-restored", "--restore", str(tmp_path)])
+
+
+def test_restore_leaves_a_training_under_way_to_itself(tmp_path, capsys):
+    """A published record of a run that is training here again (say a CPU rerun of a GPU run, started with
+    ``--retrain-restored``) is not written over its folder: the record would mark the run done, and a later
+    ``--retrain-restored`` would delete the folder with its checkpoints. A folder without a checkpoint is restored."""
+    from tools.evidence import runs as runs_mod
+
+    out = tmp_path / "abl"
+    busy, fresh = ablation.plan(out, ["unet"], ["stock", "both"], [0], 3, 3)
+    recs = [{"part": "unet", "variant": r.variant, "seed": 0, "epochs": 3, "dataset": {"name": "sirst"},
+             "split": {"train": "trainval", "eval": "test"}, "metrics": {"mIoU": 0.5}, "weights": "/gone/epoch_3.pth"}
+            for r in (busy, fresh)]
+    pub = tmp_path / "pub"
+    pub.mkdir()
+    (pub / "results.json").write_text(json.dumps({"meta": {}, "runs": recs}))
+    for r in (busy, fresh):  # both started here; only `busy` got as far as a checkpoint
+        r.dir.mkdir(parents=True)
+        (r.dir / "command.txt").write_text("python tools/train.py x\n")
+    (busy.dir / "epoch_1.pth").write_bytes(b"ckpt")
+    assert runs_mod.restore([busy, fresh], pub) == [fresh]
+    assert not busy.done and (busy.dir / "epoch_1.pth").is_file() and fresh.done
+    assert f"[kept] {busy.name}: its training is under way here" in capsys.readouterr().out

@@ -5,9 +5,9 @@ The four base variants are a 2 × 2 design (conv: plain / GaussianShapedConv; lo
 metric ``m`` and a seed ``s`` that all four ran (on one hardware, chosen by the caller), with ``S, G, D, B`` their
 values::
 
-    conv, main effect  = ½ (G − S + B − D)      conv with the stock loss = G − S    conv with diff = B − D
-    loss, main effect  = ½ (D − S + B − G)      loss with the plain conv = D − S    loss with GaussianShapedConv = B − G
-    interaction        = B − D − G + S          (= the conv's effect with ``diff`` minus its effect without it)
+    conv, main effect  = ½ (G − S + B − D)    simple effects: with the stock loss G − S, with diff B − D
+    loss, main effect  = ½ (D − S + B − G)    simple effects: with the plain conv D − S, with the Gaussian conv B − G
+    interaction        = B − D − G + S        (the conv's effect with ``diff`` minus its effect without it)
 
 Each contrast is a per-seed number, reported as mean ± std with its 95 % t interval over the seeds
 (:func:`.stats.paired_difference` against 0); the p-values are Holm-adjusted over every cell of the table (contrasts ×

@@ -219,7 +219,9 @@ def restore(runs: list[Run], source) -> list[Run]:
     each run not done whose part, variant, seed, epochs, split pair and dataset name match a record gets that
     record as its ``result.json`` (with ``restored_from``). Returns the restored runs. This carries finished runs
     from one machine to another (a new session, a GPU machine) through git, without their weights, so that an
-    ablation cut across sittings goes on where it stopped and its tables hold every run."""
+    ablation cut across sittings goes on where it stopped and its tables hold every run. A run whose training is
+    under way here (a checkpoint it would resume from) is left to it, with one line: the record would hide the
+    training, and ``--retrain-restored`` would then delete both."""
     f = Path(source)
     f = f / "results.json" if f.is_dir() else f
     if not f.is_file():
@@ -237,6 +239,11 @@ def restore(runs: list[Run], source) -> list[Run]:
         if drift:
             log(f"[stale] {run.name} not restored from {f}: trained with other options than {run.variant} means "
                 f"now ({'; '.join(drift)})")
+            continue
+        if rec is not None and (run.dir / "command.txt").is_file() \
+                and PART_MODULES[run.part].resume_command(run) is not None:
+            log(f"[kept] {run.name}: its training is under way here ({run.dir}), not restored from {f}; let it "
+                "finish, or delete that folder to take the published record")
             continue
         if rec is not None:
             run.dir.mkdir(parents=True, exist_ok=True)
