@@ -161,9 +161,10 @@ def main(argv=None) -> dict:
     ap.add_argument("--publish", default=None, help="also copy tables + plots (no weights) to this folder "
                     "(with --evaluate: that evaluation's tables)")
     ap.add_argument("--report-only", action="store_true", help="only write tables/plots from finished runs")
-    ap.add_argument("--restore", default=None, metavar="RESULTS",
-                    help="first mark as done the planned runs that a published results.json (or its folder) holds, "
-                         "e.g. runs finished in an earlier session or on another machine (their weights stay there)")
+    ap.add_argument("--restore", default=None, nargs="+", metavar="RESULTS",
+                    help="first mark as done the planned runs that published results.json files (or their folders) "
+                         "hold, e.g. runs finished in an earlier session or on another machine (their weights stay "
+                         "there); of several, the first that holds a run gives it")
     ap.add_argument("--retrain-restored", action="store_true",
                     help="train again the runs this cache holds only as records restored without their weights "
                          "(e.g. to evaluate them out of distribution); not with --restore")
@@ -231,8 +232,8 @@ def main(argv=None) -> dict:
         if a.restore or a.report_only:
             raise SystemExit("--retrain-restored trains the restored runs again: leave out --restore and --report-only")
         retrain_restored(runs)
-    if a.restore:
-        restore(runs, a.restore)
+    for source in a.restore or []:
+        restore(runs, source)
     check_specs(runs)
     todo = [r for r in runs if not r.done]
     log(f"ablation: {len(runs)} runs ({len(runs) - len(todo)} done), {a.jobs} side by side × {a.threads} thread(s); "

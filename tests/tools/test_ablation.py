@@ -674,3 +674,22 @@ def test_restore_leaves_a_training_under_way_to_itself(tmp_path, capsys):
     assert runs_mod.restore([busy, fresh], pub) == [fresh]
     assert not busy.done and (busy.dir / "epoch_1.pth").is_file() and fresh.done
     assert f"[kept] {busy.name}: its training is under way here" in capsys.readouterr().out
+
+
+def test_restore_from_several_folders(tmp_path):
+    """``--restore A B``: a table that gathers the runs of two published folders (a new one beside the one it
+    extends) restores from both; a run both hold comes from the first named."""
+    def rec(variant, miou):
+        return {"part": "unet", "variant": variant, "seed": 0, "epochs": 3, "dataset": {"name": "sirst"},
+                "split": {"train": "trainval", "eval": "test"}, "metrics": {"mIoU": miou}, "sec_per_epoch": 1,
+                "wall_s": 3, "commit": "c", "weights": "/gone/epoch_3.pth", "finished": "2026-12-06T10:00:00",
+                "curves": {"epoch": [1, 2, 3], "loss": [0.9, 0.8, 0.7], "val_epoch": [3], "mIoU": [miou], "Pd": [0.9]}}
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    for folder, recs in ((a, [rec("stock", 0.5), rec("both", 0.6)]), (b, [rec("gsconv", 0.55), rec("both", 0.9)])):
+        folder.mkdir()
+        (folder / "results.json").write_text(json.dumps({"meta": {}, "runs": recs}))
+    summary = ablation.main(["--parts", "unet", "--variants", "stock", "gsconv", "both", "--seeds", "0",
+                             "--unet-epochs", "3", "--out", str(tmp_path / "abl"), "--report-only",
+                             "--restore", str(a), str(b)])["unet"]
+    assert {v: summary[v]["mIoU"][0] for v in summary} == {"stock": 0.5, "gsconv": 0.55, "both": 0.6}
