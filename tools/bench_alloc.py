@@ -31,7 +31,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tools.evidence.core import MALLOC_VARS  # noqa: E402
+from tools.evidence.core import MALLOC_VARS, child_env  # noqa: E402
 
 __all__ = ["MODELS", "child", "measure", "main"]
 
@@ -108,9 +108,9 @@ def child(model: str, steps: int, warmup: int, threads: int, batch: int | None =
 
 def measure(model: str, tuned: bool, steps: int, warmup: int, threads: int, batch: int | None = None,
             size: int | None = None) -> dict:
-    """:func:`child` of ``model`` in a fresh process, with :data:`MALLOC_VARS` (``tuned``) or without them."""
-    env = {k: v for k, v in os.environ.items() if k not in MALLOC_VARS}
-    env.update({"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "YOLO_OFFLINE": "1"})
+    """:func:`child` of ``model`` in a fresh process: the environment of the ablation's child runs
+    (:func:`~tools.evidence.core.child_env`), with :data:`MALLOC_VARS` (``tuned``) or without them."""
+    env = {k: v for k, v in child_env(threads).items() if k not in MALLOC_VARS}
     if tuned:
         env.update(MALLOC_VARS)
     out = subprocess.run([sys.executable, __file__, "--child", model, "--steps", str(steps), "--warmup", str(warmup),

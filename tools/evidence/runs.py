@@ -31,9 +31,9 @@ from .core import REPO, Run, call, call_step, child_env, dataset_tag, git_commit
 from .datasets import parse_split, run_tag
 from .variants import PART_VARIANTS, check_variants, resolved
 
-__all__ = ["PARTS", "DEFAULT_PARTS", "PART_MODULES", "Run", "plan", "run_one", "restore", "record_key", "collect",
-           "child_env", "spec_drift", "check_specs", "run_spec", "RUN_OPTS", "SPEC", "retrain_restored",
-           "git_commit", "log", "REPO", "call", "dataset_tag", "dataset_record", "relocated", "segments", "SEGMENTS"]
+__all__ = ["PARTS", "DEFAULT_PARTS", "PART_MODULES", "Run", "plan", "resume_command", "run_one", "restore",
+           "record_key", "collect", "child_env", "spec_drift", "check_specs", "run_spec", "RUN_OPTS", "SPEC",
+           "retrain_restored", "git_commit", "log", "REPO", "call", "dataset_tag", "dataset_record", "relocated", "segments", "SEGMENTS"]
 
 PARTS = ("yolo", "unet", "retina")
 #: the parts an ablation runs unless told otherwise (``--parts``); the RetinaNet part is opt-in
@@ -151,6 +151,15 @@ def dataset_record(run: Run) -> dict:
     return {"name": root.name, "root": str(root), "layout": detect_layout(root)}
 
 
+def resume_command(run: Run, data_yaml: Path | None = None) -> list[str] | None:
+    """The command that goes on with ``run``'s training from the checkpoint in its folder (its part's
+    ``resume_command``; ``[]`` when the training is complete), or None where no training of it was started here or none
+    got as far as a checkpoint."""
+    if not (run.dir / "command.txt").is_file():
+        return None
+    return PART_MODULES[run.part].resume_command(run, data_yaml)
+
+
 def run_one(run: Run, data_yaml: Path | None = None, threads: int = 1, invoked_by: str = "") -> dict:
     """Train one run in a child process (skipped if its ``result.json`` exists), evaluate it, and return its
     result record (also written to ``result.json``)."""
@@ -159,7 +168,7 @@ def run_one(run: Run, data_yaml: Path | None = None, threads: int = 1, invoked_b
     if run.done:
         return relocated(json.loads(run.result_file.read_text()), run)
     part = PART_MODULES[run.part]
-    cmd = part.resume_command(run, data_yaml) if (run.dir / "command.txt").is_file() else None
+    cmd = resume_command(run, data_yaml)
     if cmd is None:
         if run.dir.exists():
             shutil.rmtree(run.dir)  # cut off before its first complete checkpoint: starts again
@@ -240,8 +249,7 @@ def restore(runs: list[Run], source) -> list[Run]:
             log(f"[stale] {run.name} not restored from {f}: trained with other options than {run.variant} means "
                 f"now ({'; '.join(drift)})")
             continue
-        if rec is not None and (run.dir / "command.txt").is_file() \
-                and PART_MODULES[run.part].resume_command(run) is not None:
+        if rec is not None and resume_command(run) is not None:
             log(f"[kept] {run.name}: its training is under way here ({run.dir}), not restored from {f}; let it "
                 "finish, or delete that folder to take the published record")
             continue
