@@ -33,7 +33,8 @@ from .variants import PART_VARIANTS, check_variants, resolved
 
 __all__ = ["PARTS", "DEFAULT_PARTS", "PART_MODULES", "Run", "plan", "resume_command", "run_one", "restore",
            "record_key", "collect", "child_env", "spec_drift", "check_specs", "run_spec", "RUN_OPTS", "SPEC",
-           "retrain_restored", "git_commit", "log", "REPO", "call", "dataset_tag", "dataset_record", "relocated", "segments", "SEGMENTS"]
+           "retrain_restored", "git_commit", "log", "REPO", "call", "dataset_tag", "dataset_record", "relocated",
+           "segments", "SEGMENTS"]
 
 PARTS = ("yolo", "unet", "retina")
 #: the parts an ablation runs unless told otherwise (``--parts``); the RetinaNet part is opt-in
