@@ -135,8 +135,8 @@ def pack(args) -> None:
         shutil.rmtree(dest / "data")
     for dataset in args.dataset:
         print(f"packed {dataset}: {pack_dataset(dataset, dest, args.data_root)}")
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
-    (dest / "commit").write_text(commit.stdout.strip() or "unknown")
+    from tools.evidence.core import git_commit  # the runner's own record of the checkout, ``+dirty`` included
+    (dest / "commit").write_text(git_commit())
     tree = tree_size()
     staged = split_for_travel(dest, tree)
     run_call = "run(command='python3 tools/lent_gpu.py run --budget-s 540 -- <ablation options>', timeout_s=600, "
