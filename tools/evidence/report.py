@@ -64,7 +64,10 @@ def last_k_mean(rec: dict, key: str = "mAP50", k: int = LAST_K) -> float | None:
 def hardware(rec: dict) -> str | None:
     """What a run trained on, as far as pairing cares: the GPU's name where :func:`machine` names one, else ``"CPU"``;
     None for a record made before machines were recorded. The same seed on another device is another run (other
-    kernels, another trajectory), so a paired difference only pairs runs of one hardware."""
+    kernels, another trajectory), so a paired difference only pairs runs of one hardware. CPUs are one hardware:
+    every CPU runs PyTorch's fp32 kernels (its instruction set changes the rounding only), while a GPU runs its
+    convolutions in TF32 by default (``torch.backends.cudnn.conv.fp32_precision``) and YOLO trains there with AMP —
+    a change of precision, which is what a pair must not straddle."""
     m = rec.get("machine")
     if not m:
         return None
