@@ -6,6 +6,7 @@ import argparse
 import csv
 import json
 import math
+import os
 import sys
 import types
 from pathlib import Path
@@ -674,6 +675,51 @@ def test_restore_leaves_a_training_under_way_to_itself(tmp_path, capsys):
     assert runs_mod.restore([busy, fresh], pub) == [fresh]
     assert not busy.done and (busy.dir / "epoch_1.pth").is_file() and fresh.done
     assert f"[kept] {busy.name}: its training is under way here" in capsys.readouterr().out
+
+
+def test_a_run_a_live_process_trains_is_not_taken_by_a_second_one(tmp_path, capsys):
+    """Two ablations that plan the same run (one command started twice): the second stops with one line naming the
+    folder and the process instead of deleting the first's folder (a run cut before its first checkpoint starts
+    again) or resuming under it, and ``--restore`` leaves the run to it although it has no checkpoint yet. A lock
+    whose process is gone, or whose pid now runs another command line, is taken over; the lock goes with the
+    training."""
+    import subprocess
+
+    from tools.evidence import runs as runs_mod
+
+    out = tmp_path / "abl"
+    (run,) = ablation.plan(out, ["unet"], ["stock"], [0], 3, 3)
+    run.dir.mkdir(parents=True)
+    (run.dir / "command.txt").write_text("python tools/train.py x\n")  # started, no checkpoint yet
+    lock = run.dir.with_name("seed0.lock")
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        for _ in range(100):  # until /proc shows the child's own command line (not the fork's)
+            cmd = Path(f"/proc/{other.pid}/cmdline").read_bytes().decode()
+            if "time.sleep" in cmd:
+                break
+        lock.write_text(json.dumps({"pid": other.pid, "cmdline": cmd}))
+        assert runs_mod.trained_by(run) == other.pid
+        with pytest.raises(RuntimeError, match=f"{run.dir}: process {other.pid} is training this run now"):
+            runs_mod.run_one(run)
+        assert (run.dir / "command.txt").is_file() and lock.is_file()  # nothing of the first one's touched
+        pub = tmp_path / "pub"
+        pub.mkdir()
+        rec = {"part": "unet", "variant": "stock", "seed": 0, "epochs": 3, "dataset": {"name": "sirst"},
+               "split": {"train": "trainval", "eval": "test"}, "metrics": {"mIoU": 0.5}}
+        (pub / "results.json").write_text(json.dumps({"meta": {}, "runs": [rec]}))
+        assert runs_mod.restore([run], pub) == [] and not run.done
+        assert f"[kept] {run.name}" in capsys.readouterr().out
+    finally:
+        other.kill()
+        other.wait()
+    assert runs_mod.trained_by(run) is None  # its process is gone
+    lock.write_text(json.dumps({"pid": os.getpid(), "cmdline": "some other program"}))
+    assert runs_mod.trained_by(run) is None  # a pid reused by another command line
+    with runs_mod.claim(run):
+        held = json.loads(lock.read_text())
+        assert held["pid"] == os.getpid() and runs_mod.trained_by(run) == os.getpid()
+    assert not lock.exists()
 
 
 def test_restore_from_several_folders(tmp_path):

@@ -17,13 +17,19 @@ A run is what its variant resolved to when it started, with the ablation options
 package defaults, so a default that changes turns the runs already in a folder into runs of another design:
 :func:`check_specs` stops an ablation that would resume, skip, report or evaluate such a run under the variant's
 name, and :func:`restore` does not carry one over.
+
+While a process trains a run, ``seed<k>.lock`` beside its folder names that process (:func:`claim`): a second
+ablation that plans the same run (the same command started twice, or one on a GPU machine's cache copy) stops with
+one line instead of deleting or resuming the folder under the first, and :func:`restore` leaves such a run to it.
 """
 from __future__ import annotations
 
 import datetime as _dt
 import json
+import os
 import shutil
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from . import defaults, retina_part, unet_part, yolo_part
@@ -34,7 +40,7 @@ from .variants import PART_VARIANTS, check_variants, resolved
 __all__ = ["PARTS", "DEFAULT_PARTS", "PART_MODULES", "Run", "plan", "resume_command", "run_one", "restore",
            "record_key", "collect", "child_env", "spec_drift", "check_specs", "run_spec", "RUN_OPTS", "SPEC",
            "retrain_restored", "git_commit", "log", "REPO", "call", "dataset_tag", "dataset_record", "relocated",
-           "segments", "SEGMENTS"]
+           "segments", "SEGMENTS", "claim", "trained_by"]
 
 PARTS = ("yolo", "unet", "retina")
 #: the parts an ablation runs unless told otherwise (``--parts``); the RetinaNet part is opt-in
@@ -161,13 +167,81 @@ def resume_command(run: Run, data_yaml: Path | None = None) -> list[str] | None:
     return PART_MODULES[run.part].resume_command(run, data_yaml)
 
 
+def _lock_file(run: Run) -> Path:
+    return run.dir.with_name(run.dir.name + ".lock")
+
+
+def _cmdline(pid: int) -> str | None:
+    """``pid``'s command line as ``/proc`` holds it; None where no such process lives (or no ``/proc``)."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return None
+
+
+def trained_by(run: Run) -> int | None:
+    """The pid of the process on this machine that is training ``run`` now (:func:`claim`), or None. A lock whose
+    process is gone, or whose pid now runs another command line (a pid reused after a restart), counts as none."""
+    try:
+        held = json.loads(_lock_file(run).read_text())
+        pid = int(held["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not Path("/proc").is_dir():  # no command lines to compare: the pid alone
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            pass
+        return pid
+    return pid if _cmdline(pid) is not None and _cmdline(pid) == held.get("cmdline") else None
+
+
+@contextmanager
+def claim(run: Run):
+    """Hold ``run`` for this process while its body trains it: write ``seed<k>.lock`` beside its folder (pid and
+    command line), remove it on the way out. Raises RuntimeError (one line: the folder, the process and the fix)
+    where another live process holds it; a stale lock (its process gone) is taken over."""
+    f = _lock_file(run)
+    f.parent.mkdir(parents=True, exist_ok=True)
+    me = {"pid": os.getpid(), "cmdline": _cmdline(os.getpid()),
+          "started": _dt.datetime.now().isoformat(timespec="seconds")}
+    for _ in range(2):
+        try:
+            fd = os.open(f, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            pid = trained_by(run)
+            if pid is not None and pid != os.getpid():
+                raise RuntimeError(f"{run.dir}: process {pid} is training this run now; let it finish (or stop it: "
+                                   f"kill {pid}) and run again") from None
+            f.unlink(missing_ok=True)  # stale: its process is gone
+            continue
+        with os.fdopen(fd, "w") as fh:
+            fh.write(json.dumps(me))
+        break
+    else:
+        raise RuntimeError(f"{run.dir}: could not take {f}; remove it if no ablation is training this run")
+    try:
+        yield
+    finally:
+        f.unlink(missing_ok=True)
+
+
 def run_one(run: Run, data_yaml: Path | None = None, threads: int = 1, invoked_by: str = "") -> dict:
     """Train one run in a child process (skipped if its ``result.json`` exists), evaluate it, and return its
-    result record (also written to ``result.json``)."""
-    from .report import machine
-
+    result record (also written to ``result.json``), holding the run meanwhile (:func:`claim`)."""
     if run.done:
         return relocated(json.loads(run.result_file.read_text()), run)
+    with claim(run):
+        if run.done:  # finished by another process between the plan and now
+            return relocated(json.loads(run.result_file.read_text()), run)
+        return _train_and_record(run, data_yaml, threads, invoked_by)
+
+
+def _train_and_record(run: Run, data_yaml: Path | None, threads: int, invoked_by: str) -> dict:
+    from .report import machine
+
     part = PART_MODULES[run.part]
     cmd = resume_command(run, data_yaml)
     if cmd is None:
@@ -231,7 +305,8 @@ def restore(runs: list[Run], source) -> list[Run]:
     from one machine to another (a new session, a GPU machine) through git, without their weights, so that an
     ablation cut across sittings goes on where it stopped and its tables hold every run. A run whose training is
     under way here (a checkpoint it would resume from) is left to it, with one line: the record would hide the
-    training, and ``--retrain-restored`` would then delete both."""
+    training, and ``--retrain-restored`` would then delete both. So is one a live process trains now
+    (:func:`trained_by`), checkpoint or not."""
     f = Path(source)
     f = f / "results.json" if f.is_dir() else f
     if not f.is_file():
@@ -250,7 +325,7 @@ def restore(runs: list[Run], source) -> list[Run]:
             log(f"[stale] {run.name} not restored from {f}: trained with other options than {run.variant} means "
                 f"now ({'; '.join(drift)})")
             continue
-        if rec is not None and resume_command(run) is not None:
+        if rec is not None and (resume_command(run) is not None or trained_by(run) is not None):
             log(f"[kept] {run.name}: its training is under way here ({run.dir}), not restored from {f}; let it "
                 "finish, or delete that folder to take the published record")
             continue
