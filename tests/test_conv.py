@@ -112,24 +112,25 @@ def test_gaussian_envelope_formula():
 
 
 def test_gradcheck_input_weight_sigma():
+    """The module's own forward (``torch.func.functional_call``, float64) has the gradients of its formula w.r.t. the
+    input, the weight and σ_raw — σ on both sides of the bound's knee (0.5, 0.7: its smooth part; 1.5: identity).
+    θ is left out: its gradient is the straight-through estimator's, not the hard mask's derivative."""
+    from torch.func import functional_call
+
     torch.manual_seed(0)
     conv = GaussianShapedConv2d(2, 3, 3, stride=1, theta_init=0.2).double()
+    assert conv.mask_floor == DEFAULT_MASK_FLOOR > 0
     x = torch.randn(1, 2, 5, 5, dtype=torch.double, requires_grad=True)
     w = conv.weight.detach().clone().requires_grad_(True)
-    sraw = conv.sigma_raw.detach().clone().requires_grad_(True)
+    sraw = sigma_to_raw(torch.tensor([0.5, 1.5, 0.7])).double().requires_grad_(True)  # float64: a float64 kernel
 
     def f(x, w, sraw):
-        conv.weight.data, conv.sigma_raw.data = w, sraw  # route the check's inputs through the module
-        k = w * (
-            gaussian_envelope(torch.nn.functional.softplus(sraw), 3)
-            * floor_mask(pinwheel_mask(conv.theta, 3), conv.mask_floor)  # m0 + (1 - m0)·M, m0 = the default floor
-        ).to(w.dtype)
-        return conv._conv_forward(x, k, conv.bias)
+        return functional_call(conv, {"weight": w, "sigma_raw": sraw}, (x,), strict=False)
 
     assert torch.autograd.gradcheck(f, (x, w, sraw), eps=1e-6, atol=1e-5)
-    # and the module's own forward agrees with the function checked above
-    assert conv.mask_floor == DEFAULT_MASK_FLOOR > 0
-    torch.testing.assert_close(conv(x), f(x, w, sraw))
+    # and the module computes the documented kernel W · G(σ(σ_raw)) · (m0 + (1 - m0)·M(θ))
+    k = w * gaussian_envelope(sigma_from_raw(sraw), 3) * floor_mask(pinwheel_mask(conv.theta, 3), conv.mask_floor)
+    torch.testing.assert_close(f(x, w, sraw), conv._conv_forward(x, k.to(w.dtype), conv.bias))
 
 
 def test_module_gradients_reach_all_parameters():

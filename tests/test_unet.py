@@ -58,14 +58,28 @@ def test_internal_padding_equals_explicit_zero_padding():
     torch.testing.assert_close(y, yp[..., :37, :50], rtol=1e-5, atol=1e-5)
 
 
-def test_eval_fused_equals_train_mode_fused_under_same_bn():
+def test_train_mode_returns_the_eval_fused_map_and_its_sides():
+    """``self.training`` changes what forward returns, not what it computes: with the BN layers kept in eval mode,
+    a train-mode forward gives ``(fused, sides)`` whose ``fused`` is the eval-mode output, and ``return_sides``
+    overrides the mode either way."""
     torch.manual_seed(2)
     net = MSHUNet(**SMALL).eval()
     x = torch.randn(2, 1, 32, 48)
     with torch.no_grad():
-        fused, sides = net(x, return_sides=True)
-        torch.testing.assert_close(net(x), fused)
-    assert len(sides) == 4
+        ref = net(x)
+        assert isinstance(ref, torch.Tensor) and ref.shape == (2, 1, 32, 48)
+        net.train()
+        for m in net.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.eval()
+        out = net(x)
+        assert isinstance(out, tuple) and len(out) == 2
+        fused, sides = out
+        torch.testing.assert_close(fused, ref)
+        assert len(sides) == 4 and all(s.shape[:2] == (2, 1) for s in sides)
+        torch.testing.assert_close(net(x, return_sides=False), ref)
+        net.eval()
+        torch.testing.assert_close(net(x, return_sides=True)[0], ref)
 
 
 @pytest.mark.parametrize("place,expected", [

@@ -210,8 +210,9 @@ def test_target_free_image_loss_and_metrics(target_free_root, tmp_path):
             out = model(batch["inputs"], batch["data_samples"], mode="loss")
             assert torch.isfinite(out["loss_seg"]) and out["warmup"].item() == float(epoch == 0)
             out["loss_seg"].backward()
-    # evaluation through the Runner: a test set holding a target-free image gives in-range metrics; the
-    # empty image adds no target to Pd (1 target in the set) and its predicted pixels count as false alarms
+    # evaluation through the Runner: a test set holding a target-free image runs and gives in-range metrics, Pd
+    # over its one target (0 or 1); how an empty image counts (no target, its pixels false alarms) is
+    # tests/test_metrics.py's
     _new_second()
     metrics = test_tool.main([BASE, str(_init_checkpoint(tmp_path)), "--work-dir", str(tmp_path), "--cfg-options",
                               *TINY, f"test_dataloader.dataset.data_root={target_free_root}"])
@@ -271,6 +272,26 @@ def test_overlay_colours():
     o = overlay_image(gray, pred, gt, alpha=1.0)
     assert o[0, 0].tolist() == [255, 255, 0] and o[0, 1].tolist() == [255, 0, 0]
     assert o[1, 0].tolist() == [0, 255, 0] and o[1, 1].tolist() == [100, 100, 100]
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
+
+
+@pytest.mark.parametrize("suffix", ["cpu", "paper", "nudt_cpu", "irstd1k_cpu"])
+def test_unet_twins_differ_in_the_conv_and_the_loss_alone(suffix):
+    """Each gauss twin is its base config with the conv placement and the loss mode (and their own settings)
+    changed, nothing else: the whole configs, flattened, differ in exactly those keys."""
+    fb = _flat(Config.fromfile(str(CFG / f"unet_mshnet_base_{suffix}.py")).to_dict())
+    fg = _flat(Config.fromfile(str(CFG / f"unet_gauss_diff_{suffix}.py")).to_dict())
+    diff = {k for k in fb.keys() | fg.keys() if fb.get(k, "<absent>") != fg.get(k, "<absent>")}
+    assert diff == {"model.net.gauss_conv", "model.net.gauss_kwargs.tau", "model.loss.mode",
+                    "model.loss.lambda_over", "model.loss.lambda_under"}, diff
+    assert (fb["model.net.gauss_conv"], fg["model.net.gauss_conv"]) == ("none", "both")
+    assert (fb["model.loss.mode"], fg["model.loss.mode"]) == ("var", "diff")
 
 
 def test_configs_parse_and_differ_only_where_intended():

@@ -117,7 +117,9 @@ def test_val_and_predict_in_fresh_processes(run):
                  f"project={run['base'] / 'runs'}", "name=predict", "exist_ok=True"], run["work"], run["env"])
     pred_dir = run["base"] / "runs" / "predict"
     assert len(list(pred_dir.glob("*.png")) + list(pred_dir.glob("*.jpg"))) == LIMIT
-    for f in (pred_dir / "labels").glob("*.txt"):  # class cx cy w h conf, normalised
+    labels = sorted((pred_dir / "labels").glob("*.txt"))  # written only for images with a detection
+    assert labels, f"no label file under {pred_dir / 'labels'} at conf=0.0001"
+    for f in labels:  # class cx cy w h conf, normalised
         a = np.loadtxt(f, ndmin=2)
         assert a.shape[1] == 6 and (a[:, 0] == 0).all() and (a[:, 1:5] >= -1e-6).all() and (a[:, 1:5] <= 1 + 1e-6).all()
 

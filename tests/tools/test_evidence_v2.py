@@ -360,6 +360,10 @@ def test_area_pd_pairs_each_bin_with_stock_and_reuses_its_records(env, trained, 
     assert [r.split(" | ")[0] for r in rows] == ["| stock"] * 3 + ["| twin"] * 3  # reference first, 3 bins each
     assert [r.split(" | ")[2] for r in rows[:3]] == ["(0, 16]", "(16, 64]", "(64, inf]"]
     assert all(r.endswith("|  |") for r in rows[:3])  # no Δ for the reference itself
+    # the same weights: Δ 0 in each bin that holds targets, no Δ where none does
+    cells = [(r.split(" | ")[3], r.split(" | ")[-1].rstrip(" |")) for r in rows[3:]]
+    assert any(n != "0" for n, _ in cells), rows[3:]
+    assert all(d.startswith("+0.000 ") if n != "0" else d == "" for n, d in cells), rows[3:]
     assert sorted(p.name for p in (tmp_path / "work").iterdir()) == ["stock_seed0.json", "twin_seed0.json"]
     assert area_pd.main(argv) == md and "[score]" not in capsys.readouterr().out
     assert (tmp_path / "pd.md").read_text().endswith(md + "\n") and "python -m tools.evidence.area_pd" in \
