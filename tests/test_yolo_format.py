@@ -111,6 +111,34 @@ def test_refuses_to_write_into_the_dataset():
         prepare_yolo(root, root / "yolo")
 
 
+def test_refuses_an_out_folder_holding_someone_elses_files(tmp_path):
+    """A folder with ``images/`` or ``labels/`` that no conversion wrote (no ``manifest.json``) is the user's: the
+    conversion would replace them, so it stops before touching anything (COCO likewise for ``annotations/``); a
+    file named as the folder is refused too. A folder a conversion wrote is converted again as before."""
+    from gaussconv_plugin.data.coco_format import prepare_coco
+
+    root = sirst_root()
+    mine = tmp_path / "mine"
+    (mine / "images" / "own").mkdir(parents=True)
+    (mine / "images" / "own" / "a.png").write_bytes(b"png")
+    (mine / "annotations").mkdir()
+    (mine / "annotations" / "test.json").write_text("{}")
+    with pytest.raises(ValueError, match=r"holds images that this package did not write \(no manifest.json\)"):
+        prepare_yolo(root, mine, limit=2)
+    with pytest.raises(ValueError, match=r"holds annotations that this package did not write \(no summary.json\)"):
+        prepare_coco(root, out_dir=mine, limit=2, verbose=False)
+    assert (mine / "images" / "own" / "a.png").read_bytes() == b"png"
+    assert (mine / "annotations" / "test.json").read_text() == "{}" and sorted(p.name for p in mine.iterdir()) == [
+        "annotations", "images"]
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(ValueError, match="afile is a file; name a new or empty folder"):
+        prepare_yolo(root, tmp_path / "afile", limit=2)
+    ours = tmp_path / "ours"
+    prepare_yolo(root, ours, limit=2)
+    prepare_yolo(root, ours, limit=3)  # its own earlier output: replaced
+    assert len(list((ours / "images" / "train").glob("*.png"))) == 3
+
+
 def test_prepare_sirst_cli(tmp_path):
     out = tmp_path / "cli"
     p = subprocess.run([sys.executable, str(REPO / "tools" / "prepare_sirst.py"), "--limit", "4", "--out", str(out)],

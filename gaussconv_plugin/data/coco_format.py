@@ -35,7 +35,7 @@ from typing import Iterable
 
 
 from .layout import default_splits, detect_layout, idx_label, mask_path, split_folders
-from .sirst import cache_dir, load_image, read_split, sirst_root, target_boxes
+from .sirst import cache_dir, check_out_dir, load_image, read_split, sirst_root, target_boxes
 
 __all__ = ["prepare_coco", "coco_dict", "CLASSES", "default_coco_dir"]
 
@@ -139,6 +139,7 @@ def prepare_coco(
     out = out.resolve()
     if out == root or root in out.parents:
         raise ValueError(f"out_dir {out} lies inside the read-only dataset {root}; choose a cache or temp folder")
+    check_out_dir(out, ("annotations",), "summary.json")
     summaries, cocos = {}, {}
     for split in splits:  # read every split first: bad data leaves out_dir as it was
         names = read_split(root, split, folders[split])

@@ -44,7 +44,7 @@ from .split_lists import committed_split_file, read_names
 __all__ = [
     "cache_dir", "dataset_root", "sirst_root", "nudt_root", "irstd1k_root", "read_split", "load_image", "load_mask",
     "load_voc_boxes", "mask_to_boxes", "check_boxes_against_voc", "target_boxes", "SHARED_DATASETS",
-    "check_mask_size", "image_size",
+    "check_mask_size", "image_size", "check_out_dir",
 ]
 
 SPLITS = ("train", "val", "test", "trainval", "trainvaltest")
@@ -63,6 +63,20 @@ def cache_dir(*parts: str) -> Path:
     p = Path(base, *parts)
     p.mkdir(parents=True, exist_ok=True)
     return p
+
+
+def check_out_dir(out: Path, own: tuple[str, ...], marker: str) -> None:
+    """Refuse a conversion's output folder ``out`` that is a file, or that holds any of ``own`` (what the conversion
+    replaces) without ``marker`` (the file a conversion writes last): those entries are someone else's, and
+    converting would delete or overwrite them. ValueError, one line naming the folder and the fix."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"out_dir {out} is a file; name a new or empty folder")
+    if (out / marker).is_file():
+        return
+    found = [n for n in own if (out / n).exists()]
+    if found:
+        raise ValueError(f"out_dir {out} holds {', '.join(found)} that this package did not write (no {marker}); "
+                         "name a new or empty folder, or move them away")
 
 
 def dataset_root(path: str | os.PathLike | None = None, dataset: str = "sirst") -> Path:

@@ -45,7 +45,7 @@ import numpy as np
 from PIL import Image
 
 from .layout import default_splits, detect_layout, idx_label, split_folders
-from .sirst import cache_dir, load_image, read_split, sirst_root, target_boxes
+from .sirst import cache_dir, check_out_dir, load_image, read_split, sirst_root, target_boxes
 
 __all__ = ["prepare_yolo", "boxes_to_yolo_lines", "read_manifest", "default_yolo_splits", "DEFAULT_SPLITS"]
 
@@ -126,6 +126,7 @@ def prepare_yolo(
         raise ValueError(f"limit must be a positive number of images per split (got {limit!r}); omit it for all")
     if out == root or root in out.parents:
         raise ValueError(f"out_dir {out} lies inside the read-only dataset {root}; choose a cache or temp folder")
+    check_out_dir(out, ("images", "labels", "data.yaml"), "manifest.json")
     splits = tuple((str(a), str(b)) for a, b in (default_yolo_splits(layout, root) if splits is None else splits))
     folders = split_folders(root, [ss for _, ss in splits], idx, layout)
     idx = idx_label(folders)
