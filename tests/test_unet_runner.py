@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import re
 import time
 from pathlib import Path
 
@@ -218,6 +219,31 @@ def test_target_free_image_loss_and_metrics(target_free_root, tmp_path):
                               *TINY, f"test_dataloader.dataset.data_root={target_free_root}"])
     _check_metrics(metrics)
     assert metrics["irstd/Pd"] in (0.0, 1.0)
+
+
+def test_test_tool_refuses_a_checkpoint_of_another_model(target_free_root, tmp_path, capsys):
+    """tools/test.py stops with one line (exit 2) before scoring weights the config's model does not get: a base
+    checkpoint for the gauss config (σ/θ missing), a foreign state_dict, a truncated file; the base checkpoint
+    for its own config is scored."""
+    base_ckpt = _init_checkpoint(tmp_path)
+    foreign = tmp_path / "foreign.pth"
+    torch.save({"state_dict": {"foo.weight": torch.zeros(1)}}, foreign)
+    cut = tmp_path / "cut.pth"
+    cut.write_bytes(base_ckpt.read_bytes()[:100])
+    opts = ["--work-dir", str(tmp_path), "--cfg-options", *TINY, f"test_dataloader.dataset.data_root={target_free_root}"]
+    for cfg, ckpt, says in [(GAUSS, base_ckpt, r"holds \d+ of the \d+ weights of this config's model \(missing "
+                                                r"net\.[\w.]*(sigma_raw|theta)"),
+                            (BASE, foreign, r"holds 0 of the \d+ weights"),
+                            (BASE, cut, "cannot be read as a torch checkpoint")]:
+        _new_second()
+        with pytest.raises(SystemExit) as e:
+            test_tool.main([cfg, str(ckpt), *opts])
+        err = capsys.readouterr().err.strip()
+        assert e.value.code == 2 and len(err.splitlines()) == 1, err
+        assert err.startswith(f"test.py: error: ValueError: checkpoint {ckpt} "), err
+        assert re.search(says, err), err
+    _new_second()
+    _check_metrics(test_tool.main([BASE, str(base_ckpt), *opts]))
 
 
 def test_cfg_options_keep_paths_with_spaces_and_commas(target_free_root, tmp_path):

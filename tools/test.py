@@ -15,7 +15,9 @@ Scope-agnostic:
   ``<work_dir>/<timestamp>/``).
 - ``--tta`` wraps the model in ``cfg.tta_model`` and uses ``cfg.tta_pipeline`` (both must be in the config).
 
-A config error prints one line (``test.py: error: ...``, exit status 2); ``--debug`` shows the traceback.
+A config error prints one line (``test.py: error: ...``, exit status 2); ``--debug`` shows the traceback. So does a
+checkpoint that is not one, or that lacks weights of the config's model (``check_checkpoint``): MMEngine would
+load it non-strictly and score the missing weights at their initial values.
 """
 from __future__ import annotations
 
@@ -62,7 +64,7 @@ def build(args: argparse.Namespace):
     """Config + runner from parsed arguments (no testing)."""
     import gaussconv_plugin.mmdet  # noqa: F401  (registrations, torch.load allow-list)
     from gaussconv_plugin.mmdet.runner import (
-        build_runner, load_config, local_rank_env, set_visualization, setup_launcher,
+        build_runner, check_checkpoint, load_config, local_rank_env, set_visualization, setup_launcher,
     )
     from mmengine.config import ConfigDict
 
@@ -80,6 +82,8 @@ def build(args: argparse.Namespace):
         cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline  # as MMDetection's tool
     note = setup_launcher(cfg)
     runner = build_runner(cfg)
+    if not args.tta:  # the TTA wrapper's keys are the model's under another prefix
+        check_checkpoint(runner.model, args.checkpoint)
     if note:
         runner.logger.info(note)
     if args.out is not None:

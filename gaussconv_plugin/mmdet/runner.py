@@ -25,7 +25,7 @@ from mmengine.config import DictAction
 
 __all__ = [
     "CfgOptionsAction", "load_config", "setup_launcher", "build_runner", "one_line", "set_visualization",
-    "local_rank_env", "check_amp", "leave_process_group",
+    "local_rank_env", "check_amp", "leave_process_group", "check_checkpoint",
 ]
 
 
@@ -192,3 +192,32 @@ def leave_process_group() -> None:
         gc.collect()  # the cycle-held DDP model and its reducer go now, while the interpreter is whole
         dist.barrier()
         dist.destroy_process_group()
+
+
+def check_checkpoint(model, path: str) -> None:
+    """Stop before a test that would score ``model`` with weights it does not hold: ``path`` must read as a torch
+    checkpoint whose ``state_dict`` (``module.`` prefixes dropped, as MMEngine does) has every key of the model's
+    (MMEngine loads with ``strict=False``: a checkpoint of another model, or a base one for a gauss config, would
+    be scored with the missing weights at their initial values, with a warning in the log and exit status 0).
+    ValueError, one line naming the file, what is missing and the fix."""
+    import re
+
+    from mmengine.runner.checkpoint import _load_checkpoint
+
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"checkpoint {path} not found")
+    try:
+        ckpt = _load_checkpoint(path, map_location="cpu")
+    except Exception as e:
+        raise ValueError(f"checkpoint {path} cannot be read as a torch checkpoint ({type(e).__name__}: "
+                         f"{one_line(e) or 'empty or truncated'}); pass a .pth that tools/train.py wrote") from None
+    sd = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else None
+    if not isinstance(sd, dict):
+        raise ValueError(f"checkpoint {path} holds no state_dict; pass a .pth that tools/train.py wrote")
+    have = {re.sub(r"^module\.", "", k) for k in sd}
+    want = list(getattr(model, "module", model).state_dict())
+    missing = [k for k in want if k not in have]
+    if missing:
+        raise ValueError(f"checkpoint {path} holds {len(want) - len(missing)} of the {len(want)} weights of this "
+                         f"config's model (missing {', '.join(missing[:3])}{', …' if len(missing) > 3 else ''}); "
+                         "pass the checkpoint tools/train.py wrote for this config")
