@@ -20,6 +20,7 @@ eval mode without autograd computes it once and reuses it until a parameter chan
 """
 from __future__ import annotations
 
+import math
 import operator
 import warnings
 
@@ -54,7 +55,7 @@ def _tracing() -> bool:
 
 
 def _square_odd_kernel(kernel_size) -> int:
-    ks = (kernel_size, kernel_size) if isinstance(kernel_size, int) else tuple(kernel_size)
+    ks = (kernel_size, kernel_size) if not isinstance(kernel_size, (tuple, list)) else tuple(kernel_size)
     if len(ks) != 2 or ks[0] != ks[1] or not isinstance(ks[0], int) or ks[0] < 1 or ks[0] % 2 == 0:
         raise ValueError(
             f"GaussianShapedConv2d needs an odd square kernel_size (got {kernel_size!r}); "
@@ -177,8 +178,10 @@ class GaussianShapedConv2d(nn.Conv2d):
         groups, dilation = check_groups_dilation(in_channels, out_channels, groups, dilation)
         if padding is None:
             padding = _same_padding(k, dilation)
-        if not tau > 0:
-            raise ValueError(f"tau must be > 0 (got {tau!r}); pass a positive soft-mask temperature such as 0.5")
+        if not 0 < tau < math.inf:
+            raise ValueError(f"tau must be a finite number > 0 (got {tau!r}); pass a soft-mask temperature such as 0.5")
+        if sigma_init is not None and not math.isfinite(float(sigma_init)):
+            raise ValueError(f"sigma_init must be a finite width in taps (got {sigma_init!r}); omit it for the default")
         super().__init__(
             in_channels, out_channels, k, stride, padding, dilation, groups, bias, padding_mode,
             device=device, dtype=dtype,

@@ -78,6 +78,7 @@ is the hard pinwheel (blind pixels in strided convs: allowed only on request, se
 from __future__ import annotations
 
 import functools
+import math
 
 import torch
 import torch.nn.functional as F
@@ -193,6 +194,9 @@ def _theta_init(theta_init, k: int) -> float:
             raise ValueError(f"theta_init must be an angle in radians or 'mid' (got {theta_init!r}); "
                              "pass e.g. theta_init='mid'")
         return default_theta(k)
+    if not math.isfinite(float(theta_init)):
+        raise ValueError(f"theta_init must be a finite angle in radians or 'mid' (got {theta_init!r}); "
+                         "pass e.g. theta_init=0.0")
     return float(theta_init)
 
 

@@ -223,8 +223,13 @@ def test_swap_keeps_weights_and_predicate():
         (dict(kernel_size=3, sigma_init=0.3), r"sigma must be > 0\.4"),
         (dict(kernel_size=3, sigma_init=0.3, sigma_min=0.5), r"sigma must be > 0\.5"),
         (dict(kernel_size=3, sigma_min=-0.1), "sigma_min must be >= 0"),
-        (dict(kernel_size=3, tau=0), "tau must be > 0"),
+        (dict(kernel_size=3.0), "odd square kernel_size"),
+        (dict(kernel_size=3, tau=0), "tau must be a finite number > 0"),
+        (dict(kernel_size=3, tau=math.inf), "tau must be a finite number > 0"),
+        (dict(kernel_size=3, sigma_init=math.inf), "sigma_init must be a finite width"),
         (dict(kernel_size=3, theta_init="middle"), "theta_init must be an angle in radians or 'mid'"),
+        (dict(kernel_size=3, theta_init=math.nan), "theta_init must be a finite angle in radians or 'mid'"),
+        (dict(kernel_size=3, theta_init=-math.inf), "theta_init must be a finite angle"),
     ],
 )
 def test_bad_arguments_one_line_errors(kwargs, match):
