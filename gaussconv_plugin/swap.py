@@ -63,9 +63,17 @@ def swap_convs(
         ``{name: new_module}`` for every replaced conv, in ``named_modules`` order.
 
     Raises:
-        ValueError: an ``include`` pattern matched a conv that cannot be swapped (the message says why).
+        ValueError: an ``include`` pattern matched a conv that cannot be swapped (the message says why), or
+            matched the name of no ``nn.Conv2d`` of ``model`` (a typo would leave the model stock, silently).
     """
     inc, exc = _as_patterns(include), _as_patterns(exclude) or []
+    if inc is not None:
+        convs = [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+        for p in inc:
+            if not any(fnmatch.fnmatchcase(n, p) for n in convs):
+                like = ", ".join(repr(n) for n in convs[:3]) or "none: the model has no nn.Conv2d"
+                raise ValueError(f"swap_convs: include pattern {p!r} matches no nn.Conv2d of the model (its convs: "
+                                 f"{like}{', …' if len(convs) > 3 else ''}); fix the pattern")
     targets = []
     for name, m in model.named_modules():
         if not isinstance(m, nn.Conv2d) or isinstance(m, GaussianShapedConv2d):

@@ -210,6 +210,13 @@ def test_swap_keeps_weights_and_predicate():
     assert sorted(rep) == ["1", "2"] and seq[2].bias is None
     with pytest.raises(ValueError, match="remove it from include"):
         swap_convs(nn.Sequential(nn.Conv2d(3, 3, (1, 3))), include=["0"])
+    # a pattern that names no conv (a typo, a Linear) stops instead of leaving the model stock
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.Linear(4, 2))
+    for bad in ("backbone.*", "2", ["0", "nosuch"]):
+        with pytest.raises(ValueError, match=r"include pattern '(backbone\.\*|2|nosuch)' matches no nn.Conv2d of "
+                                             r"the model \(its convs: '0'\); fix the pattern"):
+            swap_convs(net, include=bad)
+    assert type(net[0]) is nn.Conv2d  # nothing swapped before the error
 
 
 @pytest.mark.parametrize(
