@@ -288,6 +288,8 @@ class ScaleIoULoss(nn.Module):
 
     Shapes: logits and target ``(N, 1, H, W)`` → scalar (or ``(N,)`` with ``reduction='none'``).
     ``mode='var'`` with the location term reproduces MSHNet's SLS loss; ``mode='diff'`` is the proposed loss.
+    The first call checks that ``target`` lies in [0, 1] (a 0/255 mask read from disk gives a wrong loss without
+    any error; one check, not one GPU synchronisation per step).
     """
 
     def __init__(
@@ -310,8 +312,15 @@ class ScaleIoULoss(nn.Module):
         self.with_location, self.location_weight = with_location, location_weight
         self.lambda_over, self.lambda_under = lambda_over, lambda_under
         self.reduction, self.eps = reduction, eps
+        self._target_checked = False
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor, warmup: bool = False) -> torch.Tensor:
+        if not self.__dict__.get("_target_checked", True) and target.numel():
+            lo, hi = float(target.detach().min()), float(target.detach().max())
+            if lo < 0 or hi > 1:
+                raise ValueError(f"ScaleIoULoss: target values span [{lo:g}, {hi:g}]; pass a 0/1 mask "
+                                 "(divide a 0/255 mask by 255)")
+            self._target_checked = True
         return scale_iou_loss(
             logits, target, self.mode, with_location=self.with_location, location_weight=self.location_weight,
             lambda_over=self.lambda_over, lambda_under=self.lambda_under, warmup=warmup, area_grad=self.area_grad,

@@ -152,6 +152,12 @@ def test_errors_are_one_line_and_name_the_fix():
         scale_weight(torch.ones(1), torch.ones(1), "diff", lambda_over=2.0)
     with pytest.raises(ValueError, match="reduction"):
         ScaleIoULoss(reduction="avg")
+    mask = torch.zeros(1, 1, 8, 8)
+    mask[..., 2:4, 2:4] = 255.0  # as read from a PNG
+    loss = ScaleIoULoss("diff")
+    with pytest.raises(ValueError, match=r"target values span \[0, 255\]; pass a 0/1 mask \(divide a 0/255 mask"):
+        loss(torch.zeros(1, 1, 8, 8), mask)
+    assert torch.isfinite(loss(torch.zeros(1, 1, 8, 8), mask / 255))  # checked once, then as before
 
 
 def _pixel_grads(g: float, mode: str, area_grad: str, size: int = 32):
