@@ -246,6 +246,20 @@ def test_test_tool_refuses_a_checkpoint_of_another_model(target_free_root, tmp_p
     _check_metrics(test_tool.main([BASE, str(base_ckpt), *opts]))
 
 
+def test_train_tool_resume_names_a_missing_or_foreign_checkpoint(tmp_path, capsys):
+    """``--resume CKPT``: a missing file and a checkpoint of the other twin stop in one line naming --resume or the
+    file (not the detectors' COCO hint), before any training."""
+    base_ckpt = _init_checkpoint(tmp_path)
+    for cfg, ckpt, says in [(BASE, tmp_path / "nope.pth", "FileNotFoundError: --resume {}: no such checkpoint; name "
+                                                          "a .pth in this config's work dir, or --resume auto"),
+                            (GAUSS, base_ckpt, "ValueError: checkpoint {} holds ")]:
+        with pytest.raises(SystemExit) as e:
+            train_tool.main([cfg, "--work-dir", str(tmp_path / "w"), "--resume", str(ckpt), "--cfg-options", *TINY])
+        err = capsys.readouterr().err.strip()
+        assert e.value.code == 2 and err.startswith("train.py: error: " + says.format(ckpt)), err
+        assert len(err.splitlines()) == 1 and "coco" not in err.lower(), err
+
+
 def test_cfg_options_keep_paths_with_spaces_and_commas(target_free_root, tmp_path):
     """MMEngine's DictAction deletes spaces and splits at commas; the tools keep a value naming an existing path."""
     import shutil

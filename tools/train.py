@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import sys
 from pathlib import Path
 
@@ -50,7 +51,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 def build(args: argparse.Namespace):
     """Config + runner from parsed arguments (no training)."""
     import gaussconv_plugin.mmdet  # noqa: F401  (registrations, torch.load allow-list)
-    from gaussconv_plugin.mmdet.runner import build_runner, check_amp, load_config, local_rank_env, setup_launcher
+    from gaussconv_plugin.mmdet.runner import (
+        build_runner, check_amp, check_checkpoint, load_config, local_rank_env, setup_launcher,
+    )
 
     local_rank_env(args.local_rank)
     cfg = load_config(args.config, args.cfg_options, args.work_dir, args.launcher)
@@ -69,10 +72,15 @@ def build(args: argparse.Namespace):
         cfg.resume = True
         cfg.load_from = None
     elif args.resume is not None:
+        if not os.path.isfile(args.resume):
+            raise FileNotFoundError(f"--resume {args.resume}: no such checkpoint; name a .pth in this config's "
+                                    "work dir, or --resume auto for its last one")
         cfg.resume = True
         cfg.load_from = args.resume
     note = setup_launcher(cfg)
     runner = build_runner(cfg)
+    if args.resume not in (None, "auto"):
+        check_checkpoint(runner.model, args.resume)
     if note:
         runner.logger.info(note)
     return runner
@@ -97,8 +105,10 @@ def main(argv=None):
             raise
         from gaussconv_plugin.mmdet.runner import one_line
 
-        print(f"train.py: error: {one_line(e)}; prepare the dataset the config points to (mmdet_cfgs/: "
-              "python tools/prepare_sirst.py --format coco, or set GAUSSCONV_SIRST_COCO)", file=sys.stderr)
+        coco = "Coco" in str(runner.cfg.train_dataloader.dataset.get("type", ""))  # the detectors' datasets
+        hint = ("; prepare the dataset the config points to (python tools/prepare_sirst.py --format coco, or set "
+                "GAUSSCONV_SIRST_COCO)") if coco else ""
+        print(f"train.py: error: {one_line(e)}{hint}", file=sys.stderr)
         raise SystemExit(2) from None
     return runner
 
