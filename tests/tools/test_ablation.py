@@ -46,6 +46,10 @@ def test_plan_covers_every_variant_seed_and_part(tmp_path):
     assert [(r.part, r.variant, r.seed) for r in screen[:3]] == [("yolo", "stock", 0), ("unet", "stock", 0),
                                                                  ("yolo", "pconv", 0)]  # seed-major; no unet pconv
     assert len(screen) == 9 and all(r.split == ("train", "val") and "train-val" in r.dir.parts for r in screen)
+    twice = ablation.plan(tmp_path, ["unet"], ["stock", "stock", "both"], [0, 0], 3, 3)
+    assert [(r.variant, r.seed) for r in twice] == [("stock", 0), ("both", 0)]  # one folder, one run
+    with pytest.raises(SystemExit, match="--limit 0: must be a positive number of images per split"):
+        ablation.main(["--parts", "unet", "--variants", "stock", "--limit", "0", "--out", str(tmp_path / "x")])
 
 
 @pytest.mark.parametrize("variant,stem,floor,loss,form,lam", [

@@ -65,7 +65,7 @@ def plan(out: Path, parts, variants, seeds, yolo_epochs: int, unet_epochs: int, 
     runs = []
     seeds = [int(s) for s in seeds]
     for s in dict.fromkeys(seeds + [s for ss in part_seeds.values() for s in ss]):  # in order, once each
-        for v in variants:
+        for v in dict.fromkeys(variants):  # named twice: one run, not two in one folder
             for p in parts:
                 if v not in PART_VARIANTS[p] or s not in part_seeds.get(p, seeds):
                     continue
