@@ -130,6 +130,8 @@ def test_refuses_an_out_folder_holding_someone_elses_files(tmp_path):
     assert (mine / "images" / "own" / "a.png").read_bytes() == b"png"
     assert (mine / "annotations" / "test.json").read_text() == "{}" and sorted(p.name for p in mine.iterdir()) == [
         "annotations", "images"]
+    with pytest.raises(ValueError, match="splits name the YOLO split 'train' twice"):
+        prepare_yolo(root, tmp_path / "dup", splits=[("train", "train"), ("train", "test")], limit=2)
     (tmp_path / "afile").write_text("x")
     with pytest.raises(ValueError, match="afile is a file; name a new or empty folder"):
         prepare_yolo(root, tmp_path / "afile", limit=2)

@@ -128,6 +128,10 @@ def prepare_yolo(
         raise ValueError(f"out_dir {out} lies inside the read-only dataset {root}; choose a cache or temp folder")
     check_out_dir(out, ("images", "labels", "data.yaml"), "manifest.json")
     splits = tuple((str(a), str(b)) for a, b in (default_yolo_splits(layout, root) if splits is None else splits))
+    dup = sorted({ys for ys, _ in splits if [y for y, _ in splits].count(ys) > 1})
+    if dup:
+        raise ValueError(f"splits name the YOLO split {', '.join(map(repr, dup))} twice; give each (e.g. train, val) "
+                         "one source split")
     folders = split_folders(root, [ss for _, ss in splits], idx, layout)
     idx = idx_label(folders)
     names = {ys: read_split(root, ss, folders[ss])[: int(limit) if limit else None] for ys, ss in splits}
