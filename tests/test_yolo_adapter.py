@@ -314,6 +314,21 @@ def test_bad_scale_loss_is_one_line_error_naming_the_modes():
         tasks.DetectionModel(d, nc=1, verbose=False)
 
 
+@pytest.mark.parametrize("row, says", [
+    ([64, 4, 2], r"needs an odd square kernel_size \(got 4\)"),
+    ([64, 3, 2, {"sigma_init": -1.0}], r"sigma must be > 0\.4"),
+    ([64, 3, 2, {"nosuch": 1}], "unexpected keyword argument 'nosuch'"),
+])
+def test_bad_row_values_name_the_yaml_and_the_layer(row, says):
+    """A GaussianShapedConv row the conv refuses: one line naming the YAML file, the layer and its arguments."""
+    d = _stock_yaml("yolov8n.yaml")
+    d["yaml_file"] = "my-gauss.yaml"
+    d["backbone"][1] = [-1, 1, "GaussianShapedConv", row]
+    with pytest.raises(ValueError, match=r"^my-gauss\.yaml layer 1 \(GaussianShapedConv \[.*\]\): .*" + says) as e:
+        tasks.DetectionModel(d, nc=1, verbose=False)
+    assert "\n" not in str(e.value)
+
+
 def test_verbose_table_names_the_gaussian_layers(ultralytics_log):
     tasks.DetectionModel("yolov8n-gauss.yaml", nc=1, verbose=True)
     rows = [ln for ln in ultralytics_log if ln[:3].strip() in ("0", "1", "3") and "[" in ln]

@@ -169,10 +169,13 @@ def wrap_parse_model(orig):
         for i, (name, opts) in swaps.items():
             cls, build, _ = CONV_LIKE[name]
             layer = model[i]
-            if isinstance(layer, nn.Sequential):  # repeats n > 1
-                new = nn.Sequential(*(build(c, opts) for c in layer))
-            else:
-                new = build(layer, opts)
+            try:
+                if isinstance(layer, nn.Sequential):  # repeats n > 1
+                    new = nn.Sequential(*(build(c, opts) for c in layer))
+                else:
+                    new = build(layer, opts)
+            except (ValueError, TypeError) as e:  # the row's values: name the file and the row, one line
+                raise ValueError(f"{d.get('yaml_file', 'model YAML')} layer {i} ({name} {rows[i][3]}): {e}") from None
             new.i, new.f = layer.i, layer.f
             new.type = f"{cls.__module__}.{cls.__qualname__}"
             new.np = sum(x.numel() for x in new.parameters())
