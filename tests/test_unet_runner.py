@@ -260,6 +260,27 @@ def test_train_tool_resume_names_a_missing_or_foreign_checkpoint(tmp_path, capsy
         assert len(err.splitlines()) == 1 and "coco" not in err.lower(), err
 
 
+@pytest.mark.parametrize("workers", [0, 1])
+def test_a_corrupt_image_stops_training_in_one_line(target_free_root, tmp_path, capsys, workers):
+    """An image that does not decode, met while training (in the main process or in a DataLoader worker, which
+    wraps the error in its traceback text): train.py prints the dataset's one line naming the file and the fix."""
+    import shutil
+
+    root = tmp_path / "broken"
+    shutil.copytree(target_free_root, root)
+    (root / "images" / "s1.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    opts = [o for o in TINY if not o.startswith("train_dataloader.num_workers")]
+    with pytest.raises(SystemExit) as e:
+        train_tool.main([BASE, "--work-dir", str(tmp_path / "w"), "--cfg-options", *opts,
+                         f"train_dataloader.num_workers={workers}", f"train_dataloader.dataset.data_root={root}",
+                         f"val_dataloader.dataset.data_root={root}", f"test_dataloader.dataset.data_root={root}"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2 and err[-1].startswith(f"train.py: error: image {root / 'images' / 's1.png'} cannot be "
+                                                    "read ("), err[-3:]
+    assert err[-1].endswith("replace it with a valid PNG or drop 's1' from the split list")
+    assert not any("Traceback" in ln for ln in err), err
+
+
 def test_cfg_options_keep_paths_with_spaces_and_commas(target_free_root, tmp_path):
     """MMEngine's DictAction deletes spaces and splits at commas; the tools keep a value naming an existing path."""
     import shutil

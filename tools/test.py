@@ -29,6 +29,7 @@ from pathlib import Path
 if importlib.util.find_spec("gaussconv_plugin") is None:  # source checkout that was never pip-installed
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from gaussconv_plugin.data.sirst import DataFileError  # noqa: E402
 from gaussconv_plugin.mmdet.runner import CfgOptionsAction  # noqa: E402
 
 
@@ -105,6 +106,11 @@ def main(argv=None):
         raise SystemExit(2) from None
     try:
         return runner.test()
+    except DataFileError as e:  # a bad image / mask met while loading (maybe inside a DataLoader worker)
+        if args.debug:
+            raise
+        print(f"test.py: error: {DataFileError.line(e)}", file=sys.stderr)
+        raise SystemExit(2) from None
     except FileNotFoundError as e:  # checkpoint or dataset missing
         if args.debug:
             raise

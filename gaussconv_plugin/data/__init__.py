@@ -21,6 +21,7 @@ model. It is also the label area of MSHNet's mIoU (``ToTensor`` → ``v/255``, c
 """
 from .layout import LAYOUTS, default_idx, detect_layout, mask_path
 from .sirst import (
+    DataFileError,
     cache_dir,
     check_boxes_against_voc,
     dataset_root,
@@ -37,6 +38,7 @@ from .sirst import (
 from .synthetic import make_synthetic_sirst
 
 __all__ = [
+    "DataFileError",
     "cache_dir",
     "sirst_root",
     "nudt_root",

@@ -44,7 +44,7 @@ from .split_lists import committed_split_file, read_names
 __all__ = [
     "cache_dir", "dataset_root", "sirst_root", "nudt_root", "irstd1k_root", "read_split", "load_image", "load_mask",
     "load_voc_boxes", "mask_to_boxes", "check_boxes_against_voc", "target_boxes", "SHARED_DATASETS",
-    "check_mask_size", "image_size", "check_out_dir",
+    "check_mask_size", "image_size", "check_out_dir", "DataFileError",
 ]
 
 SPLITS = ("train", "val", "test", "trainval", "trainvaltest")
@@ -52,6 +52,22 @@ SPLITS = ("train", "val", "test", "trainval", "trainvaltest")
 #: datasets with a default folder beside the checkout: name -> (environment variable, ../shared/data/<folder>)
 SHARED_DATASETS = {"sirst": ("GAUSSCONV_SIRST_ROOT", "sirst"), "nudt_sirst": ("GAUSSCONV_NUDT_ROOT", "nudt_sirst"),
                    "irstd1k": ("GAUSSCONV_IRSTD1K_ROOT", "irstd1k")}
+
+
+class DataFileError(ValueError):
+    """A file of a dataset that cannot be used (an image or mask that does not decode, a mask of another image's
+    shape, an unreadable VOC xml): its message is one line naming the file and the fix. The training and test
+    tools print that line alone, also when a DataLoader worker raised it (:meth:`line`)."""
+
+    @staticmethod
+    def line(exc: BaseException) -> str:
+        """The one line of ``exc`` — from inside the traceback text a DataLoader worker wraps it in, if so."""
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+        for ln in reversed(lines):
+            head, sep, tail = ln.partition("DataFileError: ")
+            if sep and (not head or head.endswith(".")):
+                return tail
+        return lines[0] if lines else type(exc).__name__
 
 
 def cache_dir(*parts: str) -> Path:
@@ -185,7 +201,7 @@ def _decode(p: Path, what: str, name: str, convert) -> np.ndarray:
             return convert(im)
     except Exception as e:  # noqa: BLE001 — any failure to decode this file is this file's fault
         reason = " ".join(str(e).split()) or type(e).__name__
-        raise ValueError(f"{what} {p} cannot be read ({reason}): it is corrupt, truncated or not an image; "
+        raise DataFileError(f"{what} {p} cannot be read ({reason}): it is corrupt, truncated or not an image; "
                          f"replace it with a valid PNG or drop {name!r} from the split list") from None
 
 
@@ -237,7 +253,7 @@ def check_mask_size(image_hw: tuple[int, int], mask_hw: tuple[int, int], image_f
     hi = min((mw + 1) / w, (mh + 1) / h)
     if lo <= hi and hi > 0:
         return False
-    raise ValueError(f"mask {mask_file} is {mw}x{mh} but its image {image_file} is {w}x{h}, another aspect ratio "
+    raise DataFileError(f"mask {mask_file} is {mw}x{mh} but its image {image_file} is {w}x{h}, another aspect ratio "
                      "(a mask may differ in size only as the image scaled by one factor): it is probably another "
                      f"image's mask; save the mask at {w}x{h} or drop the name from the split list")
 
@@ -256,7 +272,7 @@ def load_voc_boxes(root: str | os.PathLike, name: str) -> np.ndarray:
             boxes.append((x1, y1, x2 + 1, y2 + 1))
     except (ET.ParseError, AttributeError, TypeError, ValueError) as e:
         reason = " ".join(str(e).split()) or "an <object> without a numeric bndbox xmin/ymin/xmax/ymax"
-        raise ValueError(f"VOC file {f} cannot be read ({reason}); fix or delete it (the boxes come from the mask, "
+        raise DataFileError(f"VOC file {f} cannot be read ({reason}); fix or delete it (the boxes come from the mask, "
                          "the xml is only cross-checked)") from None
     return np.asarray(boxes, np.float32).reshape(-1, 4)
 
