@@ -99,6 +99,7 @@ def test_corrupt_or_truncated_image_is_one_line_everywhere(root, tmp_path, how):
         p = _cli("--data-root", root, "--out", tmp_path / f"cli_{fmt}", "--format", fmt)
         assert p.returncode == 1 and p.stderr.strip().count("\n") == 0, p.stderr
         assert str(bad) in p.stderr and "Traceback" not in p.stderr
+    assert not (tmp_path / "cli_yolo").exists() and not (tmp_path / "cli_coco").exists()  # no empty folder left
 
 
 def test_garbage_image_with_ultralytics_patched_pil_open(root, monkeypatch):

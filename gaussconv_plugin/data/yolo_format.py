@@ -147,6 +147,7 @@ def prepare_yolo(
     ):
         return data_yaml
 
+    new_out = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=".staging.", dir=out))  # swapped in only once every file was read
     problems: dict[str, list[str]] = {}
@@ -177,6 +178,8 @@ def prepare_yolo(
             (stage / sub).replace(out / sub)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
+        if new_out and not any(out.iterdir()):  # a failed first conversion leaves no empty folder behind
+            out.rmdir()
 
     ysplits = dict(splits)
     val_key = "val" if "val" in ysplits else splits[-1][0]
