@@ -19,7 +19,7 @@ package defaults, so a default that changes turns the runs already in a folder i
 name, and :func:`restore` does not carry one over.
 
 While a process trains a run, ``seed<k>.lock`` beside its folder names that process (:func:`claim`): a second
-ablation that plans the same run (the same command started twice, or one on a GPU machine's cache copy) stops with
+ablation that plans the same run on this machine (the same command started twice, say) stops with
 one line instead of deleting or resuming the folder under the first, and :func:`restore` leaves such a run to it.
 """
 from __future__ import annotations
