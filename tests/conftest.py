@@ -15,6 +15,23 @@ def one_thread():
     torch.set_num_threads(n)
 
 
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
+
+
+@pytest.fixture
+def config_diff():
+    """``diff(a, b) -> (flat_a, flat_b, keys)``: two MMEngine configs flattened to ``{"model.loss.mode": ...}`` and
+    the keys whose values differ (a key one of them lacks counts as differing)."""
+    def diff(a, b):
+        fa, fb = _flat(a.to_dict()), _flat(b.to_dict())
+        return fa, fb, {k for k in fa.keys() | fb.keys() if fa.get(k, "<absent>") != fb.get(k, "<absent>")}
+    return diff
+
+
 @pytest.fixture
 def ultralytics_log():
     """The messages Ultralytics' ``LOGGER`` emits during the test, as a list of strings (after the logger's own

@@ -343,23 +343,11 @@ def test_check_conv_cfgs_names_the_bad_path():
 
 
 # ----------------------------------------------------------------------------------------------- configs
-def _flat(d, prefix=""):
-    out = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(_flat(v, key + "."))
-        else:
-            out[key] = v
-    return out
-
-
 @pytest.mark.parametrize("base, gauss", PAIRS)
-def test_config_twins_differ_only_in_backbone_convs_and_alpha(base, gauss):
+def test_config_twins_differ_only_in_backbone_convs_and_alpha(base, gauss, config_diff):
     cb, cg = Config.fromfile(CFG / base), Config.fromfile(CFG / gauss)
     assert cb.custom_imports == dict(imports=["gaussconv_plugin.mmdet"], allow_failed_imports=False)
-    fb, fg = _flat(cb.to_dict()), _flat(cg.to_dict())
-    diff = {k for k in fb.keys() | fg.keys() if fb.get(k, "<absent>") != fg.get(k, "<absent>")}
+    fb, fg, diff = config_diff(cb, cg)
     assert diff == {
         "model.backbone.type", "model.backbone.gauss_conv_cfg.type", "model.backbone.gauss_stem",
         "model.backbone.gauss_stages", "model.bbox_head.loss_bbox.type", "model.bbox_head.loss_bbox.mode",

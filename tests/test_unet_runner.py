@@ -338,20 +338,12 @@ def test_overlay_colours():
     assert o[1, 0].tolist() == [0, 255, 0] and o[1, 1].tolist() == [100, 100, 100]
 
 
-def _flat(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
-    return out
-
-
 @pytest.mark.parametrize("suffix", ["cpu", "paper", "nudt_cpu", "irstd1k_cpu"])
-def test_unet_twins_differ_in_the_conv_and_the_loss_alone(suffix):
+def test_unet_twins_differ_in_the_conv_and_the_loss_alone(suffix, config_diff):
     """Each gauss twin is its base config with the conv placement and the loss mode (and their own settings)
     changed, nothing else: the whole configs, flattened, differ in exactly those keys."""
-    fb = _flat(Config.fromfile(str(CFG / f"unet_mshnet_base_{suffix}.py")).to_dict())
-    fg = _flat(Config.fromfile(str(CFG / f"unet_gauss_diff_{suffix}.py")).to_dict())
-    diff = {k for k in fb.keys() | fg.keys() if fb.get(k, "<absent>") != fg.get(k, "<absent>")}
+    fb, fg, diff = config_diff(Config.fromfile(str(CFG / f"unet_mshnet_base_{suffix}.py")),
+                               Config.fromfile(str(CFG / f"unet_gauss_diff_{suffix}.py")))
     assert diff == {"model.net.gauss_conv", "model.net.gauss_kwargs.tau", "model.loss.mode",
                     "model.loss.lambda_over", "model.loss.lambda_under"}, diff
     assert (fb["model.net.gauss_conv"], fg["model.net.gauss_conv"]) == ("none", "both")

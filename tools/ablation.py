@@ -191,7 +191,6 @@ def main(argv=None) -> dict:
         raise SystemExit("--epochs/--yolo-epochs/--unet-epochs/--retina-epochs, --jobs and --threads must be >= 1")
     if a.limit is not None and a.limit < 1:
         raise SystemExit(f"--limit {a.limit}: must be a positive number of images per split; leave it out for all")
-
     out = Path(a.out) if a.out else cache_dir("ablation")
     out.mkdir(parents=True, exist_ok=True)
     ds = DATASETS[a.dataset]

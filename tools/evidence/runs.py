@@ -195,7 +195,8 @@ def trained_by(run: Run) -> int | None:
         except PermissionError:
             pass
         return pid
-    return pid if _cmdline(pid) is not None and _cmdline(pid) == held.get("cmdline") else None
+    cmd = _cmdline(pid)
+    return pid if cmd is not None and cmd == held.get("cmdline") else None
 
 
 @contextmanager
