@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Ablation on SIRST v1 or NUDT-SIRST: stock / +GaussianShapedConv (and its screened designs) / +scale loss / both,
+"""Ablation on SIRST v1, NUDT-SIRST or IRSTD-1k: stock / +GaussianShapedConv (and its screened designs) / +scale loss / both,
 for YOLOv8n, the MSHNet U-Net and (``--parts retina``) RetinaNet-R18. The pieces live in :mod:`tools.evidence`
 (variants, runs, parts, evaluation, statistics, report, plots); this file is the command line.
 
@@ -18,7 +18,7 @@ One command runs every (part, variant, seed) that is not done yet, then writes t
 ``--split train:val`` trains on ``train`` and evaluates on ``val`` (the screen: designs are chosen there);
 the default ``trainval:test`` is the final protocol. ``--dataset nudt_sirst`` (or ``--data-root`` of any folder in
 the IRSTD layout) trains on NUDT-SIRST: ``train:test`` by default, ``train_sub:val_sub`` (the committed carve of
-``train``) for choices; see :mod:`tools.evidence.datasets`. Variants: see :mod:`tools.evidence.variants`. Each run is a
+``train``) for choices; ``--dataset irstd1k`` the same with ``trainval:test`` and ``trainval_sub:val_sub``; see :mod:`tools.evidence.datasets`. Variants: see :mod:`tools.evidence.variants`. Each run is a
 child process (the stock ``yolo`` CLI, or ``tools/train.py``) with one CPU thread; ``--jobs`` runs that many side
 by side; finished runs are skipped and a run cut off resumes from its last checkpoint (rerunning resumes). The
 metrics are those of the **last** epoch, plus the detectors' mean mAP50 of the last three (no checkpoint selection on
