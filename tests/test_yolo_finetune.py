@@ -33,6 +33,7 @@ def test_stock_checkpoint_loads_into_the_gauss_twin(tmp_path):
     sd_g, sd_s = gauss.model.state_dict(), stock.state_dict()
     shape_keys = {k for k in sd_g if k.endswith((".sigma_raw", ".theta"))}
     assert len(shape_keys) == 4 and set(sd_g) - set(sd_s) == shape_keys  # only σ/θ are new
+    assert (len(sd_s), len(sd_g)) == (437, 441)  # the README's count of what transfers
     for k, v in sd_s.items():
         assert torch.equal(sd_g[k], v), f"{k} did not arrive from the checkpoint"
     for i in (0, 1):
