@@ -125,7 +125,8 @@ class GaussianShapedConv2d(nn.Conv2d):
     Args:
         in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias, padding_mode:
             as ``nn.Conv2d``; ``kernel_size`` must be odd and square.
-        sigma_init: initial σ in taps (> 0); default :func:`~gaussconv_plugin.masks.default_sigma` = k/2.
+        sigma_init: initial σ in taps (> ``sigma_min``, the bound's floor); default
+            :func:`~gaussconv_plugin.masks.default_sigma` = k/2.
         theta_init: initial pinwheel angle: ``'mid'`` (default, :data:`~gaussconv_plugin.masks.DEFAULT_THETA_INIT`):
             :func:`~gaussconv_plugin.masks.default_theta`, PConv's windmill started in the middle of the angle
             range that keeps it, so that small moves of θ do not flip the mask; or an angle in radians (0 is the
@@ -320,7 +321,8 @@ class GaussianShapedConv(nn.Module):
     def __init__(self, c1, c2, k=3, s=1, p=None, g=1, d=1, act=True, **kwargs):
         super().__init__()
         g, d = check_groups_dilation(c1, c2, g, d)  # one line before anything is built
-        p = autopad(k, p, d) if not isinstance(d, tuple) or p is not None else _same_padding(k, d)
+        if p is None:  # 'same', as Ultralytics' autopad; a dilation pair per axis
+            p = _same_padding(k, d) if isinstance(d, tuple) else autopad(k, None, d)
         self.conv = GaussianShapedConv2d(c1, c2, k, s, p, dilation=d, groups=g, bias=False, **kwargs)
         self.bn = nn.BatchNorm2d(c2)
         self.act = self.default_act if act is True else act if isinstance(act, nn.Module) else nn.Identity()

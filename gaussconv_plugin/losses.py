@@ -1,7 +1,8 @@
 """The scale-loss family: scale weights α(P, T), the scale IoU mask loss and MSHNet's location loss.
 
 Notation: ``P`` predicted area (``Σ sigmoid(logits)`` for a mask, ``w·h`` for a box), ``T`` target area,
-``D = P − T`` (signed area difference). Every loss here is ``1 − α(P, T) · IoU`` (+ location term).
+``D = P − T`` (signed area difference). The mask loss is ``1 − α(P, T) · IoU`` (+ location term); the box loss
+(:func:`scale_box_loss`) adds the scale term to the host's, in the form ``add`` or ``mul``.
 
 ==========  ==============================================================  =====================================
 mode        α(P, T)                                                         property
@@ -13,9 +14,9 @@ mode        α(P, T)                                                         pro
 ``none``    1                                                               plain IoU loss
 ==========  ==============================================================  =====================================
 
-For fixed T > 0, ``diff``, ``ratio`` and ``sqrt`` strictly increase on P ∈ (0, T) and strictly decrease on
-P > T (α = 1 iff P = T); ``var`` does not (T = 100: α(1) ≈ 0.961 > α(80) = 0.90). With λ± ∈ [0, 1],
-α ∈ [0, 1]. ``diff`` punishes over-segmentation (D > 0) with λ₊ and under-segmentation (D < 0) with λ₋.
+For fixed T > 0 (and λ± > 0 for ``diff``), ``diff``, ``ratio`` and ``sqrt`` strictly increase on P ∈ (0, T) and
+strictly decrease on P > T (α = 1 iff P = T); ``var`` does not (T = 100: α(1) ≈ 0.961 > α(80) = 0.90).
+With λ± ∈ [0, 1], α ∈ [0, 1]. ``diff`` punishes over-segmentation (D > 0) with λ₊ and under-segmentation (D < 0) with λ₋.
 
 Empty cases (frequent: IR frames without a target). Areas are clamped at 0; every ratio ``x / y`` is
 evaluated as ``x / max(y, eps)``, and where the denominator is below ``eps`` the weight is defined:

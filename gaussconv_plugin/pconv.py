@@ -1,9 +1,10 @@
 """Pinwheel-shaped convolution (PConv) of Yang et al., AAAI 2025, written here from the paper's description.
 
-"Pinwheel-shaped Convolution and Scale-based Dynamic Loss for Infrared Small Target Detection": four branches,
-each a ``1×k`` or ``k×1`` conv (with BN and activation, ``c2/4`` output channels) applied to the input padded
-asymmetrically, so that the four strips point right, left, down and up from the centre and are shifted one
-pixel sideways (a windmill); the four outputs are concatenated and merged by a ``2×2`` conv (BN, activation)::
+"Pinwheel-shaped Convolution and Scale-based Dynamic Loss for Infrared Small Target Detection": four branches, each a
+``1×k`` or ``k×1`` conv (with BN and activation, ``c2/4`` output channels) applied to the input padded asymmetrically,
+so that the four strips point left, right, up and down from the centre (in the order of the pads below) and are
+shifted one pixel sideways (a windmill); the four outputs are concatenated and merged by a ``2×2`` conv (BN,
+activation)::
 
     pads (left, right, top, bottom):  (k, 0, 1, 0), (0, k, 0, 1), (0, 1, k, 0), (1, 0, 0, k)
     y = Conv2x2( cat[ Conv1xk(pad₀ x), Conv1xk(pad₁ x), Convkx1(pad₂ x), Convkx1(pad₃ x) ] )

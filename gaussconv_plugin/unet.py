@@ -17,7 +17,7 @@ Architecture (MSHNet, Liu et al. CVPR 2024, public code; channel widths ``C = (1
       fused  = 3×3 conv(cat[side_0, up×2 side_1, up×4 side_2, up×8 side_3])   (N, 1, H, W)
 
 ``pool`` is a 2×2 max-pool, ``up`` bilinear ×2 (``align_corners=True``, as MSHNet). A residual block is
-``relu(CA·SA·bn(conv3×3(relu(bn(conv3×3 x)))) + shortcut(x))`` where channel attention
+``relu(SA(z)·z + shortcut(x))``, ``z = CA(y)·y``, ``y = bn(conv3×3(relu(bn(conv3×3 x))))``, where channel attention
 ``CA(x) = σ(fc(avgpool x) + fc(maxpool x))`` (``fc`` = 1×1 conv C→C/16→C, ReLU between, shared) and spatial
 attention ``SA(x) = σ(conv7×7([mean_c x, max_c x]))`` (2 → 1 channels, no bias); both multiply the features.
 
@@ -167,7 +167,8 @@ class SpatialAttention(nn.Module):
 
 
 class ResidualAttentionBlock(nn.Module):
-    """MSHNet's residual block: ``relu(SA(y)·(CA(y)·y) + shortcut(x))``, ``y = bn(conv3×3(relu(bn(conv3×3 x))))``.
+    """MSHNet's residual block: ``relu(SA(z)·z + shortcut(x))``, ``z = CA(y)·y``,
+    ``y = bn(conv3×3(relu(bn(conv3×3 x))))``.
 
     Args:
         in_channels, out_channels: widths; a 1×1 conv + BN shortcut is used when they differ.

@@ -287,3 +287,5 @@ def test_supported_groups_and_dilation_build_and_fuse():
         torch.testing.assert_close(blk.fuse()(x), y, rtol=1e-5, atol=1e-5)
     conv = GaussianShapedConv2d(16, 32, 5, dilation=(1, 2))  # 'same' padding per axis
     assert conv.padding == (2, 4) and conv(x).shape == (1, 32, 12, 12)
+    blk = GaussianShapedConv(16, 32, 3, 1, (1, 2), 1, (1, 2))  # a padding given beside a dilation pair wins
+    assert blk.conv.padding == (1, 2) and blk(x).shape == (1, 32, 12, 12)

@@ -358,3 +358,11 @@ def test_half_precision_module_keeps_its_kernel():
     want = (half.weight.float() * gs.envelope()).half()  # float16 weights times the float32 envelope, rounded once
     torch.testing.assert_close(k16, want, rtol=0, atol=0)
     assert bool((half.envelope() > 1e-3).all())
+
+
+def test_hard_pinwheel_tap_counts_stated_in_method_md():
+    """docs/method.md: a hard k×k pinwheel keeps 5–9 (k = 3), 5–13 (5), 9–21 (7) taps depending on θ (off flips)."""
+    thetas = torch.linspace(0.0, math.pi / 2, 2001, dtype=torch.float64)[1:-1]  # one period, flips 0 / π/2 left out
+    for k, expected in ((3, {5, 9}), (5, {5, 9, 13}), (7, {9, 13, 17, 21})):
+        counts = {int(pinwheel_mask_hard(t.view(1), k).sum()) for t in thetas}
+        assert counts == expected, (k, sorted(counts))

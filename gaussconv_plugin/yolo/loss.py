@@ -39,6 +39,8 @@ class ScaleBboxLoss(ul_loss.BboxLoss):
         form='mul':            1 − α·IoU + (IoU − CIoU)      stock CIoU loss + (1 − α)·IoU
 
     ``loss_iou = Σ loss·w / target_scores_sum`` (``w`` the summed target scores of each anchor), as the stock loss.
+    ``balance=True`` (YAML ``scale_loss_balance: true``) rescales it to the stock ``1 − CIoU`` loss's value each step
+    (a detached factor), so the scale term reshapes the box gradient without raising the box loss against cls/DFL.
     Both forms add ≥ 0 to the stock CIoU loss, nothing when P = T, and, for the monotone modes diff/ratio/sqrt,
     grow with the mismatch (var is not monotone). ``add`` keeps the IoU gradient whole (``mul`` scales it by α,
     smallest for the tiniest boxes); it is the default because the SIRST train → val screen chose it
