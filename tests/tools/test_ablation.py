@@ -363,7 +363,7 @@ def test_last_k_mean_column_from_the_curves():
     from tools.evidence import report
 
     recs = [{"part": "yolo", "variant": v, "seed": k, "epochs": 4, "sec_per_epoch": 1.0,
-             "metrics": {"mAP50": c[-1]}, "curves": {"mAP50": c}}
+             "metrics": {"mAP50": c[-1]}, "curves": {"epoch": [1, 2, 3, 4], "mAP50": c}}
             for v, k, c in [("stock", 0, [0.1, 0.6, 0.9, 0.3]), ("stock", 1, [0.0, 0.5, 0.5, 0.5]),
                             ("both", 0, [0.2, 0.7, 0.7, 0.7]), ("both", 1, [0.1, 0.2, 0.8, 0.5])]]
     assert report.last_k_mean(recs[0]) == pytest.approx(0.6) and report.last_k_mean({"curves": {"mAP50": [1]}}) is None
@@ -374,6 +374,11 @@ def test_last_k_mean_column_from_the_curves():
     assert s["both"]["paired"]["mAP50"]["mean"] == pytest.approx(0.2)  # the last epoch alone: (0.4 + 0.0) / 2
     assert report.summarize([{**recs[0], "part": "unet", "metrics": {"mIoU": 0.5}}])["unet"]["stock"].get(
         "mAP50_last3") is None
+    # a RetinaNet run cut during epoch 3's validation and resumed holds no val at 3: no last-3 mean over 1, 2, 4
+    gap = {**recs[0], "part": "retina", "curves": {"epoch": [1, 2, 3, 4], "val_epoch": [1, 2, 4], "mAP50": [0.1, 0.6, 0.3]}}
+    assert report.summarize([gap])["retina"]["stock"].get("mAP50_last3") is None
+    whole = {**gap, "curves": {**gap["curves"], "val_epoch": [2, 3, 4]}}
+    assert report.summarize([whole])["retina"]["stock"]["mAP50_last3"][0] == pytest.approx(1.0 / 3)
 
 
 def test_paired_difference_pairs_only_runs_of_one_hardware():

@@ -108,6 +108,7 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(part, epochs, tmp_path, m
     else:
         assert rec["curves"]["val_epoch"][-1] == epochs and sorted(rec["curves"]["epoch"]) == list(range(1, epochs + 1))
         assert len(list(run.dir.glob("*/vis_data/scalars.json"))) == 2  # one per segment, merged
+        assert [c.name for c in mmlogs.epoch_checkpoints(run.dir)] == [f"epoch_{epochs}.pth"]  # the spare one went
     assert Path(rec["weights"]).is_file()
 
     # a run whose training finished but whose evaluation did not: rerunning trains nothing
@@ -188,7 +189,26 @@ def test_mmengine_logs_across_segments(tmp_path):
     (tmp_path / "last_checkpoint").write_text(str(tmp_path / "epoch_0.pth"))  # cut between delete and rename
     assert mmlogs.resume_command(tmp_path, 2, cmd) == [*cmd[:5], "--resume", str(tmp_path / "epoch_1.pth"), *cmd[5:]]
     (tmp_path / "epoch_2.pth").write_bytes(b"")
-    assert mmlogs.resume_command(tmp_path, 2, cmd) == []
+    assert mmlogs.validated(tmp_path, 2) and mmlogs.resume_command(tmp_path, 2, cmd) == []
+
+
+def test_mmengine_run_cut_during_its_last_validation_trains_the_last_epoch_again(tmp_path):
+    """MMEngine saves epoch_<E>.pth before validating epoch E: a run cut in that validation is not finished (its
+    result would have no last-epoch metrics on any rerun); it resumes from epoch_<E-1>.pth, which the runs keep."""
+    seg = tmp_path / "20260101_000000" / "vis_data"
+    seg.mkdir(parents=True)
+    (seg / "scalars.json").write_text("\n".join(json.dumps(r) for r in [
+        {"epoch": 1, "loss": 3.0, "lr": 0.1, "step": 5}, {"step": 1, "irstd/mIoU": 0.1},
+        {"epoch": 2, "loss": 2.0, "lr": 0.1, "step": 10}]))  # epoch 2 trained and saved, its validation cut
+    for k in (1, 2):
+        (tmp_path / f"epoch_{k}.pth").write_bytes(b"")
+    cmd = ["python", "tools/train.py", "cfg.py", "--work-dir", str(tmp_path), "--cfg-options", "a=1"]
+    assert "default_hooks.checkpoint.max_keep_ckpts=2" in mmlogs.CHECKPOINT_OPTS
+    assert not mmlogs.validated(tmp_path, 2)
+    assert mmlogs.resume_command(tmp_path, 2, cmd) == [*cmd[:5], "--resume", str(tmp_path / "epoch_1.pth"), *cmd[5:]]
+    (tmp_path / "epoch_1.pth").unlink()  # a run of before two were kept: stop in one line, naming the fix
+    with pytest.raises(SystemExit, match=r"epoch_2.pth is saved but its validation was cut off .* delete the folder"):
+        mmlogs.resume_command(tmp_path, 2, cmd)
 
 
 def test_epoch_seconds_with_sparse_validation(tmp_path):

@@ -12,13 +12,15 @@ import re
 from datetime import datetime
 from pathlib import Path
 
-__all__ = ["CHECKPOINT_OPTS", "epoch_checkpoints", "finished_run", "resume_command", "scalar_records", "epoch_seconds",
-           "epoch_cost"]
+__all__ = ["CHECKPOINT_OPTS", "epoch_checkpoints", "finished_run", "resume_command", "validated", "scalar_records",
+           "epoch_seconds", "epoch_cost"]
 
-#: ``--cfg-options`` of the ablation's MMEngine runs: a checkpoint at every epoch end (only the latest kept), so
-#: that a run cut off resumes from its last finished epoch, and none chosen on the evaluation split
+#: ``--cfg-options`` of the ablation's MMEngine runs: a checkpoint at every epoch end, so that a run cut off resumes
+#: from its last finished epoch, and none chosen on the evaluation split. The latest two are kept: MMEngine saves an
+#: epoch's checkpoint before validating it, so a run cut during its last validation trains the last epoch again
+#: from the one before (:func:`resume_command`); the runner deletes the older one once the run is recorded.
 CHECKPOINT_OPTS = ["default_hooks.checkpoint.interval=1", "default_hooks.checkpoint.save_best=None",
-                   "default_hooks.checkpoint.max_keep_ckpts=1"]
+                   "default_hooks.checkpoint.max_keep_ckpts=2"]
 
 
 def epoch_checkpoints(work_dir) -> list[Path]:
@@ -37,15 +39,32 @@ def finished_run(work_dir) -> tuple[Path, Path]:
     return cfgs[0], ckpts[-1]
 
 
+def validated(work_dir, epoch: int) -> bool:
+    """Whether the run's scalar records hold an evaluation at ``epoch`` (its step is the epoch)."""
+    records, _ = scalar_records(work_dir)
+    return any("epoch" not in r and "lr" not in r and r.get("step") == epoch for r in records)
+
+
 def resume_command(work_dir, epochs: int, command: list[str]) -> list[str] | None:
     """``command`` + ``--resume CKPT`` (``tools/train.py``) from the work dir's latest checkpoint if one exists;
-    ``[]`` if the last epoch's checkpoint ``epoch_<epochs>.pth`` is already there; None if there is none.
+    ``[]`` if the last epoch's checkpoint ``epoch_<epochs>.pth`` is there and validated; None if there is none.
 
     The latest is the one ``last_checkpoint`` names, or, if a cut left that name pointing at a checkpoint already
-    deleted (MMEngine saves the new one, deletes the old, then writes the name), the newest ``epoch_<k>.pth``."""
+    deleted (MMEngine saves the new one, deletes the old, then writes the name), the newest ``epoch_<k>.pth``.
+    MMEngine saves ``epoch_<epochs>.pth`` before its validation: a run cut during that validation resumes from
+    ``epoch_<epochs − 1>.pth`` (kept by :data:`CHECKPOINT_OPTS`) and trains the last epoch again; a one-line
+    ``SystemExit`` where that checkpoint is gone too (runs started before two were kept)."""
     work_dir = Path(work_dir)
     if (work_dir / f"epoch_{epochs}.pth").is_file():
-        return []
+        if validated(work_dir, epochs):
+            return []
+        prev = work_dir / f"epoch_{epochs - 1}.pth"
+        if not prev.is_file():
+            raise SystemExit(f"{work_dir}: epoch_{epochs}.pth is saved but its validation was cut off and no "
+                             f"epoch_{epochs - 1}.pth is left to train the last epoch again from; delete the folder "
+                             "to train the run again")
+        i = command.index("--cfg-options") if "--cfg-options" in command else len(command)
+        return [*command[:i], "--resume", str(prev), *command[i:]]
     named = work_dir / "last_checkpoint"
     ckpt = Path(named.read_text().strip()) if named.is_file() else None
     if ckpt is None or not ckpt.is_file():

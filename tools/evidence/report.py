@@ -80,14 +80,15 @@ def _same_hardware(a: dict, b: dict) -> bool:
 
 
 def _with_derived(rec: dict) -> dict:
-    """``rec`` with ``mAP50_last3`` (detectors: validated every epoch) or ``mIoU_last3`` (U-Net: only where its
-    last ``LAST_K`` validations are the last ``LAST_K`` epochs, see :mod:`.unet_part`)."""
-    if rec["part"] in ("yolo", "retina"):
-        key, m = "mAP50_last3", last_k_mean(rec)
-    else:
-        e, done = rec.get("epochs") or 0, (rec.get("curves") or {}).get("val_epoch", [])
-        ok = e >= LAST_K and done[-LAST_K:] == list(range(e - LAST_K + 1, e + 1))
-        key, m = "mIoU_last3", last_k_mean(rec, "mIoU") if ok else None
+    """``rec`` with ``mAP50_last3`` (detectors) or ``mIoU_last3`` (U-Net), only where the run's last ``LAST_K``
+    validations are the last ``LAST_K`` epochs of its schedule (a U-Net validates only its last epochs, see
+    :mod:`.unet_part`; a RetinaNet run cut during a validation and resumed skips that epoch's)."""
+    detector = rec["part"] in ("yolo", "retina")
+    key, metric = ("mAP50_last3", "mAP50") if detector else ("mIoU_last3", "mIoU")
+    curves, e = rec.get("curves") or {}, rec.get("epochs") or 0
+    done = [int(x) for x in curves.get("val_epoch", curves.get("epoch", []) if detector else [])]
+    ok = e >= LAST_K and done[-LAST_K:] == list(range(e - LAST_K + 1, e + 1))
+    m = last_k_mean(rec, metric) if ok else None
     return {**rec, "metrics": {**rec["metrics"], key: m}} if m is not None else rec
 
 

@@ -19,8 +19,8 @@ Data: the run's split pair of SIRST (``trainval:test`` or ``train:val``) convert
 Input size: ``--imgsz`` (the configs' keep-ratio ``Resize`` to ``(imgsz, imgsz)``; 320 = the configs' own).
 Schedule: the config's (AdamW, batch 4, 100-iteration warm-up) with ``max_epochs`` = the run's epochs and the
 step decays moved with it (after epochs round(⅔E) and round(11⁄12·E) of E, the config's 16 and 22 of 24);
-validation on the evaluation split after every epoch (the curves); a checkpoint at every epoch end, only the
-latest kept, so a cut-off run resumes (:mod:`.mmlogs`); the last epoch's is scored (no best-epoch selection).
+validation on the evaluation split after every epoch (the curves); a checkpoint at every epoch end (the latest
+two kept while it trains), so a cut-off run resumes (:mod:`.mmlogs`); the last epoch's is scored (no best-epoch selection).
 """
 from __future__ import annotations
 

@@ -32,7 +32,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from . import defaults, retina_part, unet_part, yolo_part
+from . import defaults, mmlogs, retina_part, unet_part, yolo_part
 from .core import REPO, Run, call, call_step, child_env, dataset_tag, git_commit, log, relocated
 from .datasets import parse_split, run_tag
 from .variants import PART_VARIANTS, check_variants, resolved
@@ -282,6 +282,9 @@ def _train_and_record(run: Run, data_yaml: Path | None, threads: int, invoked_by
         rec["eval"] = extra
     rec.setdefault("sec_per_epoch", round(wall / max(1, run.epochs), 1))
     run.result_file.write_text(json.dumps(rec, indent=1))
+    if run.part in ("unet", "retina"):  # recorded: the checkpoint kept for a cut last validation has done its job
+        for ckpt in mmlogs.epoch_checkpoints(run.dir)[:-1]:
+            ckpt.unlink()
     m = ", ".join(f"{k} {v:.4g}" for k, v in rec["metrics"].items())
     log(f"[done]  {run.name}: {m} ({wall / 60:.1f} min)")
     return rec
