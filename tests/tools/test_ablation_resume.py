@@ -170,7 +170,7 @@ def test_mmengine_logs_across_segments(tmp_path):
     time.sleep(0.01)
     (b / "scalars.json").write_text("\n".join(json.dumps(r) for r in [
         {"epoch": 2, "loss": 2.0, "lr": 0.1, "step": 10}, {"step": 2, "irstd/mIoU": 0.2}]))
-    os.utime(b / "scalars.json", (time.time() + 5, time.time() + 5))
+    os.utime(a / "scalars.json", (time.time() + 5, time.time() + 5))  # a copy's mtimes: the folder names still order
     recs, files = mmlogs.scalar_records(tmp_path)
     assert len(files) == 2
     assert [(r.get("epoch"), r.get("loss"), r.get("irstd/mIoU")) for r in recs] == [

@@ -80,7 +80,9 @@ def scalar_records(work_dir) -> tuple[list[dict], list[Path]]:
     """The records of every ``*/vis_data/scalars.json`` under ``work_dir``, oldest segment first; a training
     epoch (records with ``epoch``) or an evaluation step (records without ``lr``) that a later segment holds too
     is taken from the later one. Returns ``(records, files)``."""
-    files = sorted(Path(work_dir).glob("*/vis_data/scalars.json"), key=lambda p: p.stat().st_mtime)
+    # oldest first by the segment folder's MMEngine timestamp (YYYYMMDD_HHMMSS), which a copy keeps and mtime may not
+    files = sorted(Path(work_dir).glob("*/vis_data/scalars.json"),
+                   key=lambda p: (p.parent.parent.name, p.stat().st_mtime))
     merged: list[dict] = []
     for f in files:
         recs = [json.loads(line) for line in f.read_text().splitlines() if line.strip()]
