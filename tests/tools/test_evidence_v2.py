@@ -69,7 +69,7 @@ def test_retina_variant_command(tmp_path, variant, backbone, loss, mode):
     assert cfg.train_dataloader.dataset.pipeline[2].scale == (256, 256)
     assert cfg.randomness.seed == 3 and cfg.train_cfg.max_epochs == 6 and cfg.train_cfg.val_interval == 1
     assert cfg.param_scheduler[1].end == 6 and cfg.param_scheduler[1].milestones == [4, 5]
-    # a checkpoint at every epoch end (resumable), the latest two kept while training, none chosen on the evaluation split
+    # a checkpoint at every epoch end (resumable), the last two kept while training, none chosen on the eval split
     assert cfg.default_hooks.checkpoint.save_best is None and cfg.default_hooks.checkpoint.interval == 1
     assert cfg.default_hooks.checkpoint.max_keep_ckpts == 2  # the last two (mmlogs.CHECKPOINT_OPTS)
     assert variants.resolved("retina", variant)["box_loss"]["type"] == loss
