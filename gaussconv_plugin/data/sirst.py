@@ -309,6 +309,14 @@ def mask_to_boxes(mask: np.ndarray, connectivity: int = 8) -> np.ndarray:
     return np.asarray(boxes, np.float32).reshape(-1, 4)
 
 
+def boxes_inside(boxes: np.ndarray, voc: np.ndarray, tol: float = 2.0) -> np.ndarray:
+    """``(K, V)`` bool: component box k lies inside VOC box v (± ``tol`` px). Boxes ``(K, 4)`` / ``(V, 4)`` xyxy."""
+    return (
+        (boxes[:, None, 0] >= voc[None, :, 0] - tol) & (boxes[:, None, 1] >= voc[None, :, 1] - tol)
+        & (boxes[:, None, 2] <= voc[None, :, 2] + tol) & (boxes[:, None, 3] <= voc[None, :, 3] + tol)
+    )
+
+
 def check_boxes_against_voc(boxes: np.ndarray, voc: np.ndarray, tol: float = 2.0) -> list[str]:
     """Compare mask-component boxes with the VOC boxes of the same image; returns the problems found (empty
     list: consistent).
@@ -320,10 +328,7 @@ def check_boxes_against_voc(boxes: np.ndarray, voc: np.ndarray, tol: float = 2.0
     problems = []
     if len(voc) == 0:
         return ["no VOC boxes"] if len(boxes) else []
-    inside = (
-        (boxes[:, None, 0] >= voc[None, :, 0] - tol) & (boxes[:, None, 1] >= voc[None, :, 1] - tol)
-        & (boxes[:, None, 2] <= voc[None, :, 2] + tol) & (boxes[:, None, 3] <= voc[None, :, 3] + tol)
-    )  # (K, V)
+    inside = boxes_inside(boxes, voc, tol)  # (K, V)
     for i in np.nonzero(~inside.any(1))[0]:
         problems.append(f"mask component {boxes[i].tolist()} lies in no VOC box")
     for j in range(len(voc)):

@@ -58,20 +58,19 @@ def resume_command(work_dir, epochs: int, command: list[str]) -> list[str] | Non
     if (work_dir / f"epoch_{epochs}.pth").is_file():
         if validated(work_dir, epochs):
             return []
-        prev = work_dir / f"epoch_{epochs - 1}.pth"
-        if not prev.is_file():
+        ckpt = work_dir / f"epoch_{epochs - 1}.pth"
+        if not ckpt.is_file():
             raise SystemExit(f"{work_dir}: epoch_{epochs}.pth is saved but its validation was cut off and no "
                              f"epoch_{epochs - 1}.pth is left to train the last epoch again from; delete the folder "
                              "to train the run again")
-        i = command.index("--cfg-options") if "--cfg-options" in command else len(command)
-        return [*command[:i], "--resume", str(prev), *command[i:]]
-    named = work_dir / "last_checkpoint"
-    ckpt = Path(named.read_text().strip()) if named.is_file() else None
-    if ckpt is None or not ckpt.is_file():
-        found = epoch_checkpoints(work_dir)
-        ckpt = found[-1] if found else None
-    if ckpt is None:
-        return None
+    else:
+        named = work_dir / "last_checkpoint"
+        ckpt = Path(named.read_text().strip()) if named.is_file() else None
+        if ckpt is None or not ckpt.is_file():
+            found = epoch_checkpoints(work_dir)
+            ckpt = found[-1] if found else None
+        if ckpt is None:
+            return None
     i = command.index("--cfg-options") if "--cfg-options" in command else len(command)
     return [*command[:i], "--resume", str(ckpt), *command[i:]]
 
