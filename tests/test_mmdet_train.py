@@ -304,3 +304,14 @@ def test_runner_from_cfg_surfaces_the_loss_error(coco, tmp_path):
     cfg.model.bbox_head.loss_bbox.mode = "dif"
     with pytest.raises(ValueError, match="unknown scale-loss mode 'dif'; use one of diff, var, ratio, sqrt, none"):
         Runner.from_cfg(cfg)
+
+
+def test_missing_dataset_is_one_line_naming_the_fix(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("GAUSSCONV_SIRST_COCO", str(tmp_path / "nowhere"))
+    with pytest.raises(SystemExit) as e:
+        train_tool.main([GAUSS, "--work-dir", str(tmp_path / "w"), "--cfg-options", *TINY, *_own(tmp_path / "w")])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == (f"train.py: error: FileNotFoundError: [Errno 2] No such file or directory: "
+                       f"'{tmp_path / 'nowhere' / 'annotations' / 'trainval.json'}'; prepare the dataset the config "
+                       "points to (python tools/prepare_sirst.py --format coco, or set GAUSSCONV_SIRST_COCO)"), err

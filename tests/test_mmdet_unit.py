@@ -470,3 +470,33 @@ def test_optimizer_exempts_exactly_sigma_and_theta_from_weight_decay(name):
                       if g["weight_decay"] == 0)
     assert no_decay == sorted(f"backbone.{n}.{p}" for n in model.backbone.gauss_conv_names
                               for p in ("sigma_raw", "theta"))
+
+
+def test_tool_errors_one_line_per_kind_and_debug_reraises(capsys):
+    """The tools' error rule (``runner.tool_errors``): a caught exception ends in one line and exit 2 — a
+    DataFileError's own line (also wrapped in a DataLoader worker's traceback text), a FileNotFoundError's followed
+    by the hint; an exception outside ``catch`` passes through; ``debug`` re-raises."""
+    from gaussconv_plugin.data.sirst import DataFileError
+    from gaussconv_plugin.mmdet.runner import tool_errors
+
+    worker = DataFileError("Caught DataFileError in DataLoader worker process 0.\nOriginal Traceback (most recent "
+                           "call last):\n  File \"x.py\", line 1\ngaussconv_plugin.data.sirst.DataFileError: image "
+                           "/d/a.png cannot be decoded; replace it")
+    cases = [
+        (worker, (DataFileError, FileNotFoundError), "t.py: error: image /d/a.png cannot be decoded; replace it"),
+        (FileNotFoundError("no /d/ann.json"), (DataFileError, FileNotFoundError),
+         "t.py: error: FileNotFoundError: no /d/ann.json; HINT"),
+        (KeyError("Foo is not in the registry"), (Exception,), "t.py: error: KeyError: Foo is not in the registry"),
+    ]
+    for exc, catch, line in cases:
+        with pytest.raises(SystemExit) as e:
+            with tool_errors("t.py", False, catch, "; HINT"):
+                raise exc
+        assert e.value.code == 2
+        assert capsys.readouterr().err.strip() == line
+        with pytest.raises(type(exc)):
+            with tool_errors("t.py", True, catch, "; HINT"):
+                raise exc
+    with pytest.raises(RuntimeError):  # not in catch: the traceback (a bug, not a user's input)
+        with tool_errors("t.py", False, (DataFileError, FileNotFoundError)):
+            raise RuntimeError("a bug")

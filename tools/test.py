@@ -30,7 +30,7 @@ if importlib.util.find_spec("gaussconv_plugin") is None:  # source checkout that
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gaussconv_plugin.data.sirst import DataFileError  # noqa: E402
-from gaussconv_plugin.mmdet.runner import CfgOptionsAction  # noqa: E402
+from gaussconv_plugin.mmdet.runner import CfgOptionsAction, tool_errors  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -95,30 +95,12 @@ def build(args: argparse.Namespace):
 def main(argv=None):
     """Test; returns the metrics dict of ``runner.test()``."""
     args = parse_args(argv)
-    try:
+    with tool_errors("test.py", args.debug):  # config / build errors
         runner = build(args)
-    except Exception as e:  # config / build errors: one line (the traceback with --debug)
-        if args.debug:
-            raise
-        from gaussconv_plugin.mmdet.runner import one_line
-
-        print(f"test.py: error: {one_line(e)}", file=sys.stderr)
-        raise SystemExit(2) from None
-    try:
+    hint = ("; check the checkpoint path and that the config's dataset is prepared (mmdet_cfgs/: python "
+            "tools/prepare_sirst.py --format coco)")
+    with tool_errors("test.py", args.debug, (DataFileError, FileNotFoundError), hint):
         return runner.test()
-    except DataFileError as e:  # a bad image / mask met while loading (maybe inside a DataLoader worker)
-        if args.debug:
-            raise
-        print(f"test.py: error: {DataFileError.line(e)}", file=sys.stderr)
-        raise SystemExit(2) from None
-    except FileNotFoundError as e:  # checkpoint or dataset missing
-        if args.debug:
-            raise
-        from gaussconv_plugin.mmdet.runner import one_line
-
-        print(f"test.py: error: {one_line(e)}; check the checkpoint path and that the config's dataset is prepared "
-              "(mmdet_cfgs/: python tools/prepare_sirst.py --format coco)", file=sys.stderr)
-        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

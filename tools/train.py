@@ -27,7 +27,7 @@ if importlib.util.find_spec("gaussconv_plugin") is None:  # source checkout that
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gaussconv_plugin.data.sirst import DataFileError  # noqa: E402
-from gaussconv_plugin.mmdet.runner import CfgOptionsAction  # noqa: E402
+from gaussconv_plugin.mmdet.runner import CfgOptionsAction, tool_errors  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -90,32 +90,16 @@ def build(args: argparse.Namespace):
 def main(argv=None):
     """Train; returns the runner (for tests and notebooks)."""
     args = parse_args(argv)
-    try:
+    with tool_errors("train.py", args.debug):  # config / build errors
         runner = build(args)
-    except Exception as e:  # config / build errors: one line (the traceback with --debug)
-        if args.debug:
-            raise
-        from gaussconv_plugin.mmdet.runner import one_line
-
-        print(f"train.py: error: {one_line(e)}", file=sys.stderr)
-        raise SystemExit(2) from None
-    try:
+    dataset = (runner.cfg.get("train_dataloader") or {}).get("dataset") or {}
+    coco = "Coco" in str(dataset.get("type", ""))  # the detectors' datasets
+    hint = ("; prepare the dataset the config points to (python tools/prepare_sirst.py --format coco, or set "
+            "GAUSSCONV_SIRST_COCO)") if coco else ""
+    # the dataloaders are built in train(): a missing dataset is the usual first error; a bad image / mask is met
+    # while loading (maybe inside a DataLoader worker)
+    with tool_errors("train.py", args.debug, (DataFileError, FileNotFoundError), hint):
         runner.train()
-    except DataFileError as e:  # a bad image / mask met while loading (maybe inside a DataLoader worker)
-        if args.debug:
-            raise
-        print(f"train.py: error: {DataFileError.line(e)}", file=sys.stderr)
-        raise SystemExit(2) from None
-    except FileNotFoundError as e:  # the dataloaders are built here: a missing dataset is the usual first error
-        if args.debug:
-            raise
-        from gaussconv_plugin.mmdet.runner import one_line
-
-        coco = "Coco" in str(runner.cfg.train_dataloader.dataset.get("type", ""))  # the detectors' datasets
-        hint = ("; prepare the dataset the config points to (python tools/prepare_sirst.py --format coco, or set "
-                "GAUSSCONV_SIRST_COCO)") if coco else ""
-        print(f"train.py: error: {one_line(e)}{hint}", file=sys.stderr)
-        raise SystemExit(2) from None
     return runner
 
 

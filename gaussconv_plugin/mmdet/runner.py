@@ -10,7 +10,7 @@ their own ``default_scope``). What it adds to MMDetection's own ``tools/train.py
   one exists) and sets ``model_wrapper_cfg`` with ``device_ids=None``. With CUDA nothing changes.
 - **One-line config errors**: :func:`one_line` turns an exception raised while reading the config or building
   the runner (unknown type, bad loss mode, missing file) into one line, which the tools print instead of a
-  traceback (``--debug`` shows the traceback).
+  traceback (``--debug`` shows the traceback); :func:`tool_errors` is that rule as a ``with`` block, for both tools.
 - :func:`~gaussconv_plugin.mmdet.check_conv_cfgs` before the build (MMCV's error for an unknown
   ``conv_cfg`` type does not name the type).
 - **Paths in** ``--cfg-options``: :class:`CfgOptionsAction` keeps a value that names an existing file or folder
@@ -18,14 +18,18 @@ their own ``default_scope``). What it adds to MMDetection's own ``tools/train.py
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import os.path as osp
+import sys
 
 from mmengine.config import DictAction
 
+from gaussconv_plugin.data.sirst import DataFileError
+
 __all__ = [
     "CfgOptionsAction", "load_config", "setup_launcher", "build_runner", "one_line", "set_visualization",
-    "local_rank_env", "check_amp", "leave_process_group", "check_checkpoint",
+    "local_rank_env", "check_amp", "leave_process_group", "check_checkpoint", "tool_errors",
 ]
 
 
@@ -169,6 +173,25 @@ def one_line(exc: BaseException) -> str:
     if cause is not None and first(cause) not in text:
         text += f" (caused by {type(cause).__name__}: {first(cause)})"
     return text
+
+
+@contextlib.contextmanager
+def tool_errors(prog: str, debug: bool, catch: tuple[type[BaseException], ...] = (Exception,), file_hint: str = ""):
+    """A ``with`` block whose exceptions of the ``catch`` types end the tool in one line, ``<prog>: error: <line>``
+    on stderr, exit status 2; ``debug`` re-raises them (the traceback). The line is a
+    :class:`~gaussconv_plugin.data.sirst.DataFileError`'s own (also from inside a DataLoader worker's traceback
+    text), else :func:`one_line`'s; a ``FileNotFoundError``'s is followed by ``file_hint``."""
+    try:
+        yield
+    except catch as e:
+        if debug:
+            raise
+        if isinstance(e, DataFileError):
+            line = DataFileError.line(e)
+        else:
+            line = one_line(e) + (file_hint if isinstance(e, FileNotFoundError) else "")
+        print(f"{prog}: error: {line}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def local_rank_env(local_rank: int) -> None:
