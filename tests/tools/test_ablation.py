@@ -228,6 +228,29 @@ def test_paired_difference_and_t_interval():
     assert "+0.000 ± 0 (same on every seed: no interval) |" in md  # Fa / img: 0 on both, no starred point interval
 
 
+def test_delta_row_names_a_cell_over_fewer_seeds_and_a_part_without_its_reference():
+    """The Δ row's seeds are every seed of any of its cells; a cell over fewer says which (here seed 2 of `both` has
+    no nIoU). A part with no run of the reference says so instead of showing no Δ table."""
+    def rec(part, v, s, m, **extra):
+        metrics = ({"mIoU": m, "nIoU": m, "Pd": 1.0, "Fa_e6": 1.0} if part == "unet" else
+                   {"mAP50": m, "mAP50-95": m, "precision": m, "recall": m, "Pd": m, "Fa_per_img": 0.0})
+        metrics.update(extra)
+        return {"part": part, "variant": v, "seed": s, "epochs": 2, "sec_per_epoch": 1, "metrics": metrics}
+
+    recs = [rec("unet", "stock", s, 0.5) for s in range(3)]
+    recs += [rec("unet", "both", s, 0.5 + 0.1 * (s + 1)) for s in range(2)]
+    recs.append(rec("unet", "both", 2, 0.9))
+    del recs[-1]["metrics"]["nIoU"]
+    recs += [rec("yolo", "gsconv", s, 0.5) for s in range(2)] + [rec("yolo", "diff", s, 0.6) for s in range(2)]
+    md = ablation.markdown(ablation.summarize(recs), {"command": "x", "commit": "c", "date": "d", "machine": "m"})
+    row = next(line for line in md.splitlines() if line.startswith("| both | ") and "[" in line)
+    cells = row.split(" | ")
+    assert cells[1] == "0,1,2" and "(seeds" not in cells[2]  # mIoU over all three
+    assert cells[3].startswith("+0.1500 ± 0.0707 [") and cells[3].endswith(" (seeds 0,1)")  # nIoU over two
+    assert "No paired difference (yolo): this part has no run of the reference variant `stock`." in md
+    assert "No paired difference (unet)" not in md
+
+
 def test_tiny_ablation_on_sirst_then_resume(tmp_path, monkeypatch, capsys):
     """Both parts, two variants, one seed, one epoch on 8 real SIRST images per split; then the same command
     again must train nothing and give the same tables."""

@@ -219,3 +219,18 @@ def test_the_two_by_two_contrasts_recover_each_component_and_their_interaction(t
     report.write_tables(two, tmp_path, meta)
     assert "Which component" not in (tmp_path / "ablation.md").read_text()
     assert "components" not in json.loads((tmp_path / "results.json").read_text())
+
+
+PUBLISHED = sorted(p.parent for p in (REPO / "docs" / "ablation").rglob("results.json"))
+
+
+@pytest.mark.parametrize("folder", PUBLISHED, ids=lambda p: str(p.relative_to(REPO / "docs" / "ablation")))
+def test_every_published_table_is_what_the_renderer_writes_from_its_runs(folder):
+    """A change to the tables' statistics or layout (a metric added to the Δ family, a new mark) reaches every
+    published ``ablation.md``: each reads exactly as this version renders it from its own ``results.json``."""
+    data = json.loads((folder / "results.json").read_text())
+    meta = data["meta"]
+    summary, contrasts = report.summarize(data["runs"], report.reference(meta)), report.factorial(data["runs"])
+    assert (folder / "ablation.md").read_text() == report.markdown(summary, meta, contrasts), (
+        f"{folder / 'ablation.md'} is not what the tables render today: python -m tools.evidence.report "
+        f"{folder.relative_to(REPO)} (same runs), then check its README's figures")

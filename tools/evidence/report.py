@@ -169,16 +169,18 @@ def _fmt(ms, digits: int) -> str:
     return f"{m:.{digits}f}" if math.isnan(s) else f"{m:.{digits}f} ± {s:.{digits}f}"
 
 
-def _fmt_diff(d: dict, digits: int) -> str:
+def _fmt_diff(d: dict, digits: int, row_seeds: list[int] | None = None) -> str:
+    """A paired difference's cell; one over fewer seeds than its row's ``row_seeds`` names its own."""
+    own = "" if row_seeds is None or d["seeds"] == row_seeds else f" (seeds {','.join(map(str, d['seeds']))})"
     lo, hi = d["ci95"]
     if math.isnan(d["std"]):
-        return f"{d['mean']:+.{digits}f}"
+        return f"{d['mean']:+.{digits}f}{own}"
     if math.isnan(lo):  # zero spread over the seeds: no interval
-        return f"{d['mean']:+.{digits}f} ± 0 (same on every seed: no interval)"
+        return f"{d['mean']:+.{digits}f} ± 0 (same on every seed: no interval){own}"
     mark = "" if lo <= 0 <= hi else " *"
     if d.get("p_holm", float("nan")) < ALPHA:
         mark += " †"
-    return f"{d['mean']:+.{digits}f} ± {d['std']:.{digits}f} [{lo:+.{digits}f}, {hi:+.{digits}f}]{mark}"
+    return f"{d['mean']:+.{digits}f} ± {d['std']:.{digits}f} [{lo:+.{digits}f}, {hi:+.{digits}f}]{mark}{own}"
 
 
 def markdown(summary: dict, meta: dict, contrasts: dict | None = None) -> str:
@@ -261,10 +263,13 @@ def markdown(summary: dict, meta: dict, contrasts: dict | None = None) -> str:
             lines += ["", f"Paired difference to {ref} ({part}):", "",
                       "| variant | seeds | " + " | ".join(f"Δ {label[k]}" for k in keys) + " |",
                       "|---|---|" + "---|" * len(keys)]
-            for v, p in diffs:
-                seeds = next(iter(p.values()))["seeds"]
+            for v, p in diffs:  # the row's seeds: every seed of any of its cells; a cell over fewer names its own
+                seeds = sorted({s for d in p.values() for s in d["seeds"]})
                 lines.append(f"| {NAMES.get(v, v)} | {','.join(map(str, seeds))} | "
-                             + " | ".join(_fmt_diff(p[k], digits.get(k, 4)) if k in p else "" for k in keys) + " |")
+                             + " | ".join(_fmt_diff(p[k], digits.get(k, 4), seeds) if k in p else "" for k in keys)
+                             + " |")
+        elif len(rows) > 1 and ref not in rows:  # say so: a table without its Δ would read as "no difference"
+            lines += ["", f"No paired difference ({part}): this part has no run of the reference variant `{ref}`."]
         table = (contrasts or {}).get(part)
         if table:
             keys = [k for k in DIFF_METRICS[part] if any(k in row for row in table.values())]
