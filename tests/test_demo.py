@@ -74,7 +74,8 @@ def test_unet_learns(quick):
     assert u["n_targets"] > 0
     # measured (1 thread, 3 warm-up epochs): loss 1.21 (epoch 4) -> 0.71 (epoch 12), mIoU 0.506 on 12 images, 27
     # targets; seeds 1-3: 0.61 / 0.50 / 0.54 (with 1 warm-up epoch seed 0 collapsed to mIoU 0 on one CPU: tools/demo.py)
-    assert u["mIoU"] > 0.01, f"U-Net test mIoU {u['mIoU']} is not above chance"
+    # the bar: well under every measured seed, far above a model that learned nothing (mIoU ≈ 0 on these targets)
+    assert u["mIoU"] > 0.2, f"U-Net test mIoU {u['mIoU']:.3f}: measured 0.50-0.61 over seeds 0-3"
     for k in ("nIoU", "Pd", "Fa_e6"):
         assert math.isfinite(u[k])
 

@@ -95,6 +95,27 @@ def test_both_empty_image_gives_zero_iou_loss():
     assert float(scale_iou_loss(logits, target, "diff", with_location=False)) == pytest.approx(0.0, abs=1e-6)
 
 
+def test_every_weight_and_the_mask_loss_at_hand_computed_values():
+    """α(25, 100) of every mode from the module docstring's formulas, and the soft IoU / mask loss of a case worked
+    by hand: two pixels at p = 0.5 (P = 1), a 2-pixel target over one of them (T = 2, I = 0.5, U = 2.5)."""
+    p, t = torch.tensor(25.0), torch.tensor(100.0)
+    q = (75 / 2) ** 2
+    hand = {"diff": 1 - 75 / 125, "ratio": 25 / 100, "sqrt": 1 - (10 - 5) / (10 + 5), "var": (25 + q) / (100 + q),
+            "none": 1.0}
+    for mode, a in hand.items():
+        assert float(scale_weight(p, t, mode)) == pytest.approx(a, abs=1e-6), mode
+    logits = torch.full((1, 1, 4, 4), -100.0)
+    logits[0, 0, 0, :2] = 0.0  # sigmoid 0.5 on two pixels
+    target = torch.zeros(1, 1, 4, 4)
+    target[0, 0, 0, 1:3] = 1.0
+    assert float(soft_iou(torch.sigmoid(logits), target)) == pytest.approx(0.5 / 2.5, abs=1e-6)
+    alpha = {"none": 1.0, "diff": 1 - 1 / 3, "ratio": 1 / 2, "sqrt": 1 - (2 ** 0.5 - 1) / (2 ** 0.5 + 1),
+             "var": (1 + 0.25) / (2 + 0.25)}
+    for mode, a in alpha.items():
+        loss = scale_iou_loss(logits, target, mode, with_location=False)
+        assert float(loss) == pytest.approx(1 - a * 0.2, abs=1e-6), mode
+
+
 def test_warmup_is_plain_soft_iou_and_modes_differ():
     torch.manual_seed(0)
     logits = torch.randn(3, 1, 16, 16)

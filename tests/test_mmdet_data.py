@@ -74,6 +74,23 @@ def test_full_conversion_counts(root, tmp_path):
     assert summary["images_with_voc_problems"] == 0 and summary["voc_problems"] == {}
 
 
+def test_boxes_inside_and_the_voc_check_at_hand_made_boxes():
+    """The containment rule itself: ± tol px (2 inside, 3 outside), per side; a VOC box that is the union of two
+    component boxes is consistent, one larger than that union is not, a component in no box is named."""
+    import numpy as np
+
+    from gaussconv_plugin.data.sirst import boxes_inside, check_boxes_against_voc
+
+    voc = np.array([[10.0, 10.0, 20.0, 20.0]])
+    boxes = np.array([[8, 10, 20, 20], [7, 10, 20, 20], [10, 10, 22, 20], [10, 10, 20, 23], [12, 12, 18, 18]], float)
+    assert boxes_inside(boxes, voc)[:, 0].tolist() == [True, False, True, False, True]
+    two = np.array([[10, 10, 13, 13], [16, 15, 20, 20]], float)
+    assert check_boxes_against_voc(two, voc) == []  # one VOC box spanning both targets: their union
+    assert check_boxes_against_voc(two[:1], voc) != []  # the VOC box is larger than its one component by 7 px
+    problems = check_boxes_against_voc(np.array([[40, 40, 44, 44]], float), voc)
+    assert "mask component [40.0, 40.0, 44.0, 44.0] lies in no VOC box" in problems
+
+
 def test_sirst_voc_files_that_merge_targets(root):
     """docs/usage.md and check_boxes_against_voc say 69 of SIRST v1's 427 VOC files hold one box spanning several
     mask components (why boxes come from the masks): count them."""

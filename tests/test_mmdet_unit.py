@@ -306,7 +306,7 @@ def test_gauss_resnet_trains_inits_loads_and_freezes():
     for n in m.gauss_conv_names:
         conv = m.get_submodule(n)
         assert conv.sigma_raw.grad is not None and conv.sigma_raw.grad.abs().sum() > 0, n
-        assert conv.theta.grad is not None, n
+        assert conv.theta.grad is not None and conv.theta.grad.abs().sum() > 0, n
     # a plain ResNet checkpoint loads: only sigma/theta are missing
     missing, unexpected = m.load_state_dict(ResNet(depth=18).state_dict(), strict=False)
     assert not unexpected and sorted(missing) == sorted(
@@ -448,7 +448,7 @@ def test_config_models_compute_losses_and_predict(name):
     assert torch.isfinite(total)
     total.backward()
     if "gauss" in name:
-        assert model.backbone.conv1.sigma_raw.grad is not None
+        assert model.backbone.conv1.sigma_raw.grad is not None and model.backbone.conv1.sigma_raw.grad.abs().sum() > 0
     model.eval()
     with torch.no_grad():
         preds = model.predict(data["inputs"], data["data_samples"])

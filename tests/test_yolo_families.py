@@ -178,7 +178,8 @@ def test_the_criterion_the_model_trains_with_holds_the_scale_loss(stem):
         assert calls == {k: 1 for k in boxes}, "the scale loss was not called by model.loss (no foreground anchor?)"
         assert torch.isfinite(loss).all() and items["box_loss"].item() > 0
         loss.sum().backward()
-        assert model.model[0].conv.sigma_raw.grad is not None  # σ of layer 0 trains through this loss
+        g = model.model[0].conv.sigma_raw.grad  # σ of layer 0 trains through this loss
+        assert g is not None and float(g.abs().sum()) > 0
 
 
 # ------------------------------------------------------------------------------------------------ fuse

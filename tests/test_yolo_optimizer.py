@@ -321,6 +321,7 @@ def test_stock_model_without_gaussian_convs_is_untouched(trainer):
 
 # ------------------------------------------------------------------------------------------------ σ/θ log
 def test_shape_param_stats_and_csv_log(model, tmp_path):
+    theta0 = model.model[1].conv.theta.detach().clone()  # the module-scoped model is given back as it came
     with torch.no_grad():
         model.model[1].conv.theta.copy_(torch.linspace(-0.5, 0.5, model.model[1].conv.theta.numel()))
     try:
@@ -352,7 +353,7 @@ def test_shape_param_stats_and_csv_log(model, tmp_path):
         assert (tmp_path / adapter.SHAPE_LOG).read_text().count("epoch,layer") == 1  # one header
     finally:
         with torch.no_grad():
-            model.model[1].conv.theta.zero_()
+            model.model[1].conv.theta.copy_(theta0)
 
 
 # ------------------------------------------------------------------------------------------------ import order

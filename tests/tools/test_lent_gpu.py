@@ -98,14 +98,26 @@ def test_run_rehearsed_on_cpu_reads_the_copy_and_returns_restorable_files(tmp_pa
 
 
 def test_run_stops_a_run_past_its_budget(tmp_path):
+    """A run past its budget is stopped with its whole process tree (the ablation and the training it started):
+    exit 124, the files still come back, and no process of that work dir is left."""
     pack = tmp_path / "pack"
     (pack / "data").mkdir(parents=True)
-    # a budget of 0.5 s cannot hold a U-Net run: the ablation is stopped, the exit is 124, files still come back
-    rc = lent_gpu.main(["run", "--no-install", "--pack", str(pack), "--work", str(tmp_path / "w"), "--out",
-                        str(tmp_path / "o"), "--budget-s", "0.5", "--", "--dataset", "nudt_sirst", "--parts", "unet",
-                        "--variants", "stock", "--seeds", "0", "--epochs", "1", "--limit", "2", "--jobs", "1"])
+    work = tmp_path / "w"
+    rc = lent_gpu.main(["run", "--no-install", "--pack", str(pack), "--work", str(work), "--out",
+                        str(tmp_path / "o"), "--budget-s", "12", "--", "--dataset", "nudt_sirst", "--parts", "unet",
+                        "--variants", "stock", "--seeds", "0", "--epochs", "50", "--limit", "2", "--jobs", "1"])
     assert rc == 124
     assert (tmp_path / "o" / "runs.tar.gz").is_file()
+    assert list(work.rglob("command.txt")), "the budget ran out before the training started: nothing was tested"
+    left = []
+    for proc in Path("/proc").iterdir():
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if str(work) in cmdline and "--report-only" not in cmdline:
+            left.append(cmdline)
+    assert not left, f"processes of the stopped run are still alive: {left}"
 
 
 def test_a_pack_over_the_limit_travels_in_two_calls_and_run_checks_it_is_whole(tmp_path, monkeypatch):
