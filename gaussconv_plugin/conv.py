@@ -25,6 +25,7 @@ import operator
 import warnings
 
 import torch
+import torch.fx
 import torch.nn as nn
 
 from .masks import (
@@ -243,14 +244,30 @@ class GaussianShapedConv2d(nn.Conv2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check_shape_params()
+        if isinstance(x, torch.fx.Proxy):  # torch.fx.symbolic_trace (make_fx and torch.export pass tensors)
+            raise RuntimeError(
+                "GaussianShapedConv2d cannot be traced by torch.fx (MMEngine's efficient_conv_bn_eval=[...] traces "
+                "the modules it names); leave the modules holding it out of efficient_conv_bn_eval, or use "
+                "ConvModule(..., efficient_conv_bn_eval=True), which works with it")
+        return self._conv_forward(x, self.weight, self.bias)
+
+    def _conv_forward(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        """The conv with ``weight · G_σ · M_θ``. ``weight`` is ``.weight`` (from :meth:`forward`) or a host's
+        per-output-channel rescaling of it, ``c · W``: MMCV's ``efficient_conv_bn_eval`` folds BatchNorm that way
+        and calls this method; the envelope is per output channel too, so ``(c·W)·G·M = c·(W·G·M)``."""
+        if weight is not self.weight:
+            env = self.envelope()
+            return super()._conv_forward(x, (weight.to(env.dtype) * env).to(weight.dtype), bias)
         if self.training or torch.is_grad_enabled() or _tracing():
-            return self._conv_forward(x, self.effective_kernel(), self.bias)
-        return self._conv_forward(x, self._eval_kernel(), self.bias)
+            return super()._conv_forward(x, self.effective_kernel(), bias)
+        return super()._conv_forward(x, self._eval_kernel(), bias)
 
     def _eval_kernel(self) -> torch.Tensor:
         """:meth:`effective_kernel` computed once and reused while nothing changes it (eval mode, no grad: a
         validation pass or unfused inference). The key holds each tensor's version counter and storage, which
-        in-place updates (optimizer steps, ``load_state_dict``, ``.to()``) change, and the mask settings."""
+        in-place updates (optimizer steps, ``load_state_dict``, ``.to()``) change, and the mask settings. A write
+        through ``.data`` (``p.data.mul_(2)``) bumps no version counter: call ``.eval()`` after one (it clears the
+        cache, as ``.train()`` does; MMEngine's EMA hook swaps weights that way and its loops call ``.eval()``)."""
         ps = (self.weight, self.sigma_raw, self.theta)
         key = (*(t._version for t in ps), *(t.data_ptr() for t in ps), self.weight.dtype, self.tau, self.mask_floor,
                self.sigma_min)

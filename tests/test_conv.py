@@ -130,7 +130,7 @@ def test_gradcheck_input_weight_sigma():
     assert torch.autograd.gradcheck(f, (x, w, sraw), eps=1e-6, atol=1e-5)
     # and the module computes the documented kernel W · G(σ(σ_raw)) · (m0 + (1 - m0)·M(θ))
     k = w * gaussian_envelope(sigma_from_raw(sraw), 3) * floor_mask(pinwheel_mask(conv.theta, 3), conv.mask_floor)
-    torch.testing.assert_close(f(x, w, sraw), conv._conv_forward(x, k.to(w.dtype), conv.bias))
+    torch.testing.assert_close(f(x, w, sraw), torch.nn.Conv2d._conv_forward(conv, x, k.to(w.dtype), conv.bias))
 
 
 def test_module_gradients_reach_all_parameters():

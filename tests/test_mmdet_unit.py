@@ -500,3 +500,28 @@ def test_tool_errors_one_line_per_kind_and_debug_reraises(capsys):
     with pytest.raises(RuntimeError):  # not in catch: the traceback (a bug, not a user's input)
         with tool_errors("t.py", False, (DataFileError, FileNotFoundError)):
             raise RuntimeError("a bug")
+
+
+def test_efficient_conv_bn_eval_keeps_the_envelope_and_fx_tracing_is_one_line():
+    """MMCV's ``ConvModule(..., efficient_conv_bn_eval=True)`` folds BN into ``conv.weight`` per output channel and
+    calls ``conv._conv_forward`` with it: the output is the plain eval path's (W·G·M, then BN). MMEngine's runner
+    option traces with torch.fx, which the conv refuses in one line naming the fix."""
+    import torch.fx
+
+    torch.manual_seed(0)
+    kw = dict(padding=1, conv_cfg=dict(type="GaussianShapedConv2d"), norm_cfg=dict(type="BN"))
+    fast, ref = mmcv.cnn.ConvModule(8, 16, 3, efficient_conv_bn_eval=True, **kw), mmcv.cnn.ConvModule(8, 16, 3, **kw)
+    with torch.no_grad():
+        fast.bn.running_mean.normal_()
+        fast.bn.running_var.uniform_(0.5, 2.0)
+        fast.bn.weight.normal_()
+        fast.conv.sigma_raw.normal_()
+        fast.conv.theta.fill_(0.3)
+    ref.load_state_dict(fast.state_dict())
+    fast.eval(), ref.eval()
+    x = torch.randn(2, 8, 12, 12)
+    with torch.no_grad():
+        torch.testing.assert_close(fast(x), ref(x), rtol=1e-5, atol=1e-5)
+    with pytest.raises(RuntimeError, match=r"cannot be traced by torch.fx .* leave the modules holding it out of "
+                                           r"efficient_conv_bn_eval"):
+        torch.fx.symbolic_trace(nn.Sequential(GaussianShapedConv2d(4, 4, 3)))
