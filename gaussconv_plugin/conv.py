@@ -34,6 +34,7 @@ from .masks import (
     SIGMA_MIN,
     _check_floor,
     _check_sigma_min,
+    _fixed_or_learnt,
     _theta_init,
     default_sigma,
     floor_mask,
@@ -133,7 +134,9 @@ class GaussianShapedConv2d(nn.Conv2d):
             range that keeps it, so that small moves of θ do not flip the mask; or an angle in radians (0 is the
             same windmill on a flip of the hard mask: sub-degree moves of θ then swap patterns).
         per_channel: one σ and one θ per output channel (default) or one per layer.
-        learn_sigma, learn_theta: make σ / θ trainable (they stay parameters either way).
+        learn_sigma, learn_theta: make σ / θ trainable. They stay parameters either way; a fixed one enters
+            the kernel detached, so it stays fixed also where a host sets ``requires_grad`` back (Ultralytics'
+            trainer does so for every parameter outside ``freeze=``).
         tau: temperature of the soft mask whose gradient θ receives, in taps (> 0).
         sigma_min: lower bound of σ in taps (≥ 0, default :data:`~gaussconv_plugin.masks.SIGMA_MIN`; smooth, the
             identity from ``sigma_min + 0.5`` up, see :func:`~gaussconv_plugin.masks.bound_sigma`). 0 removes it
@@ -195,6 +198,7 @@ class GaussianShapedConv2d(nn.Conv2d):
         raw = sigma_to_raw(sigma_init, sigma_min)
         self.sigma_raw = nn.Parameter(raw.to(**pkw).expand(n).clone(), requires_grad=learn_sigma)
         self.theta = nn.Parameter(torch.full((n,), float(theta_init), **pkw), requires_grad=learn_theta)
+        self.learn_sigma, self.learn_theta = bool(learn_sigma), bool(learn_theta)
         self.tau = float(tau)
         self.mask_floor = mask_floor
         self.sigma_min = sigma_min
@@ -215,8 +219,9 @@ class GaussianShapedConv2d(nn.Conv2d):
         for float64 parameters)."""
         self._check_shape_params()
         k, dt = self.kernel_size[0], self._compute_dtype()
-        sigma = sigma_from_raw(self.sigma_raw.to(dt), self.sigma_min)
-        return gaussian_envelope(sigma, k) * floor_mask(pinwheel_mask(self.theta.to(dt), k, self.tau), self.mask_floor)
+        sraw, theta = _fixed_or_learnt(self)
+        sigma = sigma_from_raw(sraw.to(dt), self.sigma_min)
+        return gaussian_envelope(sigma, k) * floor_mask(pinwheel_mask(theta.to(dt), k, self.tau), self.mask_floor)
 
     def effective_kernel(self) -> torch.Tensor:
         """``W · G_σ · M_θ``, shaped like ``.weight`` ``(out, in/groups, k, k)``, in ``.weight``'s dtype (the product

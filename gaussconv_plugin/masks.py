@@ -120,6 +120,17 @@ SIGMA_MIN = 0.4
 SIGMA_BETA = 40.0
 
 
+def _fixed_or_learnt(module) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(σ_raw, θ)`` of a shaped-kernel module as its kernel uses them: detached where the module was built with
+    ``learn_sigma`` / ``learn_theta`` False (modules pickled before those flags existed learn both)."""
+    sraw, theta = module.sigma_raw, module.theta
+    if not getattr(module, "learn_sigma", True):
+        sraw = sraw.detach()
+    if not getattr(module, "learn_theta", True):
+        theta = theta.detach()
+    return sraw, theta
+
+
 def _check_kernel_size(k: int) -> int:
     if not isinstance(k, int) or k < 1 or k % 2 == 0:
         raise ValueError(

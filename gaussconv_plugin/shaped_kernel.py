@@ -37,6 +37,7 @@ from .masks import (
     _check_floor,
     _check_kernel_size,
     _check_sigma_min,
+    _fixed_or_learnt,
     _theta_init,
     default_sigma,
     floor_mask,
@@ -109,7 +110,9 @@ class ShapedFilter2d(nn.Module):
         mask_floor: m₀ ∈ [0, 1], default 0 (the hard pinwheel; every pixel is read at stride 1, module docstring).
         sigma_min: σ's smooth lower bound (as GaussianShapedConv2d, default
             :data:`~gaussconv_plugin.masks.SIGMA_MIN`).
-        learn_sigma, learn_theta: make σ / θ trainable (they stay parameters either way).
+        learn_sigma, learn_theta: make σ / θ trainable. They stay parameters either way; a fixed one enters
+            the kernel detached, so it stays fixed also where a host sets ``requires_grad`` back (Ultralytics'
+            trainer does so for every parameter outside ``freeze=``).
 
     Parameters: ``sigma_raw`` ``(1,)`` (σ = bound(softplus(σ_raw))) and ``theta`` ``(1,)`` — the names of
     GaussianShapedConv2d's, so no-decay rules keyed on them apply.
@@ -137,6 +140,7 @@ class ShapedFilter2d(nn.Module):
         sigma_init = default_sigma(k) if sigma_init is None else float(sigma_init)
         self.sigma_raw = nn.Parameter(sigma_to_raw(sigma_init, self.sigma_min).reshape(1), requires_grad=learn_sigma)
         self.theta = nn.Parameter(torch.full((1,), _theta_init(theta_init, k)), requires_grad=learn_theta)
+        self.learn_sigma, self.learn_theta = bool(learn_sigma), bool(learn_theta)
 
     @property
     def sigma(self) -> torch.Tensor:
@@ -147,8 +151,9 @@ class ShapedFilter2d(nn.Module):
         """The conv weight ``(1, in_channels, k, k)``: K replicated over the input channels, in float32 (float64 for
         float64 parameters); ``F.conv2d(x, kernel(), padding=k // 2)`` is the forward pass."""
         dt = torch.promote_types(self.sigma_raw.dtype, torch.float32)
-        sigma = sigma_from_raw(self.sigma_raw.to(dt), self.sigma_min)
-        kern = shaped_kernel(sigma, self.theta.to(dt), self.kernel_size, tau=self.tau, mask_floor=self.mask_floor)
+        sraw, theta = _fixed_or_learnt(self)
+        sigma = sigma_from_raw(sraw.to(dt), self.sigma_min)
+        kern = shaped_kernel(sigma, theta.to(dt), self.kernel_size, tau=self.tau, mask_floor=self.mask_floor)
         return kern.expand(1, self.in_channels, self.kernel_size, self.kernel_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

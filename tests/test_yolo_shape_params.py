@@ -71,3 +71,35 @@ def test_train_puts_sigma_theta_in_a_no_decay_group_and_logs_them(tmp_path, lr_m
         assert float(r["sigma_min"]) <= float(r["sigma_mean"]) <= float(r["sigma_max"])
         assert float(r["theta_min_deg"]) <= float(r["theta_mean_deg"]) <= float(r["theta_max_deg"])
         assert r["k"] == "3" and r["stride"] == "2" and float(r["mask_floor"]) > 0
+
+
+def test_fixed_sigma_theta_stay_fixed_through_ultralytics_training(tmp_path):
+    """``learn_sigma: false`` / ``learn_theta: false`` in a YAML row hold through ``yolo train``, whose freeze loop
+    sets ``requires_grad`` back on every parameter outside ``freeze=``; the other layer's σ/θ still learn."""
+    import torch
+    import yaml
+    from ultralytics import YOLO
+
+    from gaussconv_plugin.yolo import cfgs_dir
+
+    data = prepare_yolo(sirst_root(), tmp_path / "data", limit=8)
+    d = yaml.safe_load((cfgs_dir() / "yolov8-p2-gauss.yaml").read_text())
+    row = d["backbone"][0]
+    assert row[2] == "GaussianShapedConv", row
+    row[3] = [*row[3][:3], {"learn_sigma": False, "learn_theta": False}]
+    cfg = tmp_path / "yolov8n-p2-gauss-fixed.yaml"
+    cfg.write_text(yaml.safe_dump(d))
+    model = YOLO(str(cfg))
+    start = {n: p.detach().clone() for n, p in model.model.named_parameters() if n.endswith((".sigma_raw", ".theta"))}
+    assert set(start) == {f"model.{i}.conv.{p}" for i in (0, 1) for p in ("sigma_raw", "theta")}
+    end = {}
+
+    def grab(trainer):
+        end.update({n: p.detach().clone() for n, p in trainer.model.named_parameters() if n in start})
+
+    model.add_callback("on_train_end", grab)
+    model.train(data=str(data), epochs=1, imgsz=64, batch=4, device="cpu", workers=0, project=str(tmp_path / "runs"),
+                name="t", exist_ok=True, plots=False, val=False, seed=0, verbose=False)
+    for name in ("model.0.conv.sigma_raw", "model.0.conv.theta"):
+        assert torch.equal(end[name], start[name]), f"{name} moved although its YAML row fixed it"
+    assert not torch.equal(end["model.1.conv.sigma_raw"], start["model.1.conv.sigma_raw"]), "layer 1's σ did not learn"
