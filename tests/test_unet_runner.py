@@ -169,10 +169,10 @@ def test_resume_continues_from_checkpoint(tmp_path):
     assert resumed_rows and all(r["warmup"] == 0.0 for r in resumed_rows)
 
 
-def _init_checkpoint(tmp_path) -> Path:
-    """An untrained (seed 0) checkpoint of the base config's model."""
-    cfg = Config.fromfile(BASE)
-    ckpt = tmp_path / "init.pth"
+def _init_checkpoint(tmp_path, config: str = BASE) -> Path:
+    """An untrained (seed 0) checkpoint of the config's model (the base config's by default)."""
+    cfg = Config.fromfile(config)
+    ckpt = tmp_path / ("init.pth" if config == BASE else "init_gauss.pth")
     torch.manual_seed(0)
     torch.save({"state_dict": IRSTDSegmentor(**{k: v for k, v in cfg.model.items() if k != "type"}).state_dict()}, ckpt)
     return ckpt
@@ -223,8 +223,8 @@ def test_target_free_image_loss_and_metrics(target_free_root, tmp_path):
 
 def test_test_tool_refuses_a_checkpoint_of_another_model(target_free_root, tmp_path, capsys):
     """tools/test.py stops with one line (exit 2) before scoring weights the config's model does not get: a base
-    checkpoint for the gauss config (σ/θ missing), a foreign state_dict, a truncated file; the base checkpoint
-    for its own config is scored."""
+    checkpoint for the gauss config (σ/θ missing), a gauss checkpoint for the base config (σ/θ would be dropped),
+    a foreign state_dict, a truncated file; the base checkpoint for its own config is scored."""
     base_ckpt = _init_checkpoint(tmp_path)
     foreign = tmp_path / "foreign.pth"
     torch.save({"state_dict": {"foo.weight": torch.zeros(1)}}, foreign)
@@ -234,6 +234,9 @@ def test_test_tool_refuses_a_checkpoint_of_another_model(target_free_root, tmp_p
     for cfg, ckpt, says in [(GAUSS, base_ckpt, r"holds \d+ of the \d+ weights of this config's model \(missing "
                                                 r"net\.[\w.]*(sigma_raw|theta)"),
                             (BASE, foreign, r"holds 0 of the \d+ weights"),
+                            (BASE, _init_checkpoint(tmp_path, GAUSS), r"holds σ/θ of Gaussian-shaped convs this "
+                                                                      r"config's model does not have \(net\.[\w.]*"
+                                                                      r"(sigma_raw|theta).*the \*_gauss\.py twin"),
                             (BASE, cut, "cannot be read as a torch checkpoint")]:
         _new_second()
         with pytest.raises(SystemExit) as e:

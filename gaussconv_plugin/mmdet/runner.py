@@ -221,8 +221,10 @@ def check_checkpoint(model, path: str) -> None:
     """Stop before a test that would score ``model`` with weights it does not hold: ``path`` must read as a torch
     checkpoint whose ``state_dict`` (``module.`` prefixes dropped, as MMEngine does) has every key of the model's
     (MMEngine loads with ``strict=False``: a checkpoint of another model, or a base one for a gauss config, would
-    be scored with the missing weights at their initial values, with a warning in the log and exit status 0).
-    ValueError, one line naming the file, what is missing and the fix."""
+    be scored with the missing weights at their initial values, with a warning in the log and exit status 0), and
+    no σ/θ of Gaussian-shaped convs the model lacks (a gauss checkpoint for the stock twin: MMEngine would drop
+    them and score the bare weights W instead of W·G·M). ValueError, one line naming the file, what is wrong and
+    the fix."""
     import re
 
     import torch
@@ -244,3 +246,8 @@ def check_checkpoint(model, path: str) -> None:
         raise ValueError(f"checkpoint {path} holds {len(want) - len(missing)} of the {len(want)} weights of this "
                          f"config's model (missing {', '.join(missing[:3])}{', …' if len(missing) > 3 else ''}); "
                          "pass the checkpoint tools/train.py wrote for this config")
+    shape = sorted(k for k in have - set(want) if k.endswith((".sigma_raw", ".theta")))
+    if shape:  # a gauss checkpoint for a stock config: MMEngine would drop σ/θ and score W instead of W·G·M
+        raise ValueError(f"checkpoint {path} holds σ/θ of Gaussian-shaped convs this config's model does not have "
+                         f"({', '.join(shape[:2])}{', …' if len(shape) > 2 else ''}); pass the checkpoint with the "
+                         "config it was trained with (the *_gauss.py twin, or gauss_conv set in model.net)")
