@@ -36,6 +36,14 @@ TINY = [  # a few iterations on 128-px inputs, no worker processes; score_thr 0 
 ]
 
 
+def _load(path, map_location="cpu"):
+    """An MMEngine checkpoint the way MMEngine's loader reads it (weights-only, HistoryBuffer's getattr allowed)."""
+    from gaussconv_plugin.mmdet.checkpoints import mmengine_checkpoint_globals
+
+    with mmengine_checkpoint_globals():
+        return torch.load(path, map_location=map_location)
+
+
 def _load_tool(name: str):
     spec = importlib.util.spec_from_file_location(f"gaussconv_tools_{name}", REPO / "tools" / f"{name}.py")
     mod = importlib.util.module_from_spec(spec)
@@ -109,7 +117,7 @@ def test_gauss_config_trains_and_evaluates(gauss_run):
     rows = _val_metrics(work)
     assert len(rows) == 1
     _check_map(rows[0])
-    sd = torch.load(work / "epoch_1.pth", map_location="cpu")["state_dict"]
+    sd = _load(work / "epoch_1.pth", map_location="cpu")["state_dict"]
     assert sd["backbone.conv1.sigma_raw"].shape == (64,) and "backbone.layer1.1.conv2.theta" in sd
     assert "backbone.layer2.0.conv1.sigma_raw" not in sd  # stage 2 stays plain
     # the Gaussian parameters were trained by the Runner's optimizer
@@ -123,7 +131,7 @@ def test_baseline_config_trains_and_evaluates(coco, tmp_path):
     rows = _val_metrics(tmp_path)
     assert len(rows) == 1
     _check_map(rows[0])
-    sd = torch.load(tmp_path / "epoch_1.pth", map_location="cpu")["state_dict"]
+    sd = _load(tmp_path / "epoch_1.pth", map_location="cpu")["state_dict"]
     assert not any("sigma_raw" in k for k in sd)
     assert type(runner.model.bbox_head.loss_bbox).__name__ == "GIoULoss"
 
@@ -139,7 +147,7 @@ def test_resume_continues_iterations(gauss_run, tmp_path):
     assert runner.epoch == 2 and runner.iter == 2 * n
     logs = "".join(p.read_text() for p in tmp_path.glob("*/*.log"))
     assert f"resumed epoch: 1, iter: {n}" in logs
-    meta = torch.load(tmp_path / "epoch_2.pth", map_location="cpu")["meta"]
+    meta = _load(tmp_path / "epoch_2.pth", map_location="cpu")["meta"]
     assert (meta["epoch"], meta["iter"]) == (2, 2 * n)
 
 
@@ -165,7 +173,7 @@ def test_torchrun_two_processes_on_cpu(coco, tmp_path):
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     logs = "".join(p.read_text() for p in tmp_path.glob("*/*.log"))
     assert "Distributed training: True" in logs and "backend 'gloo', rank 0/2" in logs
-    meta = torch.load(tmp_path / "epoch_1.pth", map_location="cpu")["meta"]
+    meta = _load(tmp_path / "epoch_1.pth", map_location="cpu")["meta"]
     assert meta["iter"] == _iters_per_epoch(world_size=2)  # each process saw half of the 16 images
     rows = _val_metrics(tmp_path)
     assert len(rows) == 1
@@ -237,7 +245,7 @@ def test_custom_imports_register_in_every_torchrun_worker(coco, tmp_path):
     for rank in (0, 1):
         info = json.loads((tmp_path / f"rank{rank}.json").read_text())
         assert info == dict(imported_before_config=False, registered=True, loss_registered=True), (rank, info)
-    sd = torch.load(tmp_path / "work" / "epoch_1.pth", map_location="cpu")
+    sd = _load(tmp_path / "work" / "epoch_1.pth", map_location="cpu")
     assert "backbone.conv1.sigma_raw" in sd["state_dict"] and sd["meta"]["iter"] == _iters_per_epoch(world_size=2)
 
 
@@ -254,7 +262,7 @@ def test_mmdetection_own_train_tool_with_custom_imports_only(coco, tmp_path, con
     res = subprocess.run([sys.executable, str(tool), config, "--work-dir", str(tmp_path), "--cfg-options", *TINY],
                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    sd = torch.load(tmp_path / "epoch_1.pth", map_location="cpu")["state_dict"]
+    sd = _load(tmp_path / "epoch_1.pth", map_location="cpu")["state_dict"]
     assert ("backbone.conv1.sigma_raw" in sd) == (config == GAUSS)
     _check_map(_val_metrics(tmp_path)[0])
     if config == GAUSS:
@@ -262,7 +270,7 @@ def test_mmdetection_own_train_tool_with_custom_imports_only(coco, tmp_path, con
                               "--cfg-options", *TINY, "train_cfg.max_epochs=2", "train_cfg.val_interval=5"],
                              cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
         assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-        meta = torch.load(tmp_path / "epoch_2.pth", map_location="cpu")["meta"]
+        meta = _load(tmp_path / "epoch_2.pth", map_location="cpu")["meta"]
         assert meta["iter"] == 2 * _iters_per_epoch()
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -113,6 +114,9 @@ def test_mmdet_internals_contract():
     from mmengine.runner import checkpoint as ckpt
 
     assert "torch.load(filename, map_location=map_location)" in inspect.getsource(ckpt.load_from_local)
+    # ... through CheckpointLoader.load_checkpoint, a classmethod (wrapped by .checkpoints for the getattr scope)
+    assert isinstance(ckpt.CheckpointLoader.__dict__["load_checkpoint"], classmethod)
+    assert "checkpoint_loader(filename, map_location)" in inspect.getsource(ckpt.CheckpointLoader.load_checkpoint)
     # ... and the DDP wrapper gets device_ids=[LOCAL_RANK] (hence the CPU branch of runner.setup_launcher)
     from mmengine.runner import Runner
 
@@ -418,8 +422,32 @@ def test_checkpoint_allow_list_for_weights_only_load(tmp_path):
     with pytest.raises(Exception, match="Unsupported global"):
         torch.load(tmp_path / "evil.pth")
     torch.save({"x": GetattrElsewhere()}, tmp_path / "evil2.pth")  # getattr on anything but HistoryBuffer
-    with pytest.raises(Exception, match="refused getattr"):
+    with pytest.raises(Exception, match="Unsupported global: GLOBAL getattr"):  # getattr: only in MMEngine's
         torch.load(tmp_path / "evil2.pth")
+    with pytest.raises(Exception, match="refused getattr"), gmm.checkpoints.mmengine_checkpoint_globals():
+        torch.load(tmp_path / "evil2.pth")
+    with pytest.raises(Exception, match="refused getattr"):  # MMEngine's loader: the same stand-in
+        load_checkpoint(m, str(tmp_path / "evil2.pth"), map_location="cpu")
+
+
+def test_ultralytics_safe_load_of_a_fused_checkpoint_beside_the_mmdet_package(tmp_path):
+    """``ULTRALYTICS_SAFE_LOAD=1`` resolves ``Conv.forward_fuse`` of a fused checkpoint with Ultralytics' own
+    ``builtins.getattr`` stand-in: importing gaussconv_plugin.mmdet (whose stand-in is scoped to MMEngine's loads)
+    does not take its place. A fresh process each (the flag is read at import)."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("ultralytics")
+    env = {**os.environ, "YOLO_OFFLINE": "1", "YOLO_AUTOINSTALL": "false", "YOLO_CONFIG_DIR": str(tmp_path / "cfg")}
+    ckpt = tmp_path / "fused.pt"
+    save = f"from ultralytics import YOLO\nm = YOLO('yolov8n.yaml')\nm.model.fuse()\nm.save({str(ckpt)!r})"
+    p = subprocess.run([sys.executable, "-c", save], env=env, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    load = ("import gaussconv_plugin.mmdet\nfrom ultralytics import YOLO\n"
+            f"print(type(YOLO({str(ckpt)!r}).model).__name__)")
+    p = subprocess.run([sys.executable, "-c", load], env={**env, "ULTRALYTICS_SAFE_LOAD": "1"}, capture_output=True,
+                       text=True, timeout=300)
+    assert p.returncode == 0 and p.stdout.strip().endswith("DetectionModel"), p.stderr[-3000:]
 
 
 @pytest.mark.parametrize("name", [n for pair in PAIRS for n in pair])

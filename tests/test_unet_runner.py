@@ -48,6 +48,14 @@ TINY = [
 ]
 
 
+def _load(path, map_location="cpu"):
+    """An MMEngine checkpoint the way MMEngine's loader reads it (weights-only, HistoryBuffer's getattr allowed)."""
+    from gaussconv_plugin.mmdet.checkpoints import mmengine_checkpoint_globals
+
+    with mmengine_checkpoint_globals():
+        return torch.load(path, map_location=map_location)
+
+
 def _load_tool(name: str):
     spec = importlib.util.spec_from_file_location(f"gaussconv_unet_tools_{name}", REPO / "tools" / f"{name}.py")
     mod = importlib.util.module_from_spec(spec)
@@ -153,7 +161,7 @@ def test_resume_continues_from_checkpoint(tmp_path):
     _new_second()
     first = train_tool.main([BASE, "--work-dir", str(work), "--cfg-options", *opts, "train_cfg.max_epochs=1"])
     assert first.epoch == 1 and (work / "epoch_1.pth").is_file()
-    saved = torch.load(work / "epoch_1.pth", map_location="cpu")
+    saved = _load(work / "epoch_1.pth", map_location="cpu")
     _RecordStart.records.clear()
     cfg = tmp_path / "resume_cfg.py"  # the base config plus a hook recording where training starts
     cfg.write_text(f"_base_ = {BASE!r}\ncustom_hooks = [dict(type='_UNetRecordStart')]\n")

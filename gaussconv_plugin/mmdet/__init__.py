@@ -20,7 +20,8 @@ name                        registry                                     use in 
 
 (MMCV 1.x's ``CONV_LAYERS`` registry no longer exists in MMCV 2.x; MMDetection 3.x needs MMCV 2.x.)
 
-It also makes MMEngine checkpoints loadable under torch ≥ 2.6 (see :func:`allow_mmengine_checkpoints`), and
+It also makes MMEngine checkpoints loadable under torch ≥ 2.6 (see :func:`allow_mmengine_checkpoints`; a direct
+``torch.load`` of one goes inside :func:`~.checkpoints.mmengine_checkpoint_globals`), and
 offers :func:`check_conv_cfgs`, a config check with a one-line error for unknown ``conv_cfg`` types (MMCV's
 own message is ``Cannot find None in registry``).
 

@@ -231,8 +231,11 @@ def check_checkpoint(model, path: str) -> None:
 
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint {path} not found")
+    from .checkpoints import mmengine_checkpoint_globals
+
     try:  # torch's weights-only load with the allow-list of .checkpoints, as MMEngine's own load goes
-        ckpt = torch.load(path, map_location="cpu")
+        with mmengine_checkpoint_globals():
+            ckpt = torch.load(path, map_location="cpu")
     except Exception as e:
         raise ValueError(f"checkpoint {path} cannot be read as a torch checkpoint ({one_line(e)}); pass a .pth "
                          "that tools/train.py wrote") from None
