@@ -102,7 +102,12 @@ def swap_convs(
             new.weight.copy_(m.weight)
             if m.bias is not None:
                 new.bias.copy_(m.bias)
-        new.weight.requires_grad_(m.weight.requires_grad)
+        new.weight.requires_grad_(m.weight.requires_grad)  # a frozen conv stays frozen: its bias and σ/θ too
+        if m.bias is not None:
+            new.bias.requires_grad_(m.bias.requires_grad)
+        if not m.weight.requires_grad:
+            new.sigma_raw.requires_grad_(False)
+            new.theta.requires_grad_(False)
         new.train(m.training)
         _set_submodule(model, name, new)
         replaced[name] = new

@@ -219,6 +219,15 @@ def test_swap_keeps_weights_and_predicate():
     assert type(net[0]) is nn.Conv2d  # nothing swapped before the error
 
 
+def test_swap_keeps_a_frozen_conv_frozen():
+    """A conv whose weight and bias are frozen stays frozen, σ/θ included; a trainable one gets trainable σ/θ."""
+    seq = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.Conv2d(4, 4, 3, padding=1))
+    seq[0].requires_grad_(False)
+    swap_convs(seq)
+    assert [p.requires_grad for p in seq[0].parameters()] == [False] * 4  # weight, bias, σ_raw, θ
+    assert [p.requires_grad for p in seq[1].parameters()] == [True] * 4
+
+
 @pytest.mark.parametrize(
     "kwargs,match",
     [

@@ -398,3 +398,40 @@ def test_trainer_as_first_import_patches_build_optimizer(tmp_path):
         """, tmp_path)
     assert "warning" not in err.lower(), err
     assert out == {"trainer": True, "once": True, "registered": True}
+
+
+def test_registering_leaves_the_global_rng_as_stock(tmp_path):
+    """Importing Ultralytics with the auto-hook (which checks the internals it relies on, building a small ``Conv``)
+    leaves torch's global RNG stream as it is without the plug-in: a user's seeded stock run is the same."""
+    code = """
+        import json, torch
+        torch.manual_seed(0)
+        from ultralytics import YOLO
+        print(json.dumps(torch.rand(3).tolist()))
+        """
+    hooked, _ = _fresh(code, tmp_path)
+    torch.manual_seed(0)
+    assert hooked == torch.rand(3).tolist()
+
+
+def test_safe_load_reads_pconv_checkpoints(tmp_path):
+    """``ULTRALYTICS_SAFE_LOAD=1`` (weights-only load with the allow-list) reads a PConv model's checkpoint too."""
+    ckpt = tmp_path / "pconv.pt"
+    code = f"""
+        import json, os
+        from ultralytics import YOLO
+        YOLO("yolov8n-p2-pconv.yaml").save({str(ckpt)!r})
+        """
+    _fresh(code + "print(json.dumps(0))", tmp_path)
+    os.environ["ULTRALYTICS_SAFE_LOAD"] = "1"
+    try:
+        out, _ = _fresh(f"""
+            import json
+            from ultralytics import YOLO
+            from ultralytics.utils import SAFE_LOAD
+            m = YOLO({str(ckpt)!r}).model
+            print(json.dumps([SAFE_LOAD, sum(type(x).__name__ == "PConv" for x in m.modules())]))
+            """, tmp_path)
+    finally:
+        del os.environ["ULTRALYTICS_SAFE_LOAD"]
+    assert out[0] is True and out[1] > 0

@@ -23,6 +23,7 @@ from __future__ import annotations
 import inspect
 import sys
 
+import torch
 import torch.nn as nn
 
 import ultralytics
@@ -115,7 +116,8 @@ def check_internals() -> list[str]:
             if missing:
                 problems.append(f"{path} lacks parameter(s) {missing}")
     try:
-        c = Conv(4, 8, 3, 2)
+        with torch.random.fork_rng(devices=[]):  # its init draws from the global RNG: a user's seeded run is as stock
+            c = Conv(4, 8, 3, 2)
         if not (isinstance(c.conv, nn.Conv2d) and isinstance(c.bn, nn.BatchNorm2d) and isinstance(c.act, nn.Module)):
             problems.append("Conv no longer has .conv/.bn/.act")
     except Exception as e:  # pragma: no cover - only on a broken Ultralytics

@@ -9,7 +9,8 @@ Six changes, five in ``ultralytics.nn.tasks`` plus torch's weights-only allow-li
 3. **Look-up and fusing.** ``tasks.check_yaml`` ← :func:`.model.wrap_check_yaml`, ``BaseModel.fuse`` ←
    :func:`.model.wrap_fuse`.
 4. **Scale box loss.** ``DetectionModel.init_criterion`` ← :func:`.loss.wrap_init_criterion`.
-5. **Loading.** ``GaussianShapedConv`` and ``GaussianShapedConv2d`` join torch's weights-only allow-list
+5. **Loading.** ``GaussianShapedConv``, ``GaussianShapedConv2d`` and ``PConv`` (with its conv-BN-act block) join
+   torch's weights-only allow-list
    (``torch.serialization.add_safe_globals``), so ``ULTRALYTICS_SAFE_LOAD=1`` loads checkpoints that hold them.
 6. **Optimizer.** ``BaseTrainer.build_optimizer`` ← :func:`.optim.wrap_build_optimizer`, once
    ``ultralytics.engine.trainer`` is fully imported (never imported from here: it imports ``nn.tasks`` itself).
@@ -28,7 +29,7 @@ import torch
 from ultralytics.nn import tasks
 
 from ..conv import GaussianShapedConv, GaussianShapedConv2d
-from ..pconv import PConv
+from ..pconv import PConv, _ConvBNAct
 from .internals import check_internals, check_trainer_internals, incompatible, is_marked, trainer_module
 from .loss import wrap_init_criterion
 from .model import wrap_check_yaml, wrap_fuse
@@ -77,7 +78,7 @@ def _register_tasks() -> None:
         tasks.DetectionModel.init_criterion = wrap_init_criterion(tasks.DetectionModel.init_criterion)
     add = getattr(torch.serialization, "add_safe_globals", None)
     if add is not None:
-        add([GaussianShapedConv, GaussianShapedConv2d])
+        add([GaussianShapedConv, GaussianShapedConv2d, PConv, _ConvBNAct])  # ULTRALYTICS_SAFE_LOAD=1
     # keep the re-export in ultralytics.nn in step (it may already be bound when registering late)
     nn_pkg = sys.modules.get("ultralytics.nn")
     if nn_pkg is not None and hasattr(nn_pkg, "parse_model"):
