@@ -553,3 +553,34 @@ def test_efficient_conv_bn_eval_keeps_the_envelope_and_fx_tracing_is_one_line():
     with pytest.raises(RuntimeError, match=r"cannot be traced by torch.fx .* leave the modules holding it out of "
                                            r"efficient_conv_bn_eval"):
         torch.fx.symbolic_trace(nn.Sequential(GaussianShapedConv2d(4, 4, 3)))
+
+
+def test_shape_decay_warning_names_the_fix():
+    """A config whose optimizer would weight-decay σ/θ gets one line naming the custom_keys to add (MMEngine's
+    longest-contained-key rule); the shipped gauss configs and a stock model get none."""
+    from gaussconv_plugin.mmdet.runner import shape_decay_warning
+
+    gauss, stock = GaussResNet(depth=18), ResNet(depth=18)
+    keys = {".sigma_raw": dict(decay_mult=0.0), ".theta": dict(decay_mult=0.0)}
+    cfg = lambda pw: Config(dict(optim_wrapper=dict(  # noqa: E731
+        type="OptimWrapper", optimizer=dict(type="AdamW", lr=1e-4, weight_decay=0.05), paramwise_cfg=pw)))
+    line = shape_decay_warning(cfg({}), gauss)
+    assert line.startswith("10 σ/θ tensors of Gaussian-shaped convs get weight decay (e.g. conv1.sigma_raw); add "
+                           "optim_wrapper.paramwise_cfg.custom_keys={'.sigma_raw': dict(decay_mult=0.0)"), line
+    assert shape_decay_warning(cfg(dict(custom_keys=keys)), gauss) is None
+    assert shape_decay_warning(cfg({}), stock) is None
+    # a longer key contained in the name wins over '.theta' (MMEngine's rule): its decay applies, as MMEngine's own
+    # optimizer builder does (conv1.theta, layer1.0.conv1.theta, layer1.1.conv1.theta)
+    from mmengine.optim import build_optim_wrapper
+
+    partial = {**keys, "conv1.theta": dict(lr_mult=0.1)}
+    built = build_optim_wrapper(gauss, cfg(dict(custom_keys=partial)).optim_wrapper)
+    names = {id(p): n for n, p in gauss.named_parameters()}
+    decayed = [names[id(p)] for g in built.optimizer.param_groups if g["weight_decay"] > 0 for p in g["params"]
+               if names[id(p)].endswith((".sigma_raw", ".theta"))]
+    assert len(decayed) == 3
+    assert shape_decay_warning(cfg(dict(custom_keys=partial)), gauss).startswith("3 σ/θ tensors")
+    assert shape_decay_warning(Config(dict(optim_wrapper=dict(optimizer=dict(type="SGD", lr=0.1)))), gauss) is None
+    shipped = Config.fromfile(str(CFG / "retinanet_r18_fpn_sirst320_cpu_gauss.py"))
+    assert shipped.optim_wrapper.optimizer.weight_decay > 0
+    assert shape_decay_warning(shipped, gauss) is None

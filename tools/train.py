@@ -53,7 +53,7 @@ def build(args: argparse.Namespace):
     """Config + runner from parsed arguments (no training)."""
     import gaussconv_plugin.mmdet  # noqa: F401  (registrations, torch.load allow-list)
     from gaussconv_plugin.mmdet.runner import (
-        build_runner, check_amp, check_checkpoint, load_config, local_rank_env, setup_launcher,
+        build_runner, check_amp, check_checkpoint, load_config, local_rank_env, setup_launcher, shape_decay_warning,
     )
 
     local_rank_env(args.local_rank)
@@ -84,6 +84,9 @@ def build(args: argparse.Namespace):
         check_checkpoint(runner.model, args.resume)
     if note:
         runner.logger.info(note)
+    decay = shape_decay_warning(cfg, runner.model)
+    if decay:
+        runner.logger.warning(decay)
     return runner
 
 

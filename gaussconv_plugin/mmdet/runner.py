@@ -29,7 +29,7 @@ from gaussconv_plugin.data.sirst import DataFileError
 
 __all__ = [
     "CfgOptionsAction", "load_config", "setup_launcher", "build_runner", "one_line", "set_visualization",
-    "local_rank_env", "check_amp", "leave_process_group", "check_checkpoint", "tool_errors",
+    "local_rank_env", "check_amp", "leave_process_group", "check_checkpoint", "tool_errors", "shape_decay_warning",
 ]
 
 
@@ -192,6 +192,33 @@ def tool_errors(prog: str, debug: bool, catch: tuple[type[BaseException], ...] =
             line = one_line(e) + (file_hint if isinstance(e, FileNotFoundError) else "")
         print(f"{prog}: error: {line}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def shape_decay_warning(cfg, model) -> str | None:
+    """One line when ``model`` holds Gaussian-shaped convs and ``cfg.optim_wrapper`` would weight-decay their σ/θ
+    (a weight decay > 0, and a σ/θ parameter whose ``paramwise_cfg.custom_keys`` entry — the longest key contained
+    in its name, MMEngine's rule — is missing or has no ``decay_mult=0``): decay pulls σ_raw towards 0 and θ towards
+    the mask's flip at 0. Else None."""
+    from gaussconv_plugin.conv import GaussianShapedConv2d
+
+    names = [f"{n}.{p}" for n, m in model.named_modules() if isinstance(m, GaussianShapedConv2d)
+             for p in ("sigma_raw", "theta")]
+    ow = cfg.get("optim_wrapper") or {}
+    if not names or not (ow.get("optimizer") or {}).get("weight_decay"):
+        return None
+    keys = (ow.get("paramwise_cfg") or {}).get("custom_keys") or {}
+    order = sorted(sorted(keys), key=len, reverse=True)
+
+    def exempt(name: str) -> bool:
+        key = next((k for k in order if k in name), None)
+        return key is not None and (keys[key] or {}).get("decay_mult", 1.0) == 0
+
+    decayed = [n for n in names if not exempt(n)]
+    if not decayed:
+        return None
+    return (f"{len(decayed)} σ/θ tensors of Gaussian-shaped convs get weight decay (e.g. {decayed[0]}); add "
+            "optim_wrapper.paramwise_cfg.custom_keys={'.sigma_raw': dict(decay_mult=0.0), '.theta': "
+            "dict(decay_mult=0.0)}, as mmdet_cfgs/ does")
 
 
 def local_rank_env(local_rank: int) -> None:
