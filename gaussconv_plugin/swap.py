@@ -10,7 +10,12 @@ import torch.nn as nn
 from .conv import GaussianShapedConv, GaussianShapedConv2d
 from .shaped_kernel import ShapedFilter2d
 
-__all__ = ["swap_convs", "fuse_gaussian_convs"]
+__all__ = ["swap_convs", "fuse_gaussian_convs", "SWAP_HOOKS"]
+
+#: functions called as ``hook(model, replaced, gs_kwargs)`` at the end of every :func:`swap_convs`: a host adapter
+#: appends one to keep its own description of the model in step (the Ultralytics adapter: the model YAML, from
+#: which ``yolo train`` rebuilds the model). This module imports no host.
+SWAP_HOOKS: list[Callable[[nn.Module, dict, dict], None]] = []
 
 
 def _as_patterns(p: str | Iterable[str] | None) -> list[str] | None:
@@ -111,6 +116,8 @@ def swap_convs(
         new.train(m.training)
         _set_submodule(model, name, new)
         replaced[name] = new
+    for hook in SWAP_HOOKS:
+        hook(model, replaced, gs_kwargs)
     return replaced
 
 

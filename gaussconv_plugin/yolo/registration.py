@@ -1,6 +1,6 @@
 """:func:`register`: install the plug-in into Ultralytics (idempotent, thread-safe); :func:`is_registered`.
 
-Six changes, five in ``ultralytics.nn.tasks`` plus torch's weights-only allow-list, one in
+Seven changes, five in ``ultralytics.nn.tasks`` plus torch's weights-only allow-list and our swap hook, one in
 ``ultralytics.engine.trainer``; no Ultralytics file is edited. Each wrapper comes from the module of its concern:
 
 1. **Name.** ``tasks.GaussianShapedConv`` and ``tasks.PConv`` are set, so ``globals()[m]`` in ``parse_model``
@@ -12,7 +12,9 @@ Six changes, five in ``ultralytics.nn.tasks`` plus torch's weights-only allow-li
 5. **Loading.** ``GaussianShapedConv``, ``GaussianShapedConv2d`` and ``PConv`` (with its conv-BN-act block) join
    torch's weights-only allow-list
    (``torch.serialization.add_safe_globals``), so ``ULTRALYTICS_SAFE_LOAD=1`` loads checkpoints that hold them.
-6. **Optimizer.** ``BaseTrainer.build_optimizer`` ← :func:`.optim.wrap_build_optimizer`, once
+6. **swap_convs.** :func:`.model.yaml_after_swap` joins :data:`gaussconv_plugin.swap.SWAP_HOOKS`, so a swap on an
+   Ultralytics model is written into its YAML (which ``yolo train`` rebuilds it from).
+7. **Optimizer.** ``BaseTrainer.build_optimizer`` ← :func:`.optim.wrap_build_optimizer`, once
    ``ultralytics.engine.trainer`` is fully imported (never imported from here: it imports ``nn.tasks`` itself).
 
 Nothing registers on import of this module: the auto-hook (:mod:`gaussconv_plugin._autohook`) calls
@@ -30,9 +32,10 @@ from ultralytics.nn import tasks
 
 from ..conv import GaussianShapedConv, GaussianShapedConv2d
 from ..pconv import PConv, _ConvBNAct
+from ..swap import SWAP_HOOKS
 from .internals import check_internals, check_trainer_internals, incompatible, is_marked, trainer_module
 from .loss import wrap_init_criterion
-from .model import wrap_check_yaml, wrap_fuse
+from .model import wrap_check_yaml, wrap_fuse, yaml_after_swap
 from .optim import wrap_build_optimizer
 from .parse import wrap_parse_model
 
@@ -76,6 +79,8 @@ def _register_tasks() -> None:
         tasks.BaseModel.fuse = wrap_fuse(tasks.BaseModel.fuse)
     if not is_marked(tasks.DetectionModel.init_criterion):
         tasks.DetectionModel.init_criterion = wrap_init_criterion(tasks.DetectionModel.init_criterion)
+    if yaml_after_swap not in SWAP_HOOKS:
+        SWAP_HOOKS.append(yaml_after_swap)
     add = getattr(torch.serialization, "add_safe_globals", None)
     if add is not None:
         add([GaussianShapedConv, GaussianShapedConv2d, PConv, _ConvBNAct])  # ULTRALYTICS_SAFE_LOAD=1
