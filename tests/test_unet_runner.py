@@ -330,7 +330,15 @@ def test_model_modes_and_warmup_from_message_hub():
     assert [tuple(p["pred_prob"].shape) for p in preds] == [(50, 70), (64, 96)]
     assert [tuple(p["gt_mask"].shape) for p in preds] == [(50, 70), (64, 96)]
     assert all(0 <= float(p["pred_prob"].min()) and float(p["pred_prob"].max()) <= 1 for p in preds)
-    torch.testing.assert_close(preds[0]["pred_prob"], torch.sigmoid(raw[0, 0, :50, :70]))
+    torch.testing.assert_close(preds[1]["pred_prob"], torch.sigmoid(raw[1, 0]))
+    # each image alone at its own size: the same prediction whatever the batch and its padding hold
+    with torch.no_grad():
+        alone = model(x[:1, :, :50, :70], samples[:1], mode="predict")[0]["pred_prob"]
+        other = model(torch.cat([x[:1], torch.randn(1, 1, 64, 96) * 5]), samples, mode="predict")[0]["pred_prob"]
+        in_batch = torch.sigmoid(raw[0, 0, :50, :70])
+    torch.testing.assert_close(preds[0]["pred_prob"], alone)
+    torch.testing.assert_close(other, alone)
+    assert not torch.allclose(in_batch, alone, atol=1e-4)  # what padding to the batch's size would have given
     model.train()
     fused, sides = model(x, mode="tensor")
     assert fused.shape == (2, 1, 64, 96) and [s.shape[-1] for s in sides] == [96, 48, 24, 12]

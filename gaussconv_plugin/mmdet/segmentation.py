@@ -35,6 +35,7 @@ from typing import Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from mmengine.evaluator import BaseMetric
 from mmengine.hooks import Hook
 from mmengine.logging import MessageHub, print_log
@@ -77,6 +78,8 @@ class IRSTDSegmentor(BaseModel):
             ``mode='diff'`` = the proposed loss; ``with_location`` …).
         warmup_epochs: epochs (0-based ``epoch < warmup_epochs``) trained with plain soft-IoU (MSHNet: 5).
         data_preprocessor: MMEngine data preprocessor config (default ``BaseDataPreprocessor``: moves to device).
+        predict_size_divisor: in ``'predict'`` each image is zero-padded (bottom/right) to a multiple of it alone
+            (32: what ``seg_pad_collate(size_divisor=32)`` gives a batch of one, the configs' test setting).
 
     ``forward(inputs, data_samples, mode)``, ``inputs`` ``(N, C, H, W)`` float, ``data_samples`` a list of dicts
     from :class:`SIRSTSegDataset` / ``seg_pad_collate`` (``gt_mask`` ``(H, W)``, ``img_shape`` …):
@@ -84,13 +87,16 @@ class IRSTDSegmentor(BaseModel):
     - ``'loss'``: ``{'loss_seg': total, 'ds_fused', 'ds_side0'…'ds_side3': the five terms (detached),
       'warmup': 1./0.}`` (only ``loss_seg`` is optimised).
     - ``'predict'``: one dict per image: the data sample's fields plus ``pred_prob`` ``(h, w)`` float32 CPU
-      tensor (sigmoid of the fused logits) with ``gt_mask`` ``(h, w)`` bool, both cropped to ``img_shape``.
+      tensor (sigmoid of the fused logits) with ``gt_mask`` ``(h, w)`` bool, both cropped to ``img_shape``. Each
+      image runs alone at its ``img_shape`` padded to ``predict_size_divisor``, so a prediction does not depend on
+      the test batch size or on which images share a batch.
     - ``'tensor'``: the network's raw output (``(fused, sides)`` in train mode, fused logits in eval).
     """
 
     def __init__(self, net: dict | None = None, loss: dict | None = None, warmup_epochs: int = 5,
-                 data_preprocessor: dict | None = None, init_cfg: dict | None = None):
+                 data_preprocessor: dict | None = None, init_cfg: dict | None = None, predict_size_divisor: int = 32):
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        self.predict_size_divisor = max(int(predict_size_divisor), 1)
         self.net = MSHUNet(**(net or {}))
         self.loss_fn = ScaleIoULoss(**(loss or {}))
         if int(warmup_epochs) < 0:
@@ -126,12 +132,16 @@ class IRSTDSegmentor(BaseModel):
             out["warmup"] = torch.tensor(float(warm), device=total.device)
             return out
         if mode == "predict":
-            prob = torch.sigmoid(self.net(inputs, return_sides=False).float()).cpu()
             results = []
-            for k in range(prob.shape[0]):
+            for k in range(inputs.shape[0]):  # one image at a time, padded alone to predict_size_divisor: the
+                # channel attention pools over the whole map, so padding an image to a larger batch-mate's size
+                # would change its prediction everywhere, not only at the edge
                 ds = dict(data_samples[k]) if data_samples is not None else {}
-                h, w = ds.get("img_shape", prob.shape[-2:])
-                ds["pred_prob"] = prob[k, 0, :h, :w]
+                h, w = tuple(ds.get("img_shape", inputs.shape[-2:]))[-2:]
+                d = self.predict_size_divisor
+                x = F.pad(inputs[k:k + 1, :, :h, :w], (0, -(-w // d) * d - w, 0, -(-h // d) * d - h))
+                logits = self.net(x, return_sides=False)
+                ds["pred_prob"] = torch.sigmoid(logits.float())[0, 0, :h, :w].cpu()
                 if "gt_mask" in ds:
                     ds["gt_mask"] = torch.as_tensor(ds["gt_mask"])[:h, :w].bool().cpu()
                 results.append(ds)
