@@ -1,5 +1,5 @@
 # Proposed (Gaussian-shaped conv + diff scale loss), paper-scale GPU schedule of unet_mshnet_base_paper.py
-# (256×256, batch 4, Adagrad 0.05, 400 epochs, 5 warm-up epochs; `--amp` for mixed precision).
+# (256×256, batch 4, Adagrad 0.05, 400 epochs, 6 warm-up epochs; `--amp` for mixed precision).
 _base_ = './unet_mshnet_base_paper.py'
 
 model = dict(

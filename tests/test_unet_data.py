@@ -56,6 +56,25 @@ def test_test_mode_native_size_any_mode(mixed_root):
     assert SIRSTSegDataset(mixed_root, split="test", mode="test", channels=3)[1]["inputs"].shape == (3, 64, 41)
 
 
+def test_test_size_is_mshnets_test_transform(mixed_root):
+    """``test_size``: image bilinear and mask nearest to test_size² (MSHNet's _testval_sync_transform), computed
+    here with PIL from the native pair; ori_shape keeps the native size. A bad value is one line."""
+    ds = SIRSTSegDataset(mixed_root, split="test", mode="test", test_size=32)
+    native = SIRSTSegDataset(mixed_root, split="test", mode="test")
+    for i in range(len(ds)):
+        s, n = ds[i], native[i]
+        img, mask = native.load(i)
+        want_img = np.asarray(Image.fromarray(img).resize((32, 32), Image.BILINEAR), np.float32)
+        want_mask = np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).resize((32, 32), Image.NEAREST)) > 127
+        assert s["inputs"].shape == (1, 32, 32) and s["data_samples"]["img_shape"] == (32, 32)
+        assert s["data_samples"]["ori_shape"] == n["data_samples"]["ori_shape"] == mask.shape
+        torch.testing.assert_close(s["inputs"][0], (torch.from_numpy(want_img) / 255 - GREY_MEAN) / GREY_STD)
+        assert torch.equal(s["data_samples"]["gt_mask"].bool(), torch.from_numpy(want_mask))
+    for bad in (0, 25.5, True):
+        with pytest.raises(ValueError, match="test_size must be None"):
+            SIRSTSegDataset(mixed_root, split="test", mode="test", test_size=bad)
+
+
 def test_train_mode_fixed_crop_and_binary_mask(mixed_root):
     ds = SIRSTSegDataset(mixed_root, split="trainval", mode="train", crop_size=32, base_size=48,
                          rng=np.random.default_rng(0))

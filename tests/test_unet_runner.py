@@ -357,7 +357,7 @@ def test_overlay_colours():
     assert o[1, 0].tolist() == [0, 255, 0] and o[1, 1].tolist() == [100, 100, 100]
 
 
-@pytest.mark.parametrize("suffix", ["cpu", "paper", "nudt_cpu", "irstd1k_cpu"])
+@pytest.mark.parametrize("suffix", ["cpu", "paper", "nudt_cpu", "irstd1k_cpu", "irstd1k_paper"])
 def test_unet_twins_differ_in_the_conv_and_the_loss_alone(suffix, config_diff):
     """Each gauss twin is its base config with the conv placement and the loss mode (and their own settings)
     changed, nothing else: the whole configs, flattened, differ in exactly those keys."""
@@ -379,7 +379,14 @@ def test_configs_parse_and_differ_only_where_intended():
     assert paper.model.loss.mode == "var" and paper.model.net.gauss_conv == "none"
     for c in (paper, gpaper):
         assert c.train_dataloader.dataset.crop_size == 256 and c.train_cfg.max_epochs == 400
-        assert c.model.warmup_epochs == 5 and 4 <= c.train_dataloader.batch_size <= 16
+        # MSHNet: --warm-epoch 5 with `epoch > warm_epoch`, i.e. epochs 0-5; batch 4 with drop_last
+        assert c.model.warmup_epochs == 6 and c.train_dataloader.batch_size == 4 and c.train_dataloader.drop_last
+    # IRSTD-1k at MSHNet's own protocol: base 256, train on trainval, test images resized to 256²
+    ip = Config.fromfile(str(CFG / "unet_mshnet_base_irstd1k_paper.py"))
+    assert (ip.train_dataloader.dataset.base_size, ip.train_dataloader.dataset.split) == (256, "trainval")
+    assert ip.train_dataloader.dataset.default_root == "irstd1k" and ip.model.warmup_epochs == 6
+    for dl in (ip.val_dataloader, ip.test_dataloader):
+        assert (dl.dataset.split, dl.dataset.test_size, dl.dataset.default_root) == ("test", 256, "irstd1k")
     assert base.train_dataloader.dataset.data_root is None  # resolved by sirst_root() at build time
     for c in (base, gauss, paper, gpaper):
         assert c.val_dataloader.dataset.mode == "test" and c.default_hooks.visualization.type == "IRSTDVisualizationHook"

@@ -30,7 +30,8 @@ Size handling:
   5. Gaussian blur of the image with probability ``blur_prob`` (0.5), radius ``~ U(0, 1)`` px (PIL).
   Random numbers come from NumPy's global generator (seeded per worker by MMEngine / PyTorch's
   ``worker_init_fn``), or from ``rng`` if given.
-- ``mode='test'`` — the image at its native size, no augmentation. Batches of different sizes are padded
+- ``mode='test'`` — the image at its native size (or resized to ``test_size``², MSHNet's test transform), no
+  augmentation. Batches of different sizes are padded
   by :func:`pad_collate` (bottom/right, to a multiple of ``size_divisor``; inputs with 0, masks with 0) and
   every sample records its valid ``img_shape``; predictions are cropped back to it before any metric.
 """
@@ -143,7 +144,11 @@ class SIRSTSegDataset(torch.utils.data.Dataset):
             (``$GAUSSCONV_IRSTD1K_ROOT`` or ``../shared/data/irstd1k``).
         names: explicit image names (overrides ``split``).
         max_images: keep only the first ``max_images`` names (small test subsets).
-        mode: ``'train'`` (random crop/rescale/flip/blur to ``crop_size``) or ``'test'`` (native size).
+        mode: ``'train'`` (random crop/rescale/flip/blur to ``crop_size``) or ``'test'`` (native size, or
+            ``test_size``).
+        test_size: in ``'test'`` mode, resize every image (bilinear) and mask (nearest) to ``test_size``² before
+            the network and the metrics: MSHNet's ``_testval_sync_transform`` (its base size, 256), for a
+            comparison with its published figures; ``None`` (default) scores the native images.
         crop_size, base_size, scale_range, hflip, vflip, blur_prob: training augmentation (module docstring).
         channels: 1 (grey) or 3 (grey replicated, for a 3-channel network).
         mean, std: normalisation of ``grey/255``.
@@ -171,6 +176,7 @@ class SIRSTSegDataset(torch.utils.data.Dataset):
         cache: bool = True,
         rng: np.random.Generator | None = None,
         default_root: str = "sirst",
+        test_size: int | None = None,
     ):
         if mode not in ("train", "test"):
             raise ValueError(f"mode must be 'train' or 'test' (got {mode!r})")
@@ -178,6 +184,9 @@ class SIRSTSegDataset(torch.utils.data.Dataset):
             raise ValueError(f"channels must be 1 (grey) or 3 (grey as RGB) (got {channels!r})")
         if not std > 0:
             raise ValueError(f"std must be > 0 (got {std!r}); use the default {GREY_STD}")
+        if test_size is not None and (isinstance(test_size, bool) or not isinstance(test_size, int) or test_size < 1):
+            raise ValueError(f"test_size must be None (native size) or a side in pixels such as 256 (got "
+                             f"{test_size!r})")
         self.root = dataset_root(data_root, default_root)
         self.layout = detect_layout(self.root)
         self.names = list(names) if names is not None else read_split(self.root, split, idx, check=False)
@@ -193,6 +202,7 @@ class SIRSTSegDataset(torch.utils.data.Dataset):
         self.channels, self.mean, self.std = channels, float(mean), float(std)
         self.cache = cache
         self.rng = rng
+        self.test_size = test_size
         self._store: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     def __len__(self) -> int:
@@ -224,6 +234,11 @@ class SIRSTSegDataset(torch.utils.data.Dataset):
             rng = self.rng if self.rng is not None else np.random
             img, mask = train_transform(img, mask, rng, self.crop_size, self.base_size, self.scale_range,
                                         self.hflip, self.vflip, self.blur_prob)
+        elif self.test_size is not None:  # MSHNet's test transform: image bilinear, mask nearest, to test_size²
+            side = self.test_size
+            img = np.asarray(Image.fromarray(np.asarray(img, np.uint8)).resize((side, side), Image.BILINEAR))
+            mask = np.asarray(Image.fromarray(np.asarray(mask, bool).astype(np.uint8) * 255).resize(
+                (side, side), Image.NEAREST)) > 127
         name = self.names[i]
         return {
             "inputs": self.normalise(img),

@@ -76,7 +76,8 @@ class IRSTDSegmentor(BaseModel):
         net: keyword arguments of :class:`~gaussconv_plugin.unet.MSHUNet` (``in_channels``, ``gauss_conv``, …).
         loss: keyword arguments of :class:`~gaussconv_plugin.losses.ScaleIoULoss` (``mode='var'`` = MSHNet's SLS,
             ``mode='diff'`` = the proposed loss; ``with_location`` …).
-        warmup_epochs: epochs (0-based ``epoch < warmup_epochs``) trained with plain soft-IoU (MSHNet: 5).
+        warmup_epochs: epochs (0-based ``epoch < warmup_epochs``) trained with plain soft-IoU (MSHNet: 6, its
+            ``--warm-epoch 5`` with ``epoch > warm_epoch``; the paper configs set 6).
         data_preprocessor: MMEngine data preprocessor config (default ``BaseDataPreprocessor``: moves to device).
         predict_size_divisor: in ``'predict'`` each image is zero-padded (bottom/right) to a multiple of it alone
             (32: what ``seg_pad_collate(size_divisor=32)`` gives a batch of one, the configs' test setting).
@@ -100,7 +101,7 @@ class IRSTDSegmentor(BaseModel):
         self.net = MSHUNet(**(net or {}))
         self.loss_fn = ScaleIoULoss(**(loss or {}))
         if int(warmup_epochs) < 0:
-            raise ValueError(f"warmup_epochs must be >= 0 (got {warmup_epochs}); MSHNet uses 5")
+            raise ValueError(f"warmup_epochs must be >= 0 (got {warmup_epochs}); MSHNet's schedule is 6")
         self.warmup_epochs = int(warmup_epochs)
         self.epoch: int | None = None  # set it to override the MessageHub's epoch (e.g. outside a Runner)
 
@@ -261,7 +262,9 @@ class IRSTDVisualizationHook(Hook):
                 Image.fromarray(np.clip(prob * 255 + 0.5, 0, 255).astype(np.uint8)).save(
                     self.out_dir / f"{name}_prob.png")
             if "root" in ds and "name" in ds:
-                gray = load_image(ds["root"], ds["name"])[: pred.shape[0], : pred.shape[1]]
+                gray = load_image(ds["root"], ds["name"])
+                if gray.shape != pred.shape:  # the dataset's test_size: the image as the network saw it
+                    gray = np.asarray(Image.fromarray(gray).resize(pred.shape[::-1], Image.BILINEAR))
             else:
                 gray = np.zeros(pred.shape, np.uint8)
             gt = np.asarray(torch.as_tensor(ds["gt_mask"]).cpu()).astype(bool) if "gt_mask" in ds else None
