@@ -15,7 +15,9 @@ target ``mask`` ``(H, W)``; the prediction is ``prob > threshold`` (0.5 ⇔ logi
   holds no target). — ``ProbabilityDetectionAndFalseAlarmRate``.
 - **Fa** (pixel level): ``Σ area of unmatched predicted components / Σ image pixels``. A target-free image adds
   nothing to Pd's numerator or denominator; all its predicted pixels are false alarms and its pixels count in
-  the denominator. Usually reported ×10⁶ (``Fa_e6``).
+  the denominator. Usually reported ×10⁶ (``Fa_e6``). MSHNet's own ``PD_FA`` (its ``utils/metric.py``) leaves
+  out every unmatched component whose *area* equals that of a matched one (``x not in image_area_match``), so on
+  the same predictions it can report a slightly lower Fa than this (matching by component, not by area).
 
 Threshold sweep (``curve_bins = B > 0``), prediction ``prob > t_b`` for b = 0..B−1:
 
