@@ -8,6 +8,7 @@ import json
 import math
 import os
 import sys
+import time
 import types
 from pathlib import Path
 
@@ -726,10 +727,13 @@ def test_a_run_a_live_process_trains_is_not_taken_by_a_second_one(tmp_path, caps
     lock = run.dir.with_name("seed0.lock")
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        for _ in range(100):  # until /proc shows the child's own command line (not the fork's)
-            cmd = Path(f"/proc/{other.pid}/cmdline").read_bytes().decode()
+        for _ in range(400):  # until /proc shows the child's own command line (not the fork's: on a loaded
+            cmd = Path(f"/proc/{other.pid}/cmdline").read_bytes().decode()  # machine the exec can take a while)
             if "time.sleep" in cmd:
                 break
+            time.sleep(0.025)
+        else:
+            pytest.fail(f"the child never showed its command line in /proc/{other.pid}/cmdline within 10 s")
         lock.write_text(json.dumps({"pid": other.pid, "cmdline": cmd}))
         assert runs_mod.trained_by(run) == other.pid
         with pytest.raises(RuntimeError, match=f"{run.dir}: process {other.pid} is training this run now"):
