@@ -77,6 +77,36 @@ def test_prepare_subset_labels_match_masks_and_is_idempotent(tmp_path):
     assert im.mode == "RGB"
 
 
+def test_cache_follows_the_source_and_the_folder(tmp_path):
+    """The cached conversion is reused only while its source is what it read: a name dropped from a split list, an
+    edited mask, or a copy of the folder elsewhere (whose data.yaml named the old place) converts again."""
+    import shutil
+
+    from gaussconv_plugin.data.synthetic import make_synthetic_sirst
+
+    src = make_synthetic_sirst(tmp_path / "src", n=12, seed=3, layout="irstd")
+    out = tmp_path / "y"
+    prepare_yolo(src, out)
+    train = (src / "50_50" / "train.txt").read_text().split()
+    dropped, kept = train[0], train[1]
+    (src / "50_50" / "train.txt").write_text("\n".join(train[1:]) + "\n")
+    prepare_yolo(src, out)
+    assert sorted(p.stem for p in (out / "images" / "train").glob("*.png")) == sorted(train[1:])
+    mask = np.zeros_like(np.asarray(Image.open(src / "masks" / f"{kept}.png")))
+    mask[2:5, 3:7] = 255  # one 4 × 3 target now
+    Image.fromarray(mask).save(src / "masks" / f"{kept}.png")
+    prepare_yolo(src, out)
+    h, w = mask.shape
+    assert (out / "labels" / "train" / f"{kept}.txt").read_text() == (
+        f"0 {5 / w:.6f} {3.5 / h:.6f} {4 / w:.6f} {3 / h:.6f}\n")
+    moved = tmp_path / "moved"
+    shutil.copytree(out, moved)
+    shutil.rmtree(out)
+    data = prepare_yolo(src, moved)
+    assert str(moved.resolve()) in data.read_text() and str(out) not in data.read_text()
+    assert dropped not in {p.stem for p in (moved / "images" / "train").glob("*.png")}
+
+
 def test_every_source_mode_is_converted(tmp_path):
     """SIRST stores L, RGB, RGBA and P files; a view of one of each (symlinks in tmp) converts to gray PNGs."""
     root = sirst_root()

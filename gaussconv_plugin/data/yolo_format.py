@@ -25,9 +25,11 @@ Output layout (``out_dir``)::
 - **VOC check.** The images whose ``masks/<name>.xml`` boxes disagree with the mask components (SIRST's VOC
   boxes are approximate) are counted in ``manifest.json`` and listed with their problems in
   ``voc_problems.txt``; the labels always come from the masks. IRSTD folders have no xml: nothing to check.
-- **Idempotent.** ``manifest.json`` records the parameters and the source; a second call with the same
-  parameters returns at once. With other parameters the ``images/``, ``labels/`` folders (and Ultralytics'
-  ``*.cache`` files in them) are rebuilt.
+- **Idempotent.** ``manifest.json`` records the parameters and the source — the names of every split and the size
+  and modification time of every image and mask it read (:func:`source_stamp`) — so a second call returns at once
+  only while all of that is unchanged and the folder is where it was written. A name dropped from a split list, an
+  edited mask or a moved folder rebuilds the ``images/``, ``labels/`` folders (and Ultralytics' ``*.cache`` files
+  in them).
 - **All or nothing.** The new ``images/`` and ``labels/`` are written to a staging folder inside ``out_dir`` and
   swapped in only when every image, mask and split list has been read: bad data (a missing, corrupt or truncated
   file, a mask of another aspect ratio, see :mod:`gaussconv_plugin.data.sirst`) raises one line naming the file
@@ -35,6 +37,7 @@ Output layout (``out_dir``)::
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -44,10 +47,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .layout import default_splits, detect_layout, idx_label, split_folders
+from .layout import default_splits, detect_layout, idx_label, image_path, mask_path, split_folders
 from .sirst import cache_dir, check_out_dir, load_image, read_split, sirst_root, target_boxes
 
-__all__ = ["prepare_yolo", "boxes_to_yolo_lines", "read_manifest", "default_yolo_splits", "DEFAULT_SPLITS"]
+__all__ = ["prepare_yolo", "boxes_to_yolo_lines", "read_manifest", "default_yolo_splits", "source_stamp", "DEFAULT_SPLITS"]
 
 #: SIRST v1's default ``((yolo_split, source_split), ...)``
 DEFAULT_SPLITS = (("train", "trainval"), ("val", "test"))
@@ -91,6 +94,24 @@ def read_manifest(out_dir) -> dict:
 
 def _yaml_str(s: str) -> str:
     return json.dumps(str(s))  # a JSON string is a valid YAML scalar (quotes any odd character)
+
+
+def source_stamp(root: Path, names: dict[str, list[str]], layout: str) -> str:
+    """SHA-1 of the split names (in order) and of each named image's and mask's size and modification time: what a
+    conversion read. Changes when a split list changes, or an image or mask is replaced or edited."""
+    h = hashlib.sha1()
+    for ys, ns in names.items():
+        h.update(f"[{ys}]\n".encode())
+        for n in ns:
+            stats = []
+            for f in (image_path(root, n), mask_path(root, n, layout)):
+                try:
+                    st = f.stat()
+                    stats.append(f"{st.st_size}:{st.st_mtime_ns}")
+                except OSError:
+                    stats.append("-")
+            h.update(f"{n}\t{' '.join(stats)}\n".encode())
+    return h.hexdigest()
 
 
 def prepare_yolo(
@@ -137,11 +158,11 @@ def prepare_yolo(
     names = {ys: read_split(root, ss, folders[ss])[: int(limit) if limit else None] for ys, ss in splits}
     params = {
         "version": _FORMAT_VERSION, "root": str(root), "idx": idx, "splits": [list(s) for s in splits],
-        "limit": limit, "channels": channels,
+        "limit": limit, "channels": channels, "source": source_stamp(root, names, layout),
     }
     data_yaml = out / "data.yaml"
     old = read_manifest(out)
-    if old.get("params") == params and data_yaml.is_file() and all(
+    if old.get("params") == params and old.get("data_yaml") == str(data_yaml) and data_yaml.is_file() and all(
         (out / "images" / ys / f"{n}.png").is_file() and (out / "labels" / ys / f"{n}.txt").is_file()
         for ys, ns in names.items() for n in ns
     ):
