@@ -102,6 +102,41 @@ def test_corrupt_or_truncated_image_is_one_line_everywhere(root, tmp_path, how):
     assert not (tmp_path / "cli_yolo").exists() and not (tmp_path / "cli_coco").exists()  # no empty folder left
 
 
+def test_a_label_index_mask_a_16_bit_image_and_a_repeated_name_are_one_line(root, tmp_path):
+    """Files that decode but would silently train on nothing: a 0/1 mask (no pixel > 127: no target), a 16-bit
+    image (PIL's 'L' clips it to one flat 255); and a split list naming an image twice (COCO and the U-Net would
+    count it twice, YOLO once). Each stops in one line naming the file and the fix; the converters write nothing."""
+    Image.fromarray(((np.asarray(Image.open(root / "masks" / "a4_pixels0.png")) > 0)).astype(np.uint8)).save(
+        root / "masks" / "a4_pixels0.png")  # values 0/1
+    mask = root / "masks" / "a4_pixels0.png"
+    for call in (lambda: load_mask(root, "a4"), lambda: target_boxes(root, "a4"),
+                 lambda: SIRSTSegDataset(root, split="test", mode="test")[0]):
+        with pytest.raises(ValueError) as e:
+            call()
+        assert _one_line(e) == (f"mask {mask} has no target pixel (> 127): its brightest is 1, a label-index mask "
+                                "(0/1)?; save targets as 255 (mask * 255); or drop 'a4' from the split list")
+    for convert in (lambda: prepare_yolo(root, tmp_path / "y"), lambda: prepare_coco(root, tmp_path / "c",
+                                                                                     verbose=False)):
+        with pytest.raises(ValueError, match="label-index mask"):
+            convert()
+    assert not (tmp_path / "y").exists() and not (tmp_path / "c").exists()
+    m = np.zeros((24, 32), np.uint8)
+    m[9:12, 10:13] = 255
+    Image.fromarray(m).save(mask)
+    img = root / "images" / "a5.png"
+    Image.fromarray(np.full((24, 32), 40000, np.uint16)).save(img)
+    assert Image.open(img).mode.startswith("I")
+    with pytest.raises(ValueError) as e:
+        load_image(root, "a5")
+    assert _one_line(e).startswith(f"image {img} holds 16-bit pixels (mode I") and _one_line(e).endswith(
+        "which would read as one flat grey; save it as 8-bit greyscale (mode L); or drop 'a5' from the split list")
+    (root / "idx_427" / "test.txt").write_text("a4\na5\na4\n")
+    with pytest.raises(ValueError) as e:
+        read_split(root, "test")
+    assert _one_line(e) == (f"split file {root / 'idx_427' / 'test.txt'} lists 'a4' more than once (1 repeated "
+                            "line(s)); keep one line per image")
+
+
 def test_garbage_image_with_ultralytics_patched_pil_open(root, monkeypatch):
     """Ultralytics patches PIL's Image.open to retry unidentified files through a HEIF plugin it would import or
     install; a garbage image is still one line here, and nothing is imported or installed for it."""

@@ -179,6 +179,11 @@ def read_split(root: str | os.PathLike, split: str = "trainval", idx: str | None
     if not names:
         raise ValueError(f"split file {f} lists no image names; write one name per line (no extension) or use "
                          "another split")
+    seen: set[str] = set()
+    twice = [n for n in names if n in seen or seen.add(n)]
+    if twice:  # it would be trained and scored twice (COCO, U-Net) but written once (YOLO)
+        raise ValueError(f"split file {f} lists {twice[0]!r} more than once ({len(twice)} repeated line(s)); keep one "
+                         "line per image")
     if check:
         check_names(root, names, layout, source=f"split file {f}")
     return names
@@ -199,13 +204,22 @@ def _decode(p: Path, what: str, name: str, convert) -> np.ndarray:
     try:
         with _pil_open(p) as im:
             return convert(im)
+    except _Unusable as e:  # decodes, but its content cannot be used as it is
+        raise DataFileError(f"{what} {p} {e}; or drop {name!r} from the split list") from None
     except Exception as e:  # noqa: BLE001 — any failure to decode this file is this file's fault
         reason = " ".join(str(e).split()) or type(e).__name__
         raise DataFileError(f"{what} {p} cannot be read ({reason}): it is corrupt, truncated or not an image; "
                          f"replace it with a valid PNG or drop {name!r} from the split list") from None
 
 
+class _Unusable(ValueError):
+    """A file that decodes but whose content cannot be used as it is (the message says why and the fix)."""
+
+
 def _grey(im: Image.Image) -> np.ndarray:
+    if im.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):  # PIL's 'L' clips these to 255, not scales them
+        raise _Unusable(f"holds {'32' if im.mode in ('I', 'F') else '16'}-bit pixels (mode {im.mode}), which would "
+                        "read as one flat grey; save it as 8-bit greyscale (mode L)")
     if im.mode == "P":
         im = im.convert("RGBA")
     if im.mode in ("RGBA", "LA"):
@@ -239,7 +253,18 @@ def load_mask(root: str | os.PathLike, name: str, layout: str | None = None) -> 
     if not p.is_file():
         raise FileNotFoundError(f"mask {p} of image {name!r} not found; add it or drop {name!r} from the "
                                 "names/split list")
-    return _decode(p, "mask", name, lambda im: np.asarray(im.convert("L")) > 127)
+    return _decode(p, "mask", name, _binary_mask)
+
+
+def _binary_mask(im: Image.Image) -> np.ndarray:
+    """Target where the grey value is > 127; a mask whose brightest pixel is 1 … 127 (label indices 0/1, a mask saved
+    without scaling) would have no target at all: an error, not an empty mask."""
+    a = np.asarray(im.convert("L"))
+    top = int(a.max()) if a.size else 0
+    if 0 < top <= 127:
+        raise _Unusable(f"has no target pixel (> 127): its brightest is {top}, a label-index mask (0/1)?; save "
+                        "targets as 255 (mask * 255)")
+    return a > 127
 
 
 def check_mask_size(image_hw: tuple[int, int], mask_hw: tuple[int, int], image_file, mask_file) -> bool:
