@@ -99,7 +99,7 @@ def test_prepare_sirst_yolo_and_coco_into_the_cache(root, tmp_path, monkeypatch)
     monkeypatch.setenv("GAUSSCONV_CACHE", str(cache))
     before = _listing(root)
     data = prepare_sirst.main(["--root", str(root), "--limit", "3"])  # stopped at "no sub-folder holds train.txt"
-    assert data == cache.resolve() / "irstd1k_yolo" / "data.yaml"
+    assert data == cache.resolve() / "irstd1k_yolo-limit3" / "data.yaml"  # the shared folder keeps its name
     m = read_manifest(data.parent)
     assert m["params"]["splits"] == [["train", "trainval"], ["val", "test"]] and m["params"]["idx"] == "idx"
     assert m["long_side"] == [512, 512] and "imgsz=512" in data.read_text()

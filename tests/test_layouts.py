@@ -3,8 +3,10 @@ point: layout detection, split lists, masks, boxes, YOLO / COCO conversion, the 
 committed NUDT-SIRST validation carve, one-line errors for bad folders, and the real NUDT-SIRST folder."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +19,7 @@ from scipy import ndimage
 
 from gaussconv_plugin.data import layout as L
 from gaussconv_plugin.data import split_lists
-from gaussconv_plugin.data.coco_format import prepare_coco
+from gaussconv_plugin.data.coco_format import default_coco_dir, prepare_coco
 from gaussconv_plugin.data.seg_dataset import SIRSTSegDataset
 from gaussconv_plugin.data.sirst import (
     load_image, load_mask, mask_to_boxes, nudt_root, read_split, sirst_root, target_boxes,
@@ -149,7 +151,15 @@ def test_prepare_coco_both_layouts(root, tmp_path, monkeypatch):
     before = _files(root)
     out = prepare_coco(root, verbose=False)
     idx = SPLITS[layout][0]
-    assert out == (tmp_path / "cache" / ("sirst_coco" if layout == "sirst" else "irstd_root_coco") / idx).resolve()
+    label = f"{root.name}-{hashlib.sha1(str(root.resolve()).encode()).hexdigest()[:8]}"  # not a shared dataset
+    assert out == (tmp_path / "cache" / f"{label}_coco" / idx).resolve()
+    # a copy of the same dataset elsewhere gets its own default folders: one never replaces the other's
+    twin = tmp_path / "elsewhere" / root.name
+    shutil.copytree(root, twin)
+    assert prepare_coco(twin, verbose=False).parent != out.parent
+    assert prepare_yolo(twin, limit=2).parent.name.endswith("_yolo-limit2")
+    assert prepare_yolo(twin, limit=2).parent != prepare_yolo(root, limit=2).parent
+    assert default_coco_dir() == tmp_path / "cache" / "sirst_coco" / "idx_427"  # the configs' default: unchanged
     assert _files(root) == before
     coco = json.loads((out / "annotations" / f"{TRAIN[layout]}.json").read_text())
     assert [im["sirst_name"] for im in coco["images"]] == ["a", "b", "c"]

@@ -62,8 +62,9 @@ def _main(argv=None) -> Path:
                     help="dataset folder, SIRST v1 or IRSTD layout "
                          "(default: $GAUSSCONV_SIRST_ROOT or ../shared/data/sirst)")
     ap.add_argument("--out", default=None,
-                    help="output folder (default: cache_dir('sirst_yolo') for SIRST, cache_dir('<root name>_yolo') "
-                         "for an IRSTD folder; prepare_coco's default for coco)")
+                    help="output folder (default: <cache>/<label>_yolo[-limit<N>], label 'sirst' for the default "
+                         "SIRST folder, the folder name for the shared NUDT-SIRST / IRSTD-1k, <name>-<path hash> "
+                         "for any other; prepare_coco's default for coco)")
     ap.add_argument("--limit", type=int, default=None, help="keep the first N names of each split (tests)")
     ap.add_argument("--idx", default=None,
                     help="split folder (default: idx_427 for SIRST; for an IRSTD folder the one holding the lists, "

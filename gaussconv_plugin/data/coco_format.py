@@ -35,7 +35,7 @@ from typing import Iterable
 
 
 from .layout import default_splits, detect_layout, idx_label, mask_path, split_folders
-from .sirst import cache_dir, check_out_dir, load_image, read_split, sirst_root, target_boxes
+from .sirst import cache_dir, cache_label, check_out_dir, load_image, read_split, sirst_root, target_boxes
 
 __all__ = ["prepare_coco", "coco_dict", "CLASSES", "default_coco_dir"]
 
@@ -44,7 +44,8 @@ CLASSES = ("Target",)
 
 def default_coco_dir(idx: str = "idx_427", limit: int | None = None, dataset: str = "sirst") -> Path:
     """Default output folder of :func:`prepare_coco` (the one the ``mmdet_cfgs`` configs read by default):
-    ``cache_dir("<dataset>_coco", idx[-limitN])``; ``dataset`` is ``sirst`` or an IRSTD root's folder name."""
+    ``cache_dir("<dataset>_coco", idx[-limitN])``; ``dataset`` is the source's
+    :func:`~gaussconv_plugin.data.sirst.cache_label` (``sirst`` for the default SIRST v1 folder)."""
     return cache_dir(f"{dataset}_coco", idx if limit is None else f"{idx}-limit{int(limit)}")
 
 
@@ -134,8 +135,7 @@ def prepare_coco(
     splits = tuple(default_splits(layout, root) if splits is None else splits)
     folders = split_folders(root, splits, idx, layout)
     idx = idx_label(folders)
-    dataset = "sirst" if layout == "sirst" else root.name
-    out = Path(out_dir) if out_dir is not None else default_coco_dir(idx, limit, dataset)
+    out = Path(out_dir) if out_dir is not None else default_coco_dir(idx, limit, cache_label(root))
     out = out.resolve()
     if out == root or root in out.parents:
         raise ValueError(f"out_dir {out} lies inside the read-only dataset {root}; choose a cache or temp folder")

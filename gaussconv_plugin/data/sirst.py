@@ -30,6 +30,7 @@ aspect ratio: most likely the mask of another image) is an error.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import xml.etree.ElementTree as ET
 from collections import deque
@@ -44,7 +45,7 @@ from .split_lists import committed_split_file, read_names
 __all__ = [
     "cache_dir", "dataset_root", "sirst_root", "nudt_root", "irstd1k_root", "read_split", "load_image", "load_mask",
     "load_voc_boxes", "mask_to_boxes", "check_boxes_against_voc", "target_boxes", "SHARED_DATASETS",
-    "check_mask_size", "image_size", "check_out_dir", "DataFileError",
+    "check_mask_size", "image_size", "check_out_dir", "DataFileError", "cache_label",
 ]
 
 SPLITS = ("train", "val", "test", "trainval", "trainvaltest")
@@ -93,6 +94,22 @@ def check_out_dir(out: Path, own: tuple[str, ...], marker: str) -> None:
     if found:
         raise ValueError(f"out_dir {out} holds {', '.join(found)} that this package did not write (no {marker}); "
                          "name a new or empty folder, or move them away")
+
+
+def cache_label(root: str | os.PathLike) -> str:
+    """Name of a dataset's default conversion folders in the cache (``<label>_yolo``, ``<label>_coco``): ``sirst``
+    for the SIRST v1 folder :func:`sirst_root` resolves by default (the one the RetinaNet configs' default COCO folder
+    is made from), the folder's name for the shared NUDT-SIRST and IRSTD-1k (or their environment variables), and
+    ``<name>-<sha1 of its absolute path, 8 hex>`` for any other folder: two datasets never share a default folder,
+    where one conversion would replace the other's under a config or a training that reads it."""
+    root = Path(root).resolve()
+    for key in SHARED_DATASETS:
+        try:
+            if dataset_root(None, key).resolve() == root:
+                return "sirst" if key == "sirst" else root.name
+        except FileNotFoundError:
+            continue
+    return f"{root.name}-{hashlib.sha1(str(root).encode()).hexdigest()[:8]}"
 
 
 def dataset_root(path: str | os.PathLike | None = None, dataset: str = "sirst") -> Path:

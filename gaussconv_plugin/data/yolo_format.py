@@ -48,7 +48,7 @@ import numpy as np
 from PIL import Image
 
 from .layout import default_splits, detect_layout, idx_label, image_path, mask_path, split_folders
-from .sirst import cache_dir, check_out_dir, load_image, read_split, sirst_root, target_boxes
+from .sirst import cache_dir, cache_label, check_out_dir, load_image, read_split, sirst_root, target_boxes
 
 __all__ = ["prepare_yolo", "boxes_to_yolo_lines", "read_manifest", "default_yolo_splits", "source_stamp", "DEFAULT_SPLITS"]
 
@@ -126,8 +126,10 @@ def prepare_yolo(
 
     Args:
         root: dataset folder (default :func:`~gaussconv_plugin.data.sirst.sirst_root`).
-        out_dir: output folder (default ``cache_dir("sirst_yolo")``; IRSTD: ``cache_dir("<root name>_yolo")``);
-            never inside the source.
+        out_dir: output folder (default ``cache_dir("<label>_yolo")``, ``label`` the source's
+            :func:`~gaussconv_plugin.data.sirst.cache_label`: ``sirst_yolo`` for the default SIRST v1 folder,
+            ``nudt_sirst_yolo`` / ``irstd1k_yolo`` for the shared ones, ``<name>-<path hash>_yolo`` for others;
+            ``-limit<N>`` added with ``limit``, as COCO's); never inside the source.
         splits: ``((yolo_split, source_split), ...)``; default (None) train ← trainval (IRSTD: train), val ← test.
         idx: split folder of the source (``idx_427`` or ``idx_320``; NUDT-SIRST ``50_50``); None = the layout's
             default (:func:`~gaussconv_plugin.data.layout.default_idx`).
@@ -140,7 +142,7 @@ def prepare_yolo(
     root = sirst_root(root).resolve()
     layout = detect_layout(root)
     out = Path(out_dir).expanduser().resolve() if out_dir is not None else cache_dir(
-        "sirst_yolo" if layout == "sirst" else f"{root.name}_yolo").resolve()
+        f"{cache_label(root)}_yolo" + (f"-limit{int(limit)}" if limit else "")).resolve()
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 (gray PNG) or 3 (RGB PNG), got {channels!r}")
     if limit is not None and int(limit) < 1:
