@@ -107,6 +107,52 @@ def test_cache_follows_the_source_and_the_folder(tmp_path):
     assert dropped not in {p.stem for p in (moved / "images" / "train").glob("*.png")}
 
 
+def test_an_interrupted_conversion_is_taken_up_and_two_at_once_do_not_mix(tmp_path):
+    """A conversion cut after it began replacing the folder (no manifest, a staging folder left) is converted again
+    instead of the folder being refused as someone else's; two conversions into one folder at once run one after
+    the other, so the folder ends as one of them wrote it, its manifest matching its files. COCO likewise."""
+    import threading
+
+    from gaussconv_plugin.data.coco_format import prepare_coco
+    from gaussconv_plugin.data.sirst import OWNER
+    from gaussconv_plugin.data.synthetic import make_synthetic_sirst
+
+    src = make_synthetic_sirst(tmp_path / "src", n=12, seed=4, layout="irstd")
+    out = tmp_path / "y"
+    prepare_yolo(src, out)
+    (out / "manifest.json").unlink()
+    (out / ".staging.cut").mkdir()
+    assert (out / OWNER).is_file()
+    prepare_yolo(src, out)
+    assert read_manifest(out)["counts"]["train"]["images"] == 9 and not list(out.glob(".staging*"))
+    coco = tmp_path / "c"
+    prepare_coco(src, coco, verbose=False)
+    (coco / "summary.json").unlink()
+    prepare_coco(src, coco, verbose=False)
+    assert (coco / "summary.json").is_file()
+
+    errors = []
+
+    def convert(limit):
+        try:
+            prepare_yolo(src, out, limit=limit)
+        except Exception as e:  # noqa: BLE001 — reported below
+            errors.append(e)
+
+    for _ in range(3):
+        threads = [threading.Thread(target=convert, args=(k,)) for k in (2, 3, 2, 3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        m = read_manifest(out)
+        n = m["params"]["limit"]
+        assert not errors and n in (2, 3)
+        for ys in ("train", "val"):
+            assert len(list((out / "images" / ys).glob("*.png"))) == m["counts"][ys]["images"] == n
+            assert len(list((out / "labels" / ys).glob("*.txt"))) == n
+
+
 def test_every_source_mode_is_converted(tmp_path):
     """SIRST stores L, RGB, RGBA and P files; a view of one of each (symlinks in tmp) converts to gray PNGs."""
     root = sirst_root()

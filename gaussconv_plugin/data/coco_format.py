@@ -35,7 +35,9 @@ from typing import Iterable
 
 
 from .layout import default_splits, detect_layout, idx_label, mask_path, split_folders
-from .sirst import cache_dir, cache_label, check_out_dir, load_image, read_split, sirst_root, target_boxes
+from .sirst import (
+    cache_dir, cache_label, check_out_dir, conversion_lock, load_image, read_split, sirst_root, target_boxes,
+)
 
 __all__ = ["prepare_coco", "coco_dict", "CLASSES", "default_coco_dir"]
 
@@ -148,16 +150,17 @@ def prepare_coco(
         label = "SIRST" if layout == "sirst" else root.name
         desc = f"{label} {folders[split]}/{split} as COCO (from {root})"
         cocos[split], summaries[split] = coco_dict(root, names, desc)
-    for split, coco in cocos.items():
-        summary = summaries[split]
-        _write_if_changed(out / "annotations" / f"{split}.json", json.dumps(coco, indent=1) + "\n")
-        if verbose:
-            print(
-                f"prepare_coco: {split}: {summary['images']} images, {summary['boxes']} boxes, VOC xml problems "
-                f"in {summary['images_with_voc_problems']} images -> {out / 'annotations' / f'{split}.json'}"
-            )
-    meta = dict(root=str(root), idx=idx, limit=limit, splits=summaries)
-    if layout != "sirst":
-        meta["layout"] = layout
-    _write_if_changed(out / "summary.json", json.dumps(meta, indent=1, sort_keys=True) + "\n")
+    with conversion_lock(out):  # another process converting into out waits (distributed workers: same files)
+        for split, coco in cocos.items():
+            summary = summaries[split]
+            _write_if_changed(out / "annotations" / f"{split}.json", json.dumps(coco, indent=1) + "\n")
+            if verbose:
+                print(
+                    f"prepare_coco: {split}: {summary['images']} images, {summary['boxes']} boxes, VOC xml problems "
+                    f"in {summary['images_with_voc_problems']} images -> {out / 'annotations' / f'{split}.json'}"
+                )
+        meta = dict(root=str(root), idx=idx, limit=limit, splits=summaries)
+        if layout != "sirst":
+            meta["layout"] = layout
+        _write_if_changed(out / "summary.json", json.dumps(meta, indent=1, sort_keys=True) + "\n")
     return out

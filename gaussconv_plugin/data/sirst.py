@@ -30,11 +30,18 @@ aspect ratio: most likely the mask of another image) is an error.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import shutil
 import xml.etree.ElementTree as ET
 from collections import deque
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: conversions into one folder are not serialised
+    fcntl = None
 
 import numpy as np
 from PIL import Image
@@ -46,6 +53,7 @@ __all__ = [
     "cache_dir", "dataset_root", "sirst_root", "nudt_root", "irstd1k_root", "read_split", "load_image", "load_mask",
     "load_voc_boxes", "mask_to_boxes", "check_boxes_against_voc", "target_boxes", "SHARED_DATASETS",
     "check_mask_size", "image_size", "check_out_dir", "DataFileError", "cache_label",
+    "conversion_lock", "OWNER",
 ]
 
 SPLITS = ("train", "val", "test", "trainval", "trainvaltest")
@@ -82,18 +90,48 @@ def cache_dir(*parts: str) -> Path:
     return p
 
 
+#: the file a conversion creates in its output folder before it changes anything there, and keeps: it marks the folder
+#: as this package's (an interrupted conversion's folder is taken up again) and is locked while a conversion runs
+OWNER = ".gaussconv_conversion"
+
+
 def check_out_dir(out: Path, own: tuple[str, ...], marker: str) -> None:
     """Refuse a conversion's output folder ``out`` that is a file, or that holds any of ``own`` (what the conversion
-    replaces) without ``marker`` (the file a conversion writes last): those entries are someone else's, and
-    converting would delete or overwrite them. ValueError, one line naming the folder and the fix."""
+    replaces) without ``marker`` (the file a conversion writes last) or :data:`OWNER` (written before anything else):
+    those entries are someone else's, and converting would delete or overwrite them. ValueError, one line naming the
+    folder and the fix."""
     if out.exists() and not out.is_dir():
         raise ValueError(f"out_dir {out} is a file; name a new or empty folder")
-    if (out / marker).is_file():
+    if (out / marker).is_file() or (out / OWNER).is_file():
         return
     found = [n for n in own if (out / n).exists()]
     if found:
         raise ValueError(f"out_dir {out} holds {', '.join(found)} that this package did not write (no {marker}); "
                          "name a new or empty folder, or move them away")
+
+
+@contextlib.contextmanager
+def conversion_lock(out: Path):
+    """Hold ``out``'s :data:`OWNER` file (created, with ``out``, if missing) under an exclusive lock while converting
+    into ``out``: a second conversion into the same folder (another process, a distributed worker) waits, then finds
+    the first one's result instead of interleaving with it. Staging folders an interrupted conversion left are
+    removed. If the block fails and ``out`` was new, nothing of it is left."""
+    new = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / OWNER, "a") as fh:
+        if fcntl is not None:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            for stale in out.glob(".staging.*"):
+                shutil.rmtree(stale, ignore_errors=True)
+            yield
+        except BaseException:
+            if new and {p.name for p in out.iterdir()} <= {OWNER}:
+                shutil.rmtree(out, ignore_errors=True)
+            raise
+        finally:
+            if fcntl is not None:
+                fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def cache_label(root: str | os.PathLike) -> str:

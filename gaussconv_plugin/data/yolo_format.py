@@ -30,6 +30,9 @@ Output layout (``out_dir``)::
   only while all of that is unchanged and the folder is where it was written. A name dropped from a split list, an
   edited mask or a moved folder rebuilds the ``images/``, ``labels/`` folders (and Ultralytics' ``*.cache`` files
   in them).
+- **One at a time.** A conversion holds ``out_dir``'s lock file (:func:`~gaussconv_plugin.data.sirst.conversion_lock`,
+  kept as the folder's mark of ownership): a second one into the same folder waits and then finds the first's
+  result; a folder an interrupted conversion left (no ``manifest.json``) is converted again, not refused.
 - **All or nothing.** The new ``images/`` and ``labels/`` are written to a staging folder inside ``out_dir`` and
   swapped in only when every image, mask and split list has been read: bad data (a missing, corrupt or truncated
   file, a mask of another aspect ratio, see :mod:`gaussconv_plugin.data.sirst`) raises one line naming the file
@@ -48,7 +51,9 @@ import numpy as np
 from PIL import Image
 
 from .layout import default_splits, detect_layout, idx_label, image_path, mask_path, split_folders
-from .sirst import cache_dir, cache_label, check_out_dir, load_image, read_split, sirst_root, target_boxes
+from .sirst import (
+    cache_dir, cache_label, check_out_dir, conversion_lock, load_image, read_split, sirst_root, target_boxes,
+)
 
 __all__ = ["prepare_yolo", "boxes_to_yolo_lines", "read_manifest", "default_yolo_splits", "source_stamp", "DEFAULT_SPLITS"]
 
@@ -163,6 +168,12 @@ def prepare_yolo(
         "limit": limit, "channels": channels, "source": source_stamp(root, names, layout),
     }
     data_yaml = out / "data.yaml"
+    with conversion_lock(out):  # one conversion into a folder at a time; a failed first one leaves no folder
+        return _convert_locked(out, data_yaml, root, layout, idx, splits, names, params, limit, channels)
+
+
+def _convert_locked(out, data_yaml, root, layout, idx, splits, names, params, limit, channels) -> Path:
+    """:func:`prepare_yolo`'s conversion, under :func:`~gaussconv_plugin.data.sirst.conversion_lock`."""
     old = read_manifest(out)
     if old.get("params") == params and old.get("data_yaml") == str(data_yaml) and data_yaml.is_file() and all(
         (out / "images" / ys / f"{n}.png").is_file() and (out / "labels" / ys / f"{n}.txt").is_file()
@@ -170,8 +181,6 @@ def prepare_yolo(
     ):
         return data_yaml
 
-    new_out = not out.exists()
-    out.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=".staging.", dir=out))  # swapped in only once every file was read
     problems: dict[str, list[str]] = {}
     counts: dict[str, dict[str, int]] = {}
@@ -201,8 +210,6 @@ def prepare_yolo(
             (stage / sub).replace(out / sub)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
-        if new_out and not any(out.iterdir()):  # a failed first conversion leaves no empty folder behind
-            out.rmdir()
 
     ysplits = dict(splits)
     val_key = "val" if "val" in ysplits else splits[-1][0]
