@@ -140,9 +140,19 @@ def trained(env):
     return summary
 
 
+def _tag(env) -> str:
+    """The runs' folder of the synthetic training set: its name and path hash (two folders of one name never share
+    runs)."""
+    from gaussconv_plugin.data.sirst import cache_label
+
+    tag = cache_label(env["train"])
+    assert tag.startswith("train_root-") and len(tag) == len("train_root-") + 8
+    return tag
+
+
 def test_tiny_retina_run_through_the_ablation(env, trained, monkeypatch):
     assert set(trained) == {"yolo", "retina"} and set(trained["retina"]) == {"stock"}
-    res = env["out"] / "retina" / "train_root" / "trainval-test" / "e1" / "stock" / "seed0"  # named by its folder
+    res = env["out"] / "retina" / _tag(env) / "trainval-test" / "e1" / "stock" / "seed0"  # named by its folder
     rec = json.loads((res / "result.json").read_text())
     assert rec["part"] == "retina" and rec["split"] == {"train": "trainval", "eval": "test"} and rec["imgsz"] == 128
     assert rec["dataset"] == {"name": "train_root", "root": str(env["train"].resolve()), "layout": "sirst"}
@@ -295,7 +305,7 @@ def test_anchor_scale_reads_yolo_and_retina_runs(env, trained, monkeypatch):
     seen = []
     inner = anchor_scale.ratio_stats
     monkeypatch.setattr(anchor_scale, "ratio_stats", lambda p, t, w: seen.append(t) or inner(p, t, w))
-    base = ("train_root", "trainval-test", "e1", "stock", "seed0")
+    base = (_tag(env), "trainval-test", "e1", "stock", "seed0")
     rows = anchor_scale.main([str(env["out"].joinpath("yolo", *base)), str(env["out"].joinpath("retina", *base)),
                               "--split", "val"])
     assert [Path(r["run"]).parts[-6] for r in rows] == ["yolo", "retina"]
@@ -325,7 +335,7 @@ def test_boxeval_pd_by_area_splits_the_targets_of_the_split(env, trained, tmp_pa
     """`python -m tools.evidence.boxeval --by-area`: Pd per target-area bin, bins adding up to the whole split."""
     from tools.evidence import boxeval
 
-    weights = env["out"].joinpath("yolo", "train_root", "trainval-test", "e1", "stock", "seed0", "train", "weights",
+    weights = env["out"].joinpath("yolo", _tag(env), "trainval-test", "e1", "stock", "seed0", "train", "weights",
                                   "last.pt")
     out = tmp_path / "box.json"
     rec = boxeval.main(["--weights", str(weights), "--data-root", str(env["eval"]), "--imgsz", "128",
@@ -349,7 +359,7 @@ def test_area_pd_pairs_each_bin_with_stock_and_reuses_its_records(env, trained, 
     from tools.evidence import area_pd
 
     runs = tmp_path / "e1"
-    src = env["out"].joinpath("yolo", "train_root", "trainval-test", "e1", "stock", "seed0")
+    src = env["out"].joinpath("yolo", _tag(env), "trainval-test", "e1", "stock", "seed0")
     for v in ("stock", "twin"):  # the same weights under two names: every paired difference is exactly 0
         shutil.copytree(src, runs / v / "seed0")
     argv = [str(runs), "--data-root", str(env["eval"]), "--imgsz", "128", "--edges", "16", "64",

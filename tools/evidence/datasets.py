@@ -16,7 +16,8 @@ A split pair is ``TRAIN:EVAL``, two list names of the folder (``idx_427/<name>.t
 ``50_50/`` lists plus the committed ``train_sub``/``val_sub`` carve; IRSTD-1k's ``idx/`` lists plus
 ``trainval_sub``/``val_sub``). Runs of the default SIRST folder live in
 ``<out>/<part>/<train>-<eval>/`` (the layout of every run made before other datasets existed, so they resume);
-runs of any other folder in ``<out>/<part>/<folder name>/<train>-<eval>/``.
+runs of the shared NUDT-SIRST and IRSTD-1k in ``<out>/<part>/<folder name>/<train>-<eval>/``, of any other folder
+in ``<out>/<part>/<folder name>-<path hash>/<train>-<eval>/`` (two folders of one name never share runs).
 """
 from __future__ import annotations
 
@@ -95,9 +96,13 @@ def is_default_sirst(root) -> bool:
 
 def run_tag(root, split: tuple[str, str]) -> str:
     """Sub-path of a run below ``<out>/<part>/``: ``<train>-<eval>`` for the default SIRST folder, else
-    ``<folder name>/<train>-<eval>`` (module docstring)."""
+    ``<label>/<train>-<eval>`` with ``label`` the folder's :func:`~gaussconv_plugin.data.sirst.cache_label` (the
+    shared NUDT-SIRST / IRSTD-1k by name, any other folder by name and path hash: two folders of one name never
+    share runs) (module docstring)."""
+    from gaussconv_plugin.data.sirst import cache_label
+
     pair = "-".join(split)
-    return pair if root is None or is_default_sirst(root) else f"{Path(root).resolve().name}/{pair}"
+    return pair if root is None or is_default_sirst(root) else f"{cache_label(root)}/{pair}"
 
 
 def ood_targets(dataset: str, split: str) -> list[tuple[str, str]]:
