@@ -153,6 +153,17 @@ def test_an_interrupted_conversion_is_taken_up_and_two_at_once_do_not_mix(tmp_pa
             assert len(list((out / "labels" / ys).glob("*.txt"))) == n
 
 
+def test_an_evaluation_only_conversion_is_a_dataset_ultralytics_accepts(tmp_path):
+    """splits=(("val", "test"),) (what the evaluate mode writes): data.yaml still names train and val, which
+    Ultralytics' check_det_dataset requires."""
+    pytest.importorskip("ultralytics", reason="ultralytics not installed: make setup")
+    from ultralytics.data.utils import check_det_dataset
+
+    data = prepare_yolo(sirst_root(), tmp_path / "ev", splits=(("val", "test"),), limit=2)
+    d = check_det_dataset(str(data))
+    assert Path(d["train"]) == Path(d["val"]) == (tmp_path / "ev" / "images" / "val").resolve()
+
+
 def test_every_source_mode_is_converted(tmp_path):
     """SIRST stores L, RGB, RGBA and P files; a view of one of each (symlinks in tmp) converts to gray PNGs."""
     root = sirst_root()

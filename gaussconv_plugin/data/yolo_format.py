@@ -228,6 +228,9 @@ def _convert_locked(out, data_yaml, root, layout, idx, splits, names, params, li
         lines.append(f"{ys}: {_yaml_str(out / 'images' / ys)}")
     if "test" not in ysplits:
         lines.append(f"test: {_yaml_str(out / 'images' / val_key)}")
+    for key in ("train", "val"):  # Ultralytics' check_det_dataset needs both keys (an evaluation-only conversion)
+        if key not in ysplits:
+            lines.append(f"{key}: {_yaml_str(out / 'images' / val_key)}")
     # no `channels:` key: Ultralytics' default (3) reads gray PNGs as 3 equal channels and builds 3-channel models
     lines += ["nc: 1", "names:", "  0: Target", ""]
     data_yaml.write_text("\n".join(lines))
