@@ -55,7 +55,9 @@ from .sirst import (
     cache_dir, cache_label, check_out_dir, conversion_lock, load_image, read_split, sirst_root, target_boxes,
 )
 
-__all__ = ["prepare_yolo", "boxes_to_yolo_lines", "read_manifest", "default_yolo_splits", "source_stamp", "DEFAULT_SPLITS"]
+__all__ = [
+    "prepare_yolo", "boxes_to_yolo_lines", "read_manifest", "default_yolo_splits", "source_stamp", "DEFAULT_SPLITS",
+]
 
 #: SIRST v1's default ``((yolo_split, source_split), ...)``
 DEFAULT_SPLITS = (("train", "trainval"), ("val", "test"))
