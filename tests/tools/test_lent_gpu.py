@@ -104,7 +104,7 @@ def test_run_stops_a_run_past_its_budget(tmp_path):
     (pack / "data").mkdir(parents=True)
     work = tmp_path / "w"
     rc = lent_gpu.main(["run", "--no-install", "--pack", str(pack), "--work", str(work), "--out",
-                        str(tmp_path / "o"), "--budget-s", "12", "--", "--dataset", "nudt_sirst", "--parts", "unet",
+                        str(tmp_path / "o"), "--budget-s", "20", "--", "--dataset", "nudt_sirst", "--parts", "unet",
                         "--variants", "stock", "--seeds", "0", "--epochs", "50", "--limit", "2", "--jobs", "1"])
     assert rc == 124
     assert (tmp_path / "o" / "runs.tar.gz").is_file()
