@@ -53,7 +53,7 @@ __all__ = [
     "cache_dir", "dataset_root", "sirst_root", "nudt_root", "irstd1k_root", "read_split", "load_image", "load_mask",
     "load_voc_boxes", "mask_to_boxes", "check_boxes_against_voc", "target_boxes", "SHARED_DATASETS",
     "check_mask_size", "image_size", "check_out_dir", "DataFileError", "cache_label",
-    "conversion_lock", "OWNER",
+    "path_tag", "conversion_lock", "OWNER",
 ]
 
 SPLITS = ("train", "val", "test", "trainval", "trainvaltest")
@@ -147,6 +147,12 @@ def cache_label(root: str | os.PathLike) -> str:
                 return "sirst" if key == "sirst" else root.name
         except FileNotFoundError:
             continue
+    return path_tag(root)
+
+
+def path_tag(root: str | os.PathLike) -> str:
+    """``<folder name>-<sha1 of its absolute path, 8 hex>``: a folder's name, made unique by its place."""
+    root = Path(root).resolve()
     return f"{root.name}-{hashlib.sha1(str(root).encode()).hexdigest()[:8]}"
 
 

@@ -8,7 +8,6 @@ part, so the imports go one way: ``runs`` → parts → ``core``.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import subprocess
 import threading
@@ -112,8 +111,9 @@ def call_step(cmd: list[str], run: Run, threads: int, logname: str, cwd: Path | 
 
 def dataset_tag(root, limit: int | None = None) -> str:
     """Cache key of a dataset folder: ``<name>-<sha1 of its absolute path, 8 hex>[-limit<N>]``."""
-    root = Path(root).resolve()
-    return f"{root.name}-{hashlib.sha1(str(root).encode()).hexdigest()[:8]}" + (f"-limit{limit}" if limit else "")
+    from gaussconv_plugin.data.sirst import path_tag
+
+    return path_tag(root) + (f"-limit{limit}" if limit else "")
 
 
 def relocated(rec: dict, run: Run) -> dict:
