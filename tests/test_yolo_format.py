@@ -107,6 +107,30 @@ def test_cache_follows_the_source_and_the_folder(tmp_path):
     assert dropped not in {p.stem for p in (moved / "images" / "train").glob("*.png")}
 
 
+def test_a_changed_converter_rebuilds_the_cache(tmp_path, monkeypatch):
+    """A change to the code that draws the boxes (here: a label rule that writes nothing) rebuilds a cached
+    conversion on the next call, without a version number bumped by hand; the stamp reads the converter's files."""
+    from gaussconv_plugin.data import yolo_format
+    from gaussconv_plugin.data.synthetic import make_synthetic_sirst
+
+    src = make_synthetic_sirst(tmp_path / "src", n=6, seed=1, layout="irstd")
+    out = tmp_path / "y"
+    prepare_yolo(src, out)
+    labels = {p.name: p.read_text() for p in (out / "labels" / "train").glob("*.txt")}
+    assert any(labels.values())
+    stamp = yolo_format.converter_stamp()
+    assert len(stamp) == 40 and stamp == read_manifest(out)["params"]["code"]
+    monkeypatch.setattr(yolo_format, "boxes_to_yolo_lines", lambda *a, **k: [])
+    prepare_yolo(src, out)  # same code stamp: the cached folder is kept
+    assert {p.name: p.read_text() for p in (out / "labels" / "train").glob("*.txt")} == labels
+    monkeypatch.setattr(yolo_format, "converter_stamp", lambda: "0" * 40)  # the converter's code changed
+    prepare_yolo(src, out)
+    assert not any(p.read_text() for p in (out / "labels" / "train").glob("*.txt"))
+    assert read_manifest(out)["params"]["code"] == "0" * 40
+    here = Path(yolo_format.__file__).parent
+    assert all((here / f).is_file() for f in yolo_format._CONVERTER_MODULES)
+
+
 def test_an_interrupted_conversion_is_taken_up_and_two_at_once_do_not_mix(tmp_path):
     """A conversion cut after it began replacing the folder (no manifest, a staging folder left) is converted again
     instead of the folder being refused as someone else's; two conversions into one folder at once run one after

@@ -26,8 +26,9 @@ Output layout (``out_dir``)::
   boxes are approximate) are counted in ``manifest.json`` and listed with their problems in
   ``voc_problems.txt``; the labels always come from the masks. IRSTD folders have no xml: nothing to check.
 - **Idempotent.** ``manifest.json`` records the parameters and the source — the names of every split and the size
-  and modification time of every image and mask it read (:func:`source_stamp`) — so a second call returns at once
-  only while all of that is unchanged and the folder is where it was written. A name dropped from a split list, an
+  and modification time of every image and mask it read (:func:`source_stamp`), and the converter's own code
+  (:func:`converter_stamp`) — so a second call returns at once only while all of that is unchanged and the folder is
+  where it was written. A name dropped from a split list, an
   edited mask or a moved folder rebuilds the ``images/``, ``labels/`` folders (and Ultralytics' ``*.cache`` files
   in them).
 - **One at a time.** A conversion holds ``out_dir``'s lock file (:func:`~gaussconv_plugin.data.sirst.conversion_lock`,
@@ -56,12 +57,25 @@ from .sirst import (
 )
 
 __all__ = [
-    "prepare_yolo", "boxes_to_yolo_lines", "read_manifest", "default_yolo_splits", "source_stamp", "DEFAULT_SPLITS",
+    "prepare_yolo", "boxes_to_yolo_lines", "read_manifest", "default_yolo_splits", "source_stamp", "converter_stamp",
+    "DEFAULT_SPLITS",
 ]
 
 #: SIRST v1's default ``((yolo_split, source_split), ...)``
 DEFAULT_SPLITS = (("train", "trainval"), ("val", "test"))
-_FORMAT_VERSION = 2  # 2: boxes of a mask stored at another size than its image are scaled to the image
+#: the modules whose code decides what a conversion writes (images, boxes, labels, split lists)
+_CONVERTER_MODULES = ("yolo_format.py", "sirst.py", "layout.py", "split_lists.py")
+
+
+def converter_stamp() -> str:
+    """SHA-1 of the code that decides a conversion's output (:data:`_CONVERTER_MODULES`, this package's files): a
+    changed rule (how boxes are drawn, how a mask is read) rebuilds every converted folder, without a version number
+    that a change has to remember to bump."""
+    h = hashlib.sha1()
+    here = Path(__file__).resolve().parent
+    for name in _CONVERTER_MODULES:
+        h.update(name.encode() + b"\0" + (here / name).read_bytes())
+    return h.hexdigest()
 
 
 def default_yolo_splits(layout: str, root=None) -> tuple[tuple[str, str], ...]:
@@ -166,7 +180,7 @@ def prepare_yolo(
     idx = idx_label(folders)
     names = {ys: read_split(root, ss, folders[ss])[: int(limit) if limit else None] for ys, ss in splits}
     params = {
-        "version": _FORMAT_VERSION, "root": str(root), "idx": idx, "splits": [list(s) for s in splits],
+        "code": converter_stamp(), "root": str(root), "idx": idx, "splits": [list(s) for s in splits],
         "limit": limit, "channels": channels, "source": source_stamp(root, names, layout),
     }
     data_yaml = out / "data.yaml"
