@@ -63,6 +63,27 @@ def test_prepare_coco_defaults_and_errors(tmp_path, monkeypatch):
         prepare_coco(out_dir=tmp_path / "x", splits=("nope",))
 
 
+def test_a_split_left_from_another_source_is_removed(tmp_path):
+    """Converting another dataset into a folder, naming fewer splits, removes the split jsons the first one wrote
+    (no train.json of one dataset beside another's test.json); converting the same source again with fewer splits
+    keeps them, and summary.json lists exactly the jsons on disk."""
+    from gaussconv_plugin.data.synthetic import make_synthetic_sirst
+
+    a = make_synthetic_sirst(tmp_path / "a", n=8, seed=1, layout="irstd")
+    b = make_synthetic_sirst(tmp_path / "b", n=8, seed=2, layout="irstd")
+    out = tmp_path / "coco"
+    prepare_coco(a, out, splits=("train", "test"), verbose=False)
+    prepare_coco(a, out, splits=("test",), verbose=False)  # same source: train.json stays
+    assert sorted(p.stem for p in (out / "annotations").glob("*.json")) == ["test", "train"]
+    assert sorted(json.loads((out / "summary.json").read_text())["splits"]) == ["test", "train"]
+    prepare_coco(b, out, splits=("test",), verbose=False)  # another source: a's train.json goes
+    assert sorted(p.stem for p in (out / "annotations").glob("*.json")) == ["test"]
+    meta = json.loads((out / "summary.json").read_text())
+    assert sorted(meta["splits"]) == ["test"] and meta["root"] == str(b.resolve())
+    test = json.loads((out / "annotations" / "test.json").read_text())
+    assert all(im["file_name"].startswith(str(b.resolve())) for im in test["images"])
+
+
 def test_full_conversion_counts(root, tmp_path):
     """All 427 images: every image has >= 1 box (533 in all); the VOC cross-check finds no problem on SIRST v1."""
     coco, summary = coco_dict(root, read_split(root, "trainvaltest"))

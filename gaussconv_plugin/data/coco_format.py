@@ -24,6 +24,8 @@ problems counted. COCO ``bbox`` is ``[x, y, w, h]`` in pixel-edge coordinates (a
 The function is idempotent: a json whose content would not change is not rewritten (its mtime stays), and
 files are written atomically (safe when several distributed workers prepare the same directory). Every split is
 read before anything is written: bad data (see :mod:`gaussconv_plugin.data.sirst`) leaves ``out_dir`` as it was.
+A split an earlier conversion wrote and this one does not name stays (and stays listed in ``summary.json``) only
+where both read the same source (root, split folder, limit); otherwise its json is removed.
 """
 from __future__ import annotations
 
@@ -162,5 +164,27 @@ def prepare_coco(
         meta = dict(root=str(root), idx=idx, limit=limit, splits=summaries)
         if layout != "sirst":
             meta["layout"] = layout
+        meta["splits"] = {**_other_splits(out, meta), **summaries}
         _write_if_changed(out / "summary.json", json.dumps(meta, indent=1, sort_keys=True) + "\n")
     return out
+
+
+def _other_splits(out: Path, meta: dict) -> dict:
+    """The splits an earlier conversion into ``out`` wrote that this one (``meta``) does not name: kept (with their
+    summaries) where that conversion read the same source (root, idx, limit, layout), deleted where it read another,
+    so a folder never holds one dataset's ``train.json`` beside another's ``test.json``."""
+    try:
+        old = json.loads((out / "summary.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    same = all(old.get(k) == meta.get(k) for k in ("root", "idx", "limit", "layout"))
+    kept = {}
+    for split, summary in (old.get("splits") or {}).items():
+        path = out / "annotations" / f"{split}.json"
+        if split in meta["splits"] or not path.is_file():
+            continue
+        if same:
+            kept[split] = summary
+        else:
+            path.unlink()
+    return kept
