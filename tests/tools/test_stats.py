@@ -77,6 +77,58 @@ def test_the_dagger_marks_only_what_survives_holm_over_the_table():
     assert "`†` marks one that still holds after Holm's correction" in md
 
 
+def test_a_table_refuses_two_runs_of_one_seed_or_two_protocols_in_one_part():
+    """Pairing by seed keeps one run per seed: a second run of the same (part, variant, seed), or runs of another
+    schedule beside the first's, would be paired or averaged silently; both are one line naming the fix."""
+    recs = _records("unet")
+    with pytest.raises(SystemExit, match="two runs of unet/gsconv/2 .* keep one"):
+        report.summarize(recs + [dict(recs[7])])
+    longer = [dict(r, epochs=30) if r["variant"] == "diff" else r for r in recs]
+    with pytest.raises(SystemExit, match="the unet runs differ in epochs, split or dataset"):
+        report.summarize(longer)
+    other = [dict(r, dataset={"name": "irstd1k"}) if r["seed"] == 4 else r for r in recs]
+    with pytest.raises(SystemExit, match="publish each protocol in its own folder"):
+        report.summarize(other)
+    assert report.summarize([dict(r, part="yolo") if r["variant"] == "diff" else r for r in recs])  # parts apart
+
+
+def test_a_variant_with_no_pair_on_one_hardware_is_named_not_dropped():
+    """A variant whose every seed trained on other hardware than the reference's run of that seed has no paired
+    difference: the table says so (the Δ table without its row read as "not run"), and a row pooling runs of
+    several hardware says that its means pool them."""
+    cpu, gpu = "2-core CPU (AMD EPYC)", "NVIDIA H100 80GB HBM3 GPU + 16-core CPU"
+    recs = [dict(r, machine=gpu if r["variant"] == "stock" and r["seed"] == 0 else cpu) for r in _records("unet")]
+    recs = [r for r in recs if not (r["variant"] == "gsconv" and r["seed"] > 0)]  # gsconv: seed 0 only, on the CPU
+    s = report.summarize(recs)["unet"]
+    assert s["gsconv"]["paired"] == {} and s["diff"]["paired"]["mIoU"]["seeds"] == [1, 2, 3, 4]
+    md = report.markdown({"unet": s}, {"command": "x", "commit": "c", "date": "d", "machine": "m"})
+    assert ("No paired difference for + GaussianShapedConv (unet): no seed of it trained on the same hardware as "
+            "the reference `stock`'s run of that seed.") in md
+    assert "The means of stock (unet) pool runs of several hardware" in md
+
+
+def test_a_last3_figure_the_curves_no_longer_support_is_dropped():
+    """``mIoU_last3`` is derived from the curves: where they show the last epochs were not all validated, a value
+    stored by an earlier render is removed rather than kept; without curves a stored one stays."""
+    rec = {"part": "unet", "variant": "stock", "seed": 0, "epochs": 4, "metrics": {"mIoU": 0.5, "mIoU_last3": 0.9},
+           "curves": {"val_epoch": [2, 3, 4], "mIoU": [0.1, 0.2, 0.3]}}
+    assert report._with_derived(rec)["metrics"]["mIoU_last3"] == pytest.approx(0.2)
+    skipped = dict(rec, curves={"val_epoch": [1, 2, 4], "mIoU": [0.1, 0.2, 0.3]})
+    assert "mIoU_last3" not in report._with_derived(skipped)["metrics"]
+    assert report._with_derived(dict(rec, curves={}))["metrics"]["mIoU_last3"] == 0.9
+
+
+def test_curves_are_averaged_on_the_epoch_not_the_position():
+    from tools.evidence.plots import aligned
+
+    a = {"val_epoch": [4, 8, 12, 16], "mIoU": [0.1, 0.2, 0.3, 0.4]}
+    b = {"val_epoch": [4, 12, 16], "mIoU": [0.5, 0.6, 0.7]}  # its epoch-8 validation skipped
+    x, y = aligned([a, b], "val_epoch", "mIoU")
+    assert x == [4, 12, 16] and y.tolist() == [[0.1, 0.3, 0.4], [0.5, 0.6, 0.7]]
+    x, y = aligned([a, {"val_epoch": [], "mIoU": []}], "val_epoch", "mIoU")
+    assert x == [] and y.shape == (2, 0)
+
+
 def test_rerender_rewrites_tables_from_the_published_runs_only(tmp_path, capsys):
     pub = tmp_path / "pub"
     pub.mkdir()

@@ -12,7 +12,7 @@ from .core import REPO, child_env, log
 from .variants import VARIANTS
 
 __all__ = ["COLORS", "PART_NAMES", "part_title", "dataset_title", "plot_curves", "plot_sigma_theta",
-           "learned_sigma_theta"]
+           "learned_sigma_theta", "aligned"]
 
 _PALETTE = ["tab:gray", "tab:blue", "tab:purple", "tab:cyan", "tab:olive", "tab:pink", "tab:brown", "tab:orange",
             "gold", "tab:green", "tab:red"]
@@ -64,11 +64,10 @@ def plot_curves(records: list[dict], out: Path) -> list[Path]:
                 rs = [r["curves"] for r in recs if r["variant"] == v]
                 if not rs:
                     continue
-                n = min(len(c[yk]) for c in rs)
+                x, y = aligned(rs, xk, yk)
+                n = len(x)
                 if n == 0:
                     continue
-                y = np.array([c[yk][:n] for c in rs], dtype=float)
-                x = rs[0][xk][:n]
                 ax.plot(x, y.mean(0), color=COLORS[v], label=f"{v} (n={len(rs)})", marker="." if n < 8 else None)
                 if len(rs) > 1:
                     ax.fill_between(x, y.min(0), y.max(0), color=COLORS[v], alpha=0.15)
@@ -83,6 +82,17 @@ def plot_curves(records: list[dict], out: Path) -> list[Path]:
         plt.close(fig)
         written.append(p)
     return written
+
+
+def aligned(curves: list[dict], xk: str, yk: str) -> tuple[list, "np.ndarray"]:
+    """The epochs every run of ``curves`` has a ``yk`` value at (``xk`` its epochs), and the ``(runs, epochs)``
+    array of those values: runs are averaged on the epoch, not the position (a run that skipped a validation when
+    it was cut and resumed, or stopped early, is not averaged against another epoch's value)."""
+    import numpy as np
+
+    maps = [dict(zip(c.get(xk, []), c.get(yk, []))) for c in curves]
+    x = sorted(set.intersection(*(set(m) for m in maps))) if maps else []
+    return x, np.array([[m[e] for e in x] for m in maps], dtype=float).reshape(len(maps), len(x))
 
 
 def learned_sigma_theta(weights: str) -> list[tuple[str, int, list[float], list[float]]]:

@@ -89,7 +89,29 @@ def _with_derived(rec: dict) -> dict:
     done = [int(x) for x in curves.get("val_epoch", curves.get("epoch", []) if detector else [])]
     ok = e >= LAST_K and done[-LAST_K:] == list(range(e - LAST_K + 1, e + 1))
     m = last_k_mean(rec, metric) if ok else None
-    return {**rec, "metrics": {**rec["metrics"], key: m}} if m is not None else rec
+    if m is not None:
+        return {**rec, "metrics": {**rec["metrics"], key: m}}
+    if done and key in rec["metrics"]:  # its curves say the last epochs were not all validated: no stale figure
+        return {**rec, "metrics": {k: v for k, v in rec["metrics"].items() if k != key}}
+    return rec
+
+
+def check_unique(records: list[dict]) -> None:
+    """One line naming the run unless each (part, variant, seed) has one record and each part one schedule, split
+    and dataset: a table would otherwise pair (or average) runs of different protocols without saying so."""
+    seen: dict = {}
+    for r in records:
+        key = (r["part"], r["variant"], r["seed"])
+        if key in seen:
+            raise SystemExit(f"report: two runs of {'/'.join(map(str, key))} (trained {seen[key]} and "
+                             f"{r.get('finished', '?')}); keep one in the folder's records")
+        seen[key] = r.get("finished", "?")
+    for part in {r["part"] for r in records}:
+        protocols = {(r["epochs"], json.dumps(r.get("split"), sort_keys=True),
+                      (r.get("dataset") or {}).get("name", "sirst")) for r in records if r["part"] == part}
+        if len(protocols) > 1:
+            raise SystemExit(f"report: the {part} runs differ in epochs, split or dataset "
+                             f"({'; '.join(map(str, sorted(protocols)))}); publish each protocol in its own folder")
 
 
 def reference(meta: dict | None) -> str:
@@ -108,6 +130,7 @@ def summarize(records: list[dict], ref_variant: str = REFERENCE) -> dict:
     (:func:`last_k_mean`). Each paired difference carries its t-test ``p`` and ``p_holm``, Holm-adjusted over every
     paired cell of its part (variants × metrics)."""
     records = [_with_derived(r) for r in records]
+    check_unique(records)
     out: dict = {}
     for part in METRICS:
         by_v = {v: sorted((r for r in records if r["part"] == part and r["variant"] == v), key=lambda r: r["seed"])
@@ -148,6 +171,7 @@ def factorial(records: list[dict]) -> dict:
     :data:`.components.BASE` variants, over the seeds where all four ran on one :func:`hardware`, for the part's
     :data:`DIFF_METRICS`; parts without them are left out."""
     records = [_with_derived(r) for r in records]
+    check_unique(records)
     out: dict = {}
     for part in METRICS:
         by_vs = {(r["variant"], r["seed"]): r for r in records if r["part"] == part and r["variant"] in BASE}
@@ -270,6 +294,14 @@ def markdown(summary: dict, meta: dict, contrasts: dict | None = None) -> str:
                              + " |")
         elif len(rows) > 1 and ref not in rows:  # say so: a table without its Δ would read as "no difference"
             lines += ["", f"No paired difference ({part}): this part has no run of the reference variant `{ref}`."]
+        unpaired = [v for v, r in rows.items() if v != ref and ref in rows and not r.get("paired")]
+        if unpaired:  # a row missing from the Δ table would read as "not run"
+            lines += ["", f"No paired difference for {', '.join(NAMES.get(v, v) for v in unpaired)} ({part}): no seed "
+                      f"of it trained on the same hardware as the reference `{ref}`'s run of that seed."]
+        mixed = [v for v, r in rows.items() if "sec_per_epoch_by_hardware" in r]
+        if mixed:
+            lines += ["", f"The means of {', '.join(NAMES.get(v, v) for v in mixed)} ({part}) pool runs of several "
+                      "hardware (see the s / epoch column); the paired differences pair runs of one hardware only."]
         table = (contrasts or {}).get(part)
         if table:
             keys = [k for k in DIFF_METRICS[part] if any(k in row for row in table.values())]
