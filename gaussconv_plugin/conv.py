@@ -6,11 +6,14 @@ Effective kernel of a k×k conv with weight ``W[o, i, u, v]`` (formulas of the e
     K[o, i, u, v] = W[o, i, u, v] · G_σo(u, v) · (m₀ + (1 − m₀) · M_θo(u, v))
 
 m₀ is the mask floor (default :data:`~gaussconv_plugin.masks.DEFAULT_MASK_FLOOR`): the pinwheel taps weigh 1,
-the others m₀, so no tap is cut and every input pixel reaches the output at every stride and θ. σ and θ are
+the others m₀, so no tap is cut and every input pixel reaches the output at every stride and θ (in float32; under
+float16 a tap outside the inner 3×3 can round to 0 at small σ, so there coverage holds at strides 1–3, see below). σ and θ are
 learnable, one of each per output channel (``per_channel=True``) or one per layer. σ has a smooth lower bound
 σ_min (default :data:`~gaussconv_plugin.masks.SIGMA_MIN` = 0.4, identity from σ = 0.9 up) so that the envelope
-never shrinks to its centre tap: coverage holds at every σ training can reach, in float32 and under float16 and
-bfloat16 autocast (:mod:`gaussconv_plugin.masks`). The envelope is computed in float32 (float64 for float64
+never shrinks to its centre tap: coverage holds at every σ training can reach, in float32 and bfloat16 at every
+stride, and under float16 autocast at strides 1–3 (at σ near 0.4 the envelope of a 5×5 or 7×7 kernel's outer taps,
+e.g. e⁻²⁵ at the 5×5 corner, is below float16's smallest subnormal, so a stride ≥ 4 can leave pixels unread there;
+:mod:`gaussconv_plugin.masks`). The envelope is computed in float32 (float64 for float64
 parameters) even when the module's parameters are half precision.
 The mask M is binary in the forward pass and passes the gradient of its soft version to θ
 (straight-through estimator). Parameters: those of the ``nn.Conv2d`` it replaces plus
@@ -272,7 +275,8 @@ class GaussianShapedConv2d(nn.Conv2d):
         validation pass or unfused inference). The key holds each tensor's version counter and storage, which
         in-place updates (optimizer steps, ``load_state_dict``, ``.to()``) change, and the mask settings. A write
         through ``.data`` (``p.data.mul_(2)``) bumps no version counter: call ``.eval()`` after one (it clears the
-        cache, as ``.train()`` does; MMEngine's EMA hook swaps weights that way and its loops call ``.eval()``)."""
+        cache, as ``.train()`` does; MMEngine's EMA hook swaps weights that way and its loops call ``.eval()``), and so
+does a fused optimizer step (``torch.optim.AdamW(fused=True)``) taken while the module stays in eval mode."""
         ps = (self.weight, self.sigma_raw, self.theta)
         key = (*(t._version for t in ps), *(t.data_ptr() for t in ps), self.weight.dtype, self.tau, self.mask_floor,
                self.sigma_min)

@@ -57,7 +57,7 @@ is 1::
 
     s_j = σ((a_j − ½)/τ) · σ((r + ½ − a_j)/τ) · σ(b_j/τ) · σ((1 − b_j)/τ)
     M_soft = 1 − Π_j (1 − s_j)          (centre tap: 1)
-    M = M_hard + M_soft − M_soft.detach()
+    M = M_hard + (M_soft − M_soft.detach())
 
 so the forward value is exactly binary and ``∂M/∂θ = ∂M_soft/∂θ``.
 
@@ -331,7 +331,7 @@ def pinwheel_mask(theta: torch.Tensor, k: int, tau: float = 0.5) -> torch.Tensor
     with torch.no_grad():
         hard = _hard_from_coords(a, b, k, theta.dtype)
     soft = _soft_from_coords(a, b, k, tau)
-    return hard + soft - soft.detach()
+    return hard + (soft - soft.detach())  # the bracket is exactly 0: the forward value is ``hard`` bit for bit
 
 
 

@@ -40,6 +40,18 @@ def _eligible(conv: nn.Conv2d, skip_1x1: bool) -> str | None:
     return None
 
 
+def _hooked(conv: nn.Conv2d) -> str | None:
+    """What a swap would drop from ``conv`` (None if nothing): its hooks, a pruning (a forward pre-hook that
+    multiplies ``weight_orig`` by ``weight_mask``) among them."""
+    if hasattr(conv, "weight_orig") or any(n.endswith("_mask") for n, _ in conv.named_buffers(recurse=False)):
+        return "it is pruned (torch.nn.utils.prune); make the pruning permanent first: prune.remove(conv, 'weight')"
+    kinds = [k for k, d in (("forward hooks", conv._forward_hooks), ("forward pre-hooks", conv._forward_pre_hooks),
+                            ("backward hooks", conv._backward_hooks)) if d]
+    if kinds:
+        return f"it has {' and '.join(kinds)} a new module would not carry; remove them, swap, register them again"
+    return None
+
+
 def swap_convs(
     model: nn.Module,
     include: str | Iterable[str] | None = None,
@@ -55,7 +67,8 @@ def swap_convs(
     is true (if given), and it is a plain ``nn.Conv2d`` with an odd square kernel (1×1 skipped unless
     ``skip_1x1=False``). Stride, padding, dilation, groups, padding mode, bias, device, dtype, the weights
     and the train/eval mode are kept, so a trained detector can be fine-tuned. Note that the effective
-    kernel ``W·G·M`` differs from ``W``: the swapped model's outputs change until it is fine-tuned.
+    kernel ``W·G·M`` differs from ``W``: the swapped model's outputs change until it is fine-tuned. A conv held
+    under several names (shared weights) is replaced by one module in every place.
 
     Args:
         model: any ``nn.Module`` (Ultralytics, MMDetection, torchvision models).
@@ -68,21 +81,27 @@ def swap_convs(
         ``{name: new_module}`` for every replaced conv, in ``named_modules`` order.
 
     Raises:
-        ValueError: an ``include`` pattern matched a conv that cannot be swapped (the message says why), or
-            matched the name of no ``nn.Conv2d`` of ``model`` (a typo would leave the model stock, silently).
+        ValueError: an ``include`` entry that names a conv exactly names one that cannot be swapped (the message
+            says why; a glob pattern skips such convs), or a pattern matches the name of no ``nn.Conv2d`` of
+            ``model`` (a typo would leave the model stock, silently), or a conv to swap carries state the new
+            module would not (hooks, a pruning mask: the message names the fix).
     """
     inc, exc = _as_patterns(include), _as_patterns(exclude) or []
     if inc is not None:
-        convs = [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+        convs = [n for n, m in model.named_modules(remove_duplicate=False) if isinstance(m, nn.Conv2d)]
         for p in inc:
             if not any(fnmatch.fnmatchcase(n, p) for n in convs):
                 like = ", ".join(repr(n) for n in convs[:3]) or "none: the model has no nn.Conv2d"
                 raise ValueError(f"swap_convs: include pattern {p!r} matches no nn.Conv2d of the model (its convs: "
                                  f"{like}{', …' if len(convs) > 3 else ''}); fix the pattern")
-    targets = []
-    for name, m in model.named_modules():
+    targets, names = [], {}
+    for name, m in model.named_modules(remove_duplicate=False):
         if not isinstance(m, nn.Conv2d) or isinstance(m, GaussianShapedConv2d):
             continue
+        if id(m) in names:  # shared: replaced (or left) wherever it sits, as its first name decides
+            names[id(m)].append(name)
+            continue
+        names[id(m)] = [name]
         if inc is not None and not any(fnmatch.fnmatchcase(name, p) for p in inc):
             continue
         if any(fnmatch.fnmatchcase(name, p) for p in exc):
@@ -95,6 +114,9 @@ def swap_convs(
             if explicit:
                 raise ValueError(f"swap_convs: {name!r} cannot be swapped ({why}); remove it from include=")
             continue
+        lost = _hooked(m)
+        if lost is not None:
+            raise ValueError(f"swap_convs: {name!r} cannot be swapped: {lost} (or leave it stock: exclude={name!r})")
         targets.append((name, m))
 
     replaced: dict[str, GaussianShapedConv2d] = {}
@@ -114,8 +136,9 @@ def swap_convs(
             new.sigma_raw.requires_grad_(False)
             new.theta.requires_grad_(False)
         new.train(m.training)
-        _set_submodule(model, name, new)
-        replaced[name] = new
+        for slot in names[id(m)]:
+            _set_submodule(model, slot, new)
+            replaced[slot] = new
     for hook in SWAP_HOOKS:
         hook(model, replaced, gs_kwargs)
     return replaced

@@ -74,6 +74,9 @@ def test_ste_forward_binary_backward_soft():
     assert theta.grad is not None and bool((theta.grad != 0).all())
     soft = pinwheel_mask_soft(theta.detach(), 5)
     assert bool(((soft > 0) & (soft <= 1)).all())
+    for k in (3, 5, 7):  # bit for bit at every angle: hard + soft - soft.detach() is off by up to 6e-8 at some
+        sweep = torch.linspace(-math.pi, math.pi, 721, requires_grad=True)
+        assert torch.equal(pinwheel_mask(sweep, k).detach(), pinwheel_mask_hard(sweep.detach(), k))
 
 
 def test_soft_mask_is_the_blade_union_and_its_constants_survive_inference_mode():
@@ -226,6 +229,34 @@ def test_swap_keeps_a_frozen_conv_frozen():
     swap_convs(seq)
     assert [p.requires_grad for p in seq[0].parameters()] == [False] * 4  # weight, bias, σ_raw, θ
     assert [p.requires_grad for p in seq[1].parameters()] == [True] * 4
+
+
+def test_swap_keeps_a_shared_conv_shared_and_refuses_to_drop_hooks_or_pruning():
+    """A conv held twice is one GaussianShapedConv2d in both places (weights stay shared); a pruned conv, or one with
+    hooks, is refused in one line naming the fix instead of coming back unpruned or unhooked."""
+    import torch.nn.utils.prune as prune
+
+    c = nn.Conv2d(4, 4, 3, padding=1)
+    seq = nn.Sequential(c, nn.ReLU(), c)
+    out = swap_convs(seq)
+    assert sorted(out) == ["0", "2"] and seq[0] is seq[2] and isinstance(seq[0], GaussianShapedConv2d)
+    assert sum(p.numel() for p in seq.parameters()) == 4 * 4 * 9 + 4 + 2 * 4
+
+    pruned = nn.Sequential(nn.Conv2d(4, 4, 3, padding=1))
+    prune.l1_unstructured(pruned[0], "weight", amount=0.5)
+    with pytest.raises(ValueError, match=r"'0' cannot be swapped: it is pruned .*prune\.remove\(conv, 'weight'\)"):
+        swap_convs(pruned)
+    assert type(pruned[0]) is nn.Conv2d  # nothing swapped
+    prune.remove(pruned[0], "weight")
+    zeros = int((pruned[0].weight == 0).sum())
+    swap_convs(pruned)
+    assert int((pruned[0].weight == 0).sum()) == zeros >= 72  # the pruned weights stay pruned
+
+    hooked = nn.Sequential(nn.Conv2d(4, 4, 3, padding=1))
+    hooked[0].register_forward_hook(lambda *a: None)
+    with pytest.raises(ValueError, match="forward hooks a new module would not carry.*exclude='0'"):
+        swap_convs(hooked)
+    assert swap_convs(hooked, exclude="0") == {}
 
 
 @pytest.mark.parametrize(
