@@ -19,7 +19,9 @@ The mask M is binary in the forward pass and passes the gradient of its soft ver
 (straight-through estimator). Parameters: those of the ``nn.Conv2d`` it replaces plus
 ``σ_raw`` and ``θ`` (2 scalars per output channel). In eval the kernel is a constant, so
 :meth:`GaussianShapedConv2d.to_conv2d` returns a plain ``nn.Conv2d`` with identical outputs, and an unfused module in
-eval mode without autograd computes it once and reuses it until a parameter changes.
+eval mode without autograd computes it once and reuses it until a parameter changes. The state dict records
+m₀, τ and σ_min beside the weights (``_extra_state``): a state dict saved with other values refuses to load, in one
+line naming them (state dicts saved before they were recorded load as before).
 """
 from __future__ import annotations
 
@@ -285,6 +287,34 @@ does a fused optimizer step (``torch.optim.AdamW(fused=True)``) taken while the 
             cached = (key, self.effective_kernel())
             self.__dict__["_kernel_cache"] = cached
         return cached[1]
+
+    #: the settings that decide what σ_raw and θ mean, saved in the state dict (as ``_extra_state``)
+    SHAPE_SETTINGS = ("mask_floor", "tau", "sigma_min")
+
+    def get_extra_state(self) -> torch.Tensor:
+        """``[mask_floor, tau, sigma_min]`` (float64 ``(3,)``): saved with the weights, so that a state dict cannot
+        load into a module that would compute another kernel from the same σ_raw, θ and W."""
+        return torch.tensor([float(getattr(self, n)) for n in self.SHAPE_SETTINGS], dtype=torch.float64)
+
+    def set_extra_state(self, state) -> None:
+        got = [float(x) for x in torch.as_tensor(state, dtype=torch.float64).reshape(-1).tolist()]
+        want = [float(getattr(self, n)) for n in self.SHAPE_SETTINGS]
+        diff = [(n, g, w) for n, g, w in zip(self.SHAPE_SETTINGS, got, want) if not math.isclose(g, w, abs_tol=1e-12)]
+        if len(got) != len(want) or diff:
+            saved = ", ".join(f"{n}={g:g}" for n, g, _ in diff) or f"settings {got}"
+            built = ", ".join(f"{n}={w:g}" for n, _, w in diff) or f"settings {want}"
+            raise ValueError(f"a GaussianShapedConv2d state saved with {saved} cannot load into one built with {built} "
+                             f"(the same weights would give another kernel); build the model with {saved} (YAML row "
+                             "or gauss_kwargs) or train it from this checkpoint's config")
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs):
+        n = len(missing_keys)
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                      error_msgs)
+        key = prefix + "_extra_state"
+        if key in missing_keys[n:]:  # saved before the settings were recorded: loads as it always did
+            missing_keys.remove(key)
 
     def __getstate__(self):
         state = dict(super().__getstate__())

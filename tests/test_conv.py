@@ -231,6 +231,29 @@ def test_swap_keeps_a_frozen_conv_frozen():
     assert [p.requires_grad for p in seq[1].parameters()] == [True] * 4
 
 
+def test_the_state_dict_records_the_kernel_settings_and_refuses_other_ones():
+    """m₀, τ and σ_min decide what W, σ_raw and θ compute: a state dict saved with mask_floor=0 loaded into a default
+    module would give another kernel (50 % off) silently; it is refused in one line naming the value, a matching
+    module loads it, and a state dict saved before the settings were recorded still loads (strict)."""
+    torch.manual_seed(0)
+    hard = GaussianShapedConv2d(4, 4, 3, mask_floor=0.0)
+    sd = hard.state_dict()
+    assert sd["_extra_state"].tolist() == [0.0, hard.tau, hard.sigma_min]
+    for built in (dict(), dict(mask_floor=0.0, tau=0.25), dict(mask_floor=0.0, sigma_min=0.0)):
+        with pytest.raises(ValueError, match="saved with .* cannot load into one built with .*; build the model with"):
+            GaussianShapedConv2d(4, 4, 3, **built).load_state_dict(sd)
+    same = GaussianShapedConv2d(4, 4, 3, mask_floor=0.0)
+    same.load_state_dict(sd)
+    x = torch.randn(1, 4, 8, 8)
+    assert torch.equal(same.eval()(x), hard.eval()(x))
+    old = {k: v for k, v in sd.items() if k != "_extra_state"}
+    assert not GaussianShapedConv2d(4, 4, 3, mask_floor=0.0).load_state_dict(old).missing_keys
+    block = nn.Sequential(GaussianShapedConv2d(4, 4, 3))  # nested: the key carries the prefix
+    assert "0._extra_state" in block.state_dict()
+    with pytest.raises(ValueError, match="mask_floor=0 "):
+        block.load_state_dict({"0." + k: v for k, v in sd.items()})
+
+
 def test_swap_keeps_a_shared_conv_shared_and_refuses_to_drop_hooks_or_pruning():
     """A conv held twice is one GaussianShapedConv2d in both places (weights stay shared); a pruned conv, or one with
     hooks, is refused in one line naming the fix instead of coming back unpruned or unhooked."""

@@ -31,9 +31,9 @@ def test_stock_checkpoint_loads_into_the_gauss_twin(tmp_path):
     gauss = YOLO("yolov8n-p2-gauss.yaml")
     gauss.load(str(ckpt))  # what `yolo train model=yolov8n-p2-gauss.yaml pretrained=their.pt` does
     sd_g, sd_s = gauss.model.state_dict(), stock.state_dict()
-    shape_keys = {k for k in sd_g if k.endswith((".sigma_raw", ".theta"))}
-    assert len(shape_keys) == 4 and set(sd_g) - set(sd_s) == shape_keys  # only σ/θ are new
-    assert (len(sd_s), len(sd_g)) == (437, 441)  # the README's count of what transfers
+    shape_keys = {k for k in sd_g if k.endswith((".sigma_raw", ".theta", "._extra_state"))}
+    assert len(shape_keys) == 6 and set(sd_g) - set(sd_s) == shape_keys  # only σ/θ and the convs' settings are new
+    assert (len(sd_s), len(sd_g)) == (437, 443)  # the README's count of what transfers
     for k, v in sd_s.items():
         assert torch.equal(sd_g[k], v), f"{k} did not arrive from the checkpoint"
     for i in (0, 1):

@@ -141,7 +141,8 @@ def sigma_bound_rows(x: torch.Tensor, repeats: int) -> list[str]:
     mods = {"sigma_min=0 (no bound)": GaussianShapedConv2d(c, c, 3, sigma_min=0.0),
             "sigma_min=0.4 (default: bound)": GaussianShapedConv2d(c, c, 3)}
     ref = next(iter(mods))
-    mods[ref].load_state_dict(mods["sigma_min=0.4 (default: bound)"].state_dict())
+    mods[ref].load_state_dict({k: v for k, v in mods["sigma_min=0.4 (default: bound)"].state_dict().items()
+                               if not k.endswith("_extra_state")})  # same weights, its own sigma_min
 
     def step(m):
         def f():

@@ -35,8 +35,8 @@ def kernels_from_checkpoint(path: str) -> list[tuple[str, int, torch.Tensor, tor
     """``[(layer name, k, σ (C,), θ (C,), mask floor m₀)]`` for every GaussianShapedConv2d of a checkpoint.
 
     Works from the raw state dict (``*.sigma_raw`` / ``*.theta`` / ``*.weight`` keys), so no host framework is
-    needed to read the file; m₀ (not a tensor) comes from the pickled module where the checkpoint holds one
-    (Ultralytics), else it is the package default."""
+    needed to read the file; m₀ comes from the pickled module where the checkpoint holds one (Ultralytics), else
+    from the state dict's ``_extra_state`` (recorded from 2026-12-07), else it is the package default."""
     obj = torch.load(path, map_location="cpu", weights_only=False)
     if isinstance(obj, dict):
         for key in ("ema", "model", "state_dict"):
@@ -51,8 +51,10 @@ def kernels_from_checkpoint(path: str) -> list[tuple[str, int, torch.Tensor, tor
         base = key[: -len(".sigma_raw")]
         if key.endswith(".sigma_raw") and base + ".weight" in sd:  # not the weight-free ShapedFilter2d
             k = int(sd[base + ".weight"].shape[-1])
-            out.append((base, k, sigma_from_raw(raw.float()), sd[base + ".theta"].float(),
-                        floors.get(base, DEFAULT_MASK_FLOOR)))
+            extra = sd.get(base + "._extra_state")  # [mask_floor, tau, sigma_min], in state dicts saved from 2026-12-07
+            floor = floors.get(base, float(extra[0]) if isinstance(extra, torch.Tensor) else DEFAULT_MASK_FLOOR)
+            sigma = sigma_from_raw(raw.float(), *([float(extra[2])] if isinstance(extra, torch.Tensor) else []))
+            out.append((base, k, sigma, sd[base + ".theta"].float(), floor))
     if not out:
         raise SystemExit(f"{path}: no GaussianShapedConv2d layers (no '*.sigma_raw' keys); is it a gauss model?")
     return out

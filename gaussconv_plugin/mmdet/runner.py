@@ -270,7 +270,7 @@ def check_checkpoint(model, path: str) -> None:
     if not isinstance(sd, dict):
         raise ValueError(f"checkpoint {path} holds no state_dict; pass a .pth that tools/train.py wrote")
     have = {re.sub(r"^module\.", "", k) for k in sd}
-    want = list(getattr(model, "module", model).state_dict())
+    want = [k for k in getattr(model, "module", model).state_dict() if not k.endswith("._extra_state")]  # optional
     missing = [k for k in want if k not in have]
     if missing:
         raise ValueError(f"checkpoint {path} holds {len(want) - len(missing)} of the {len(want)} weights of this "
