@@ -45,6 +45,8 @@ STEMS = ("yolo11", "yolo11-p2", "yolo26", "yolo26-p2")
 STOCK = {"yolo11": "yolo11n.yaml", "yolo11-p2": None, "yolo26": "yolo26n.yaml", "yolo26-p2": "yolo26n-p2.yaml"}
 IMGSZ = 64
 SHAPE_KEYS = {"model.0.conv.sigma_raw", "model.0.conv.theta", "model.1.conv.sigma_raw", "model.1.conv.theta"}
+#: the state-dict keys only the twin has: σ/θ and each Gaussian conv's recorded settings (m₀, τ, σ_min)
+TWIN_KEYS = SHAPE_KEYS | {"model.0.conv._extra_state", "model.1.conv._extra_state"}
 
 
 def _name(stem: str, kind: str, scale: str = "n") -> str:
@@ -113,7 +115,7 @@ def test_twins_build_gaussian_layers_0_1_on_the_stock_architecture(stem):
     assert (c0, c1) == (16, 32)
     assert _n_params(g) == _n_params(b) + 2 * (c0 + c1)
     sg, sb = g.state_dict(), b.state_dict()
-    assert set(sg) - set(sb) == SHAPE_KEYS and set(sb) <= set(sg)
+    assert set(sg) - set(sb) == TWIN_KEYS and set(sb) <= set(sg)
     for k, v in sb.items():  # same seed → same initial weights everywhere (the swap does not consume the RNG)
         assert torch.equal(sg[k], v), k
     if STOCK[stem]:
@@ -280,7 +282,7 @@ def test_pretrained_stock_checkpoint_transfers_every_tensor_but_sigma_theta(vers
     model = trainer.model
     src, _ = tasks.load_checkpoint(str(ckpt))
     sd_s, sd_g = src.float().state_dict(), model.state_dict()
-    assert set(sd_g) - set(sd_s) == SHAPE_KEYS and set(sd_s) <= set(sd_g)
+    assert set(sd_g) - set(sd_s) == TWIN_KEYS and set(sd_s) <= set(sd_g)
     for k, v in sd_s.items():
         assert torch.equal(sd_g[k], v), f"{k} did not arrive from the checkpoint"
     assert [type(model.model[i]) for i in (0, 1)] == [GaussianShapedConv] * 2 and model.yaml["scale_loss"] == "none"
