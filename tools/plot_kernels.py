@@ -24,6 +24,7 @@ import torch  # noqa: E402
 
 from gaussconv_plugin.masks import (  # noqa: E402
     DEFAULT_MASK_FLOOR,
+    SIGMA_MIN,
     floor_mask,
     gaussian_envelope,
     pinwheel_mask_hard,
@@ -52,9 +53,8 @@ def kernels_from_checkpoint(path: str) -> list[tuple[str, int, torch.Tensor, tor
         if key.endswith(".sigma_raw") and base + ".weight" in sd:  # not the weight-free ShapedFilter2d
             k = int(sd[base + ".weight"].shape[-1])
             extra = sd.get(base + "._extra_state")  # [mask_floor, tau, sigma_min], in state dicts saved from 2026-12-07
-            floor = floors.get(base, float(extra[0]) if isinstance(extra, torch.Tensor) else DEFAULT_MASK_FLOOR)
-            sigma = sigma_from_raw(raw.float(), *([float(extra[2])] if isinstance(extra, torch.Tensor) else []))
-            out.append((base, k, sigma, sd[base + ".theta"].float(), floor))
+            m0, _, smin = extra.tolist() if isinstance(extra, torch.Tensor) else (DEFAULT_MASK_FLOOR, None, SIGMA_MIN)
+            out.append((base, k, sigma_from_raw(raw.float(), smin), sd[base + ".theta"].float(), floors.get(base, m0)))
     if not out:
         raise SystemExit(f"{path}: no GaussianShapedConv2d layers (no '*.sigma_raw' keys); is it a gauss model?")
     return out
